@@ -1,0 +1,304 @@
+//! The `cachekeeper` command line (SPEC §3): parse arguments into a list of caches,
+//! run `--init` or `--check` over each, print the summary, map the outcome to an exit
+//! code (0 compliant, 1 not compliant, 2 usage or configuration error).
+
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use crate::config::{self, CacheConfig, Config, Excludes};
+use crate::model::{Model, Other, Policy};
+use crate::summary::{self, CacheSummary};
+use crate::sys;
+use crate::walk::{self, Action, Tally};
+
+#[derive(Debug, Parser)]
+#[command(name = "cachekeeper", version, about = "Keeps a shared Go module cache usable by everyone who shares it")]
+struct Args {
+    /// Configuration file [default: $CACHEKEEPER_CONFIG, else /etc/cachekeeper/config.toml]
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Bring the cache to the owner model once, then exit
+    #[arg(long, conflicts_with = "check")]
+    init: bool,
+    /// List what diverges from the owner model without changing anything; exit 1 if anything does
+    #[arg(long)]
+    check: bool,
+    /// Cache root [default: $GOMODCACHE, else $GOPATH[0]/pkg/mod, else ~/go/pkg/mod]
+    #[arg(long, value_name = "DIR")]
+    path: Option<PathBuf>,
+    /// Owner of every entry [default: the invoking user, SUDO_UID:SUDO_GID under sudo]
+    #[arg(long, value_name = "USER[:GROUP]")]
+    owner: Option<String>,
+    /// Group of every entry
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+    /// shared: the group can do what the owner can; private: the group only reads
+    /// [default: shared when a group is given, else private]
+    #[arg(long, value_parser = ["shared", "private"])]
+    model: Option<String>,
+    /// What everyone else may do
+    #[arg(long, value_parser = ["read", "none"], default_value = "read")]
+    other: String,
+    /// Leave paths matching this glob (relative to the root) alone; repeatable
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Give directories the owner's (and so the group's) write bit, like `go -modcacherw`
+    #[arg(long)]
+    writable: bool,
+    /// Print the summary as JSON
+    #[arg(long)]
+    json: bool,
+    /// Log every repair (-v) and more (-vv)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+impl Args {
+    fn has_cache_flags(&self) -> bool {
+        self.path.is_some()
+            || self.owner.is_some()
+            || self.group.is_some()
+            || self.model.is_some()
+            || self.other != "read"
+            || !self.exclude.is_empty()
+            || self.writable
+    }
+}
+
+/// A usage or configuration error: exit 2.
+#[derive(Debug)]
+struct Usage(String);
+
+pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args = match Args::try_parse_from(argv) {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_logging(args.verbose);
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(Usage(message)) => {
+            eprintln!("cachekeeper: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CACHEKEEPER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+/// True when every cache is compliant at exit.
+fn run(args: &Args) -> Result<bool, Usage> {
+    let action = match (args.init, args.check) {
+        (true, _) => Action::Repair,
+        (_, true) => Action::Check,
+        _ => return Err(Usage(
+            "the watching service is not available in this version; run `cachekeeper --init` or `cachekeeper --check`"
+                .into(),
+        )),
+    };
+    let caches = if args.config.is_some() && args.has_cache_flags() {
+        return Err(Usage(
+            "give either --config or the cache on the command line (--path, --owner, ...), not both".into(),
+        ));
+    } else if let Some(path) = &args.config {
+        Config::load(path).map_err(|e| Usage(e.to_string()))?.caches
+    } else if let (false, Some(path)) = (args.has_cache_flags(), std::env::var_os("CACHEKEEPER_CONFIG")) {
+        Config::load(Path::new(&path)).map_err(|e| Usage(e.to_string()))?.caches
+    } else {
+        vec![cache_from_flags(args)?]
+    };
+
+    let mut all_compliant = true;
+    let mut summaries = Vec::new();
+    for cache in &caches {
+        if action == Action::Repair {
+            create_root(cache).map_err(Usage)?;
+        }
+        let tally = Tally::default();
+        let started = Instant::now();
+        let notes = with_progress(!args.json, &tally, || walk::walk(cache, action, &tally))
+            .map_err(|e| Usage(format!("cannot open cache root {}: {}", cache.path.display(), sys::describe(&e))))?;
+        let s = CacheSummary::new(cache, action, &tally, notes, started.elapsed());
+        all_compliant &= s.compliant;
+        summaries.push(s);
+    }
+    let mut out = std::io::stdout().lock();
+    let printed = if args.json {
+        summary::write_json(&mut out, action, &summaries)
+    } else {
+        summary::write_text(&mut out, &summaries)
+    };
+    let _ = printed.and_then(|()| out.flush());
+    Ok(all_compliant)
+}
+
+/// The cache described by `--path`, `--owner`, ... with Go's and sudo's defaults.
+fn cache_from_flags(args: &Args) -> Result<CacheConfig, Usage> {
+    let path = match &args.path {
+        Some(p) => p.clone(),
+        None => default_gomodcache().map_err(Usage)?,
+    };
+    let path = config::cache_root(&path.to_string_lossy()).map_err(|m| Usage(format!("--path: {m}")))?;
+    let flag_group = args
+        .group
+        .as_deref()
+        .map(|g| config::resolve_group(g).map_err(|m| Usage(format!("--group: {m}"))))
+        .transpose()?;
+    let (owner, group, explicit_group) = match &args.owner {
+        Some(spec) => {
+            let (user, owner_group) = match spec.split_once(':') {
+                Some((u, g)) => (u, Some(g)),
+                None => (spec.as_str(), None),
+            };
+            let uid = config::resolve_user(user).map_err(|m| Usage(format!("--owner: {m}")))?.0;
+            let owner_group = owner_group
+                .map(|g| config::resolve_group(g).map_err(|m| Usage(format!("--owner: {m}"))))
+                .transpose()?;
+            if let (Some(a), Some(b)) = (owner_group, flag_group) {
+                if a != b {
+                    return Err(Usage(format!(
+                        "--owner {spec} and --group {} name different groups",
+                        args.group.as_deref().unwrap_or("")
+                    )));
+                }
+            }
+            let group = owner_group.or(flag_group);
+            (uid, group, group.is_some())
+        }
+        // The invoking user, and under sudo the user who ran sudo: `sudo go mod download`
+        // left root-owned files in *their* cache.
+        None => {
+            let (uid, gid) =
+                config::sudo_ids().unwrap_or((nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw()));
+            (uid, Some(flag_group.unwrap_or(gid)), flag_group.is_some())
+        }
+    };
+    let model = match args.model.as_deref() {
+        Some("shared") => Model::Shared,
+        Some(_) => Model::Private,
+        // An implied group (the invoking user's own) keeps a personal cache private.
+        None if explicit_group => Model::Shared,
+        None => Model::Private,
+    };
+    let other = if args.other == "none" { Other::None } else { Other::Read };
+    let exclude = Excludes::new(&args.exclude).map_err(|m| Usage(format!("--exclude: {m}")))?;
+    Ok(CacheConfig {
+        path,
+        policy: Policy { owner: Some(owner), group, model, other, writable: args.writable },
+        exclude,
+    })
+}
+
+/// Go's rule for `GOMODCACHE`, as the invoking user would see it: the environment, then
+/// the `go env -w` file, then `$GOPATH[0]/pkg/mod`, then `~/go/pkg/mod`.
+fn default_gomodcache() -> Result<PathBuf, String> {
+    let home = match config::sudo_ids() {
+        Some((uid, _)) => nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.dir),
+        None => std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.dir)),
+    };
+    let env_file = match (config::sudo_ids(), std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty())) {
+        (None, Some(xdg)) => Some(PathBuf::from(xdg).join("go/env")),
+        _ => home.as_ref().map(|h| h.join(".config/go/env")),
+    };
+    let go_env = env_file.and_then(|f| std::fs::read_to_string(f).ok()).unwrap_or_default();
+    let lookup = |key: &str| -> Option<String> {
+        if let Some(v) = std::env::var_os(key).filter(|v| !v.is_empty()) {
+            return Some(v.to_string_lossy().into_owned());
+        }
+        go_env.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).map(str::to_owned).filter(|v| !v.is_empty())
+    };
+    if let Some(m) = lookup("GOMODCACHE") {
+        return Ok(PathBuf::from(m));
+    }
+    if let Some(first) = lookup("GOPATH").and_then(|p| p.split(':').find(|e| !e.is_empty()).map(str::to_owned)) {
+        return Ok(Path::new(&first).join("pkg/mod"));
+    }
+    home.map(|h| h.join("go/pkg/mod"))
+        .ok_or_else(|| "cannot find the Go module cache: set GOMODCACHE, GOPATH or HOME, or pass --path".into())
+}
+
+/// `--init` creates a missing root and its missing parents, like Go's `MkdirAll(0777)`,
+/// and gives the parents it creates to the cache's owner and group, so that a cache
+/// created under sudo in `~/go` leaves no root-owned `~/go` behind.
+fn create_root(cache: &CacheConfig) -> Result<(), String> {
+    let mut missing = Vec::new();
+    let mut p = cache.path.as_path();
+    while std::fs::symlink_metadata(p).is_err() {
+        missing.push(p);
+        match p.parent() {
+            Some(parent) => p = parent,
+            None => break,
+        }
+    }
+    for dir in missing.into_iter().rev() {
+        use std::os::unix::fs::DirBuilderExt;
+        match std::fs::DirBuilder::new().mode(0o777).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(format!("cannot create cache root {}: {}", dir.display(), sys::describe(&e))),
+        }
+        let policy = cache.policy;
+        if policy.owner.is_some() || policy.group.is_some() {
+            let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+            let chowned = sys::open_root(&c).and_then(|fd| {
+                sys::chown_fd(fd.as_fd(), policy.owner.unwrap_or(u32::MAX), policy.group.unwrap_or(u32::MAX))
+            });
+            if let Err(e) = chowned {
+                return Err(format!("cannot give {} to the cache owner: {}", dir.display(), sys::describe(&e)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `f`, showing a live count on the terminal when both stdout and stderr are one.
+fn with_progress<T>(wanted: bool, tally: &Tally, f: impl FnOnce() -> T) -> T {
+    if !(wanted && std::io::stdout().is_terminal() && std::io::stderr().is_terminal()) {
+        return f();
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let started = Instant::now();
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(Duration::from_millis(200))
+            {
+                if started.elapsed() > Duration::from_millis(500) {
+                    let (n, c) = (tally.entries.load(Relaxed), tally.changed.load(Relaxed));
+                    eprint!("\r\x1b[Kcachekeeper: {n} entries seen, {c} changed");
+                }
+            }
+            eprint!("\r\x1b[K");
+        });
+        let result = f();
+        drop(done_tx);
+        result
+    })
+}

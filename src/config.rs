@@ -1,0 +1,547 @@
+//! Configuration (SPEC §2): TOML text → a validated [`Config`] with users and groups
+//! resolved to ids, paths absolute and globs compiled. Every error is one line that
+//! names the file, the line and the key.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::model::{Model, Other, Policy};
+
+pub const DEFAULT_PATH: &str = "/etc/cachekeeper/config.toml";
+pub const DEFAULT_SOCKET: &str = "/run/cachekeeper/control.sock";
+
+/// The whole configuration file, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub caches: Vec<CacheConfig>,
+    pub daemon: DaemonConfig,
+}
+
+/// One `[[cache]]`: a root and the owner model it is kept to.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub path: PathBuf,
+    pub policy: Policy,
+    pub exclude: Excludes,
+}
+
+/// `[daemon]`, validated.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub socket: PathBuf,
+    pub socket_group: Option<u32>,
+    /// uid and primary gid of `daemon.user`.
+    pub user: Option<(u32, u32)>,
+    pub full_rescan: Duration,
+    pub log_format: LogFormat,
+    pub metrics_textfile: Option<PathBuf>,
+    pub audit_log: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The `exclude` globs of a cache, matched against paths relative to its root.
+#[derive(Debug, Clone)]
+pub struct Excludes {
+    patterns: Vec<String>,
+    set: GlobSet,
+}
+
+impl Excludes {
+    /// `*` does not cross `/`; `**` does.
+    pub fn new(patterns: &[String]) -> Result<Self, String> {
+        let mut builder = GlobSetBuilder::new();
+        for p in patterns {
+            let glob = GlobBuilder::new(p)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| format!("invalid glob `{p}`: {}", e.kind()))?;
+            builder.add(glob);
+        }
+        let set = builder.build().map_err(|e| e.to_string())?;
+        Ok(Excludes { patterns: patterns.to_vec(), set })
+    }
+
+    pub fn none() -> Self {
+        Excludes { patterns: Vec::new(), set: GlobSet::empty() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    pub fn matches(&self, rel: &[u8]) -> bool {
+        !self.patterns.is_empty() && self.set.is_match(Path::new(OsStr::from_bytes(rel)))
+    }
+}
+
+/// A configuration problem: where it is and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}: {key}: {message}", file.display())]
+    Invalid { file: PathBuf, line: usize, key: String, message: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    cache: Vec<Spanned<RawCache>>,
+    daemon: Option<RawDaemon>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    path: Spanned<String>,
+    owner: Option<Spanned<toml::Value>>,
+    group: Option<Spanned<toml::Value>>,
+    model: Option<Model>,
+    other: Option<Other>,
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
+    #[serde(default)]
+    writable: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    socket: Option<Spanned<String>>,
+    socket_group: Option<Spanned<toml::Value>>,
+    user: Option<Spanned<toml::Value>>,
+    full_rescan: Option<Spanned<String>>,
+    log_format: Option<LogFormat>,
+    metrics_textfile: Option<Spanned<String>>,
+    audit_log: Option<Spanned<String>>,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates `text`; `file` is only used to name it in errors.
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let at = |offset: usize, key: &str, message: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            line: line_of(text, offset),
+            key: key.to_owned(),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            at(offset, &key_at(text, offset), first_line(e.message()))
+        })?;
+        if raw.cache.is_empty() {
+            return Err(at(0, "cache", "no [[cache]] table: at least one cache must be configured".into()));
+        }
+        let mut caches: Vec<CacheConfig> = Vec::new();
+        for spanned in &raw.cache {
+            let c = spanned.get_ref();
+            let path_at = c.path.span().start;
+            let path = cache_root(c.path.get_ref()).map_err(|m| at(path_at, "cache.path", m))?;
+            if let Some(other) = caches.iter().find(|o| o.path.starts_with(&path) || path.starts_with(&o.path)) {
+                let message = format!(
+                    "`{}` overlaps the cache at `{}`: caches must not nest",
+                    path.display(),
+                    other.path.display()
+                );
+                return Err(at(path_at, "cache.path", message));
+            }
+            let owner = match &c.owner {
+                Some(v) => Some(user_id(v.get_ref()).map_err(|m| at(v.span().start, "cache.owner", m))?.0),
+                None => None,
+            };
+            let group = match &c.group {
+                Some(v) => Some(group_id(v.get_ref()).map_err(|m| at(v.span().start, "cache.group", m))?),
+                None => None,
+            };
+            let patterns: Vec<String> = c.exclude.iter().map(|p| p.get_ref().clone()).collect();
+            let exclude = Excludes::new(&patterns).map_err(|m| {
+                let offset = c.exclude.first().map_or(spanned.span().start, |p| p.span().start);
+                at(offset, "cache.exclude", m)
+            })?;
+            caches.push(CacheConfig {
+                path,
+                policy: Policy {
+                    owner,
+                    group,
+                    model: c.model.unwrap_or(Policy::default_model(group)),
+                    other: c.other.unwrap_or(Other::Read),
+                    writable: c.writable,
+                },
+                exclude,
+            });
+        }
+        let daemon = match raw.daemon {
+            None => DaemonConfig::default(),
+            Some(d) => {
+                let absolute = |v: &Spanned<String>, key: &str| {
+                    let p = PathBuf::from(v.get_ref());
+                    if p.is_absolute() {
+                        Ok(p)
+                    } else {
+                        Err(at(v.span().start, key, format!("`{}` is not an absolute path", v.get_ref())))
+                    }
+                };
+                DaemonConfig {
+                    socket: match &d.socket {
+                        Some(s) => absolute(s, "daemon.socket")?,
+                        None => PathBuf::from(DEFAULT_SOCKET),
+                    },
+                    socket_group: match &d.socket_group {
+                        Some(v) => {
+                            Some(group_id(v.get_ref()).map_err(|m| at(v.span().start, "daemon.socket_group", m))?)
+                        }
+                        None => None,
+                    },
+                    user: match &d.user {
+                        Some(v) => Some(user_id(v.get_ref()).map_err(|m| at(v.span().start, "daemon.user", m))?),
+                        None => None,
+                    },
+                    full_rescan: match &d.full_rescan {
+                        Some(v) => {
+                            parse_duration(v.get_ref()).map_err(|m| at(v.span().start, "daemon.full_rescan", m))?
+                        }
+                        None => DaemonConfig::default().full_rescan,
+                    },
+                    log_format: d.log_format.unwrap_or(LogFormat::Text),
+                    metrics_textfile: d
+                        .metrics_textfile
+                        .as_ref()
+                        .map(|v| absolute(v, "daemon.metrics_textfile"))
+                        .transpose()?,
+                    audit_log: d.audit_log.as_ref().map(|v| absolute(v, "daemon.audit_log")).transpose()?,
+                }
+            }
+        };
+        Ok(Config { caches, daemon })
+    }
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            socket_group: None,
+            user: None,
+            full_rescan: Duration::from_secs(6 * 3600),
+            log_format: LogFormat::Text,
+            metrics_textfile: None,
+            audit_log: None,
+        }
+    }
+}
+
+/// Validates a cache root: absolute, without `..`, and not a directory whose contents
+/// must never be given the cache's modes (`/`, `/etc`, a home directory, ...).
+pub fn cache_root(path: &str) -> Result<PathBuf, String> {
+    let p = Path::new(path);
+    if !p.is_absolute() {
+        return Err(format!("`{path}` is not an absolute path"));
+    }
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err(format!("`{path}` contains `..`; give the cache root itself"));
+    }
+    let clean: PathBuf = p.components().collect();
+    refuse_system_directory(&clean)?;
+    Ok(clean)
+}
+
+/// A cache root gets group and other bits derived from the owner's, and files lose
+/// setuid: applied to `/usr` or a home directory (`~/.ssh`!) that would be a disaster,
+/// so such roots are refused outright.
+fn refuse_system_directory(path: &Path) -> Result<(), String> {
+    const SYSTEM: &[&str] = &[
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/media",
+        "/mnt",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/srv",
+        "/sys",
+        "/tmp",
+        "/usr",
+        "/usr/local",
+        "/var",
+        "/var/tmp",
+        "/var/lib",
+        "/var/cache",
+        "/Users",
+        "/Library",
+        "/System",
+        "/private",
+        "/Applications",
+    ];
+    if SYSTEM.iter().any(|s| Path::new(s) == path) {
+        return Err(format!(
+            "refusing to manage `{}`: it is a system directory, not a Go module cache",
+            path.display()
+        ));
+    }
+    let mut homes: Vec<PathBuf> = std::env::var_os("HOME").map(PathBuf::from).into_iter().collect();
+    if let Ok(Some(u)) = nix::unistd::User::from_uid(nix::unistd::getuid()) {
+        homes.push(u.dir);
+    }
+    if let Some(Ok(Some(u))) = sudo_ids().map(|(uid, _)| nix::unistd::User::from_uid(uid.into())) {
+        homes.push(u.dir);
+    }
+    if homes.iter().any(|h| h.as_path() != Path::new("/") && h.components().collect::<PathBuf>() == path) {
+        return Err(format!(
+            "refusing to manage `{}`: it is a home directory, not a Go module cache (the default cache is `{}`)",
+            path.display(),
+            path.join("go/pkg/mod").display()
+        ));
+    }
+    Ok(())
+}
+
+/// The invoking user under `sudo`: `SUDO_UID` and `SUDO_GID`, when running as root.
+pub fn sudo_ids() -> Option<(u32, u32)> {
+    if !nix::unistd::getuid().is_root() {
+        return None;
+    }
+    let uid = std::env::var("SUDO_UID").ok()?.parse().ok()?;
+    let gid = std::env::var("SUDO_GID").ok()?.parse().ok()?;
+    Some((uid, gid))
+}
+
+/// A user given by name or number → (uid, primary gid). A number needs no passwd
+/// entry; its primary gid is then the same number.
+pub fn user_id(v: &toml::Value) -> Result<(u32, u32), String> {
+    match v {
+        toml::Value::Integer(n) => id_number(*n).map(|uid| (uid, uid)),
+        toml::Value::String(s) => resolve_user(s),
+        other => Err(format!("expected a user name or a uid, found {}", other.type_str())),
+    }
+}
+
+/// A group given by name or number → gid.
+pub fn group_id(v: &toml::Value) -> Result<u32, String> {
+    match v {
+        toml::Value::Integer(n) => id_number(*n),
+        toml::Value::String(s) => resolve_group(s),
+        other => Err(format!("expected a group name or a gid, found {}", other.type_str())),
+    }
+}
+
+fn id_number(n: i64) -> Result<u32, String> {
+    // u32::MAX is "leave unchanged" to chown(2), so it cannot name anyone.
+    u32::try_from(n).ok().filter(|&id| id != u32::MAX).ok_or_else(|| format!("{n} is not a valid id"))
+}
+
+/// `name` or a decimal uid → (uid, primary gid).
+pub fn resolve_user(s: &str) -> Result<(u32, u32), String> {
+    if let Ok(n) = s.parse::<i64>() {
+        return id_number(n).map(|uid| (uid, uid));
+    }
+    match nix::unistd::User::from_name(s) {
+        Ok(Some(u)) => Ok((u.uid.as_raw(), u.gid.as_raw())),
+        Ok(None) => Err(format!("user `{s}` does not exist")),
+        Err(e) => Err(format!("cannot look up user `{s}`: {e}")),
+    }
+}
+
+/// `name` or a decimal gid → gid.
+pub fn resolve_group(s: &str) -> Result<u32, String> {
+    if let Ok(n) = s.parse::<i64>() {
+        return id_number(n);
+    }
+    match nix::unistd::Group::from_name(s) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(format!("group `{s}` does not exist")),
+        Err(e) => Err(format!("cannot look up group `{s}`: {e}")),
+    }
+}
+
+/// `500ms`, `30s`, `5m`, `6h`, `1d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let bad = || format!("`{s}` is not a duration; write it like 500ms, 30s, 5m or 6h");
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60 * 1000,
+        "h" => 3600 * 1000,
+        "d" => 24 * 3600 * 1000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(ms).map(Duration::from_millis).ok_or_else(bad)
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or(message).trim().to_owned()
+}
+
+/// The dotted key a parse error at `offset` is about: the nearest `key =` at or above
+/// it, prefixed by the table it sits in.
+fn key_at(text: &str, offset: usize) -> String {
+    let upto = &text[..offset.min(text.len())];
+    let line_end = text[upto.len()..].find('\n').map_or(text.len(), |i| upto.len() + i);
+    let mut key: Option<String> = None;
+    for line in text[..line_end].lines().rev() {
+        let line = line.trim();
+        if let Some(table) = line.strip_prefix('[') {
+            let table = table.trim_start_matches('[').trim_end_matches(']').trim();
+            return match key {
+                Some(k) => format!("{table}.{k}"),
+                None => table.to_owned(),
+            };
+        }
+        if key.is_none() {
+            if let Some((k, _)) = line.split_once('=') {
+                key = Some(k.trim().trim_matches('"').to_owned());
+            }
+        }
+    }
+    key.unwrap_or_else(|| "(top level)".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(Path::new("/etc/ck.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_full_configuration_is_accepted() {
+        let c = parse(
+            r#"
+[[cache]]
+path = "/var/cache/go/mod"
+owner = 1001
+group = "0"
+other = "none"
+exclude = ["cache/vcs/**"]
+writable = true
+
+[[cache]]
+path = "/var/cache/go/build"
+
+[daemon]
+socket = "/run/ck.sock"
+socket_group = 0
+user = "root"
+full_rescan = "30m"
+log_format = "json"
+metrics_textfile = "/var/lib/ck.prom"
+audit_log = "/var/log/ck.jsonl"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.caches.len(), 2);
+        let p = c.caches[0].policy;
+        assert_eq!(
+            (p.owner, p.group, p.model, p.other, p.writable),
+            (Some(1001), Some(0), Model::Shared, Other::None, true)
+        );
+        assert!(c.caches[0].exclude.matches(b"cache/vcs/abc/objects"));
+        assert!(!c.caches[0].exclude.matches(b"cache/download/x"));
+        assert_eq!(c.caches[1].policy.model, Model::Private);
+        assert_eq!(c.daemon.full_rescan, Duration::from_secs(1800));
+        assert_eq!(c.daemon.user, Some((0, 0)));
+        assert_eq!(c.daemon.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let cases: &[(&str, &str)] = &[
+            ("[[cache]]\npath = \"/c\"\ncolour = 1\n", "/etc/ck.toml:3: cache.colour: unknown field `colour`"),
+            ("[[cache]]\npath = \"relative\"\n", "/etc/ck.toml:2: cache.path: `relative` is not an absolute path"),
+            (
+                "[[cache]]\npath = \"/c\"\nowner = \"no-such-user-ck\"\n",
+                "/etc/ck.toml:3: cache.owner: user `no-such-user-ck` does not exist",
+            ),
+            (
+                "[[cache]]\npath = \"/c\"\ngroup = \"no-such-group-ck\"\n",
+                "/etc/ck.toml:3: cache.group: group `no-such-group-ck` does not exist",
+            ),
+            ("[[cache]]\npath = \"/c\"\nmodel = \"open\"\n", "/etc/ck.toml:3: cache.model: unknown variant `open`"),
+            ("[[cache]]\npath = \"/c\"\nowner = -3\n", "/etc/ck.toml:3: cache.owner: -3 is not a valid id"),
+            ("[[cache]]\npath = \"/c\"\nexclude = [\"a[\"]\n", "/etc/ck.toml:3: cache.exclude: invalid glob `a[`"),
+            (
+                "[[cache]]\npath = \"/c\"\n[daemon]\nfull_rescan = \"6 hours\"\n",
+                "/etc/ck.toml:4: daemon.full_rescan: `6 hours` is not a duration",
+            ),
+            (
+                "[[cache]]\npath = \"/c\"\n[daemon]\nverbose = true\n",
+                "/etc/ck.toml:4: daemon.verbose: unknown field `verbose`",
+            ),
+            (
+                "[[cache]]\npath = \"/c\"\nwritable = \"yes\"\n",
+                "/etc/ck.toml:3: cache.writable: invalid type: string \"yes\", expected a boolean",
+            ),
+            ("[[cache]]\npath = \"/\"\n", "/etc/ck.toml:2: cache.path: refusing to manage `/`"),
+            (
+                "[[cache]]\npath = \"/a/b\"\n[[cache]]\npath = \"/a\"\n",
+                "/etc/ck.toml:4: cache.path: `/a` overlaps the cache at `/a/b`",
+            ),
+            ("[[cache]]\npath = \"/c\"\npath = \"/d\"\n", "/etc/ck.toml:3: cache.path: duplicate key"),
+            ("[daemon]\n", "/etc/ck.toml:1: cache: no [[cache]] table"),
+            ("[[cache]]\nowner = 1\n", "/etc/ck.toml:1: cache: missing field `path`"),
+        ];
+        for (text, want) in cases {
+            let got = parse(text).unwrap_err();
+            assert!(got.starts_with(want), "for {text:?}\n got: {got}\nwant: {want}…");
+            assert!(!got.contains('\n'), "multi-line error: {got:?}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("6h"), Ok(Duration::from_secs(6 * 3600)));
+        for bad in ["", "6", "h", "1.5h", "-1s", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn system_directories_are_refused() {
+        for p in ["/", "/usr", "/etc", "/var/lib", "/home"] {
+            assert!(cache_root(p).unwrap_err().contains("refusing"), "{p}");
+        }
+        assert!(cache_root("/usr/../etc").is_err());
+        assert_eq!(cache_root("/var/cache/go/mod/").unwrap(), PathBuf::from("/var/cache/go/mod"));
+    }
+}

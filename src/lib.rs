@@ -1,0 +1,16 @@
+//! cachekeeper keeps a Go module cache (`GOMODCACHE`) shared by several users usable:
+//! it brings every entry to a configured owner model (owner, group, mode) through
+//! descriptor-pinned, race-safe changes, once (`--init`, `--check`) or continuously.
+//!
+//! The pure parts ([`model`], [`config`], [`names`]) do no I/O; only [`repair`]
+//! changes files, reached through the descriptor-based [`walk`].
+
+pub mod cli;
+pub mod config;
+pub mod ctl;
+pub mod model;
+pub mod names;
+pub mod repair;
+pub mod summary;
+pub mod sys;
+pub mod walk;

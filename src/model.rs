@@ -1,0 +1,287 @@
+//! The owner model (SPEC §1): given what an entry is and how it looks now, what owner,
+//! group and mode it should have. Pure: no I/O, table-tested.
+
+use serde::{Deserialize, Serialize};
+
+pub const S_ISUID: u32 = 0o4000;
+pub const S_ISGID: u32 = 0o2000;
+pub const S_ISVTX: u32 = 0o1000;
+/// Every bit `chmod` can set: permissions plus setuid, setgid and sticky.
+pub const MODE_BITS: u32 = 0o7777;
+
+/// How the group relates to the owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Model {
+    /// The group is a co-owner: g = u, and directories are setgid so that new
+    /// entries inherit the group.
+    Shared,
+    /// The group may read what the owner may read: g = u without `w`.
+    Private,
+}
+
+/// What everyone else may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Other {
+    /// o = u without `w`.
+    Read,
+    /// o = nothing.
+    None,
+}
+
+/// The two kinds of entry the model changes; everything else is only reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+}
+
+/// The configured owner model of one cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    pub owner: Option<u32>,
+    pub group: Option<u32>,
+    pub model: Model,
+    pub other: Other,
+    /// Directories gain the owner's `w`, like `go -modcacherw`.
+    pub writable: bool,
+}
+
+/// Owner, group and mode bits (`MODE_BITS`, no file type) of an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Attrs {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+}
+
+impl Policy {
+    /// The default model: shared when a group is configured, else private.
+    pub fn default_model(group: Option<u32>) -> Model {
+        if group.is_some() {
+            Model::Shared
+        } else {
+            Model::Private
+        }
+    }
+
+    /// What an entry of `kind` that now has `now` should have.
+    pub fn target(&self, kind: Kind, now: Attrs) -> Attrs {
+        Attrs {
+            uid: self.owner.unwrap_or(now.uid),
+            gid: self.group.unwrap_or(now.gid),
+            mode: self.target_mode(kind, now.mode),
+        }
+    }
+
+    fn target_mode(&self, kind: Kind, mode: u32) -> u32 {
+        let (r, w, x) = (0o4, 0o2, 0o1);
+        // Owner: gains r (and x on directories); w is kept as it is, because Go makes
+        // extracted module trees read-only on purpose (golang/go#27455, #31481).
+        let mut u = (mode >> 6) & 0o7 | r;
+        if kind == Kind::Dir {
+            u |= x;
+            if self.writable {
+                u |= w;
+            }
+        }
+        let g = match self.model {
+            Model::Shared => u,
+            Model::Private => u & !w,
+        };
+        let o = match self.other {
+            Other::Read => u & !w,
+            Other::None => 0,
+        };
+        let mut special = mode & (S_ISUID | S_ISGID);
+        match kind {
+            Kind::Dir if self.model == Model::Shared => special |= S_ISGID,
+            Kind::Dir => {}
+            // A setuid or setgid file in a shared cache is a privilege escalation waiting
+            // to happen; Go never creates one.
+            Kind::File => special = 0,
+        }
+        // Sticky directories would stop group members renaming over each other's files.
+        special | u << 6 | g << 3 | o
+    }
+}
+
+/// What differs between how an entry is and how it should be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Divergence {
+    pub from: Attrs,
+    pub to: Attrs,
+}
+
+impl Divergence {
+    /// `None` when `from` already complies.
+    pub fn between(from: Attrs, to: Attrs) -> Option<Self> {
+        (from != to).then_some(Divergence { from, to })
+    }
+
+    pub fn owner(&self) -> bool {
+        self.from.uid != self.to.uid
+    }
+
+    pub fn group(&self) -> bool {
+        self.from.gid != self.to.gid
+    }
+
+    pub fn mode(&self) -> bool {
+        self.from.mode != self.to.mode
+    }
+}
+
+impl std::fmt::Display for Divergence {
+    /// `owner 0→1001, group 0→1001, mode 0644→0664`: only what changes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::with_capacity(3);
+        if self.owner() {
+            parts.push(format!("owner {}→{}", self.from.uid, self.to.uid));
+        }
+        if self.group() {
+            parts.push(format!("group {}→{}", self.from.gid, self.to.gid));
+        }
+        if self.mode() {
+            parts.push(format!("mode {:04o}→{:04o}", self.from.mode, self.to.mode));
+        }
+        f.write_str(&parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHARED: Policy =
+        Policy { owner: Some(1001), group: Some(3000), model: Model::Shared, other: Other::Read, writable: false };
+
+    fn mode(p: Policy, kind: Kind, m: u32) -> u32 {
+        p.target(kind, Attrs { uid: 0, gid: 0, mode: m }).mode
+    }
+
+    fn check(p: Policy, cases: &[(Kind, u32, u32)]) {
+        for &(kind, from, want) in cases {
+            let got = mode(p, kind, from);
+            assert_eq!(got, want, "{kind:?} {from:04o}: got {got:04o}, want {want:04o} under {p:?}");
+        }
+    }
+
+    #[test]
+    fn spec_worked_examples_shared_read() {
+        use Kind::*;
+        check(
+            SHARED,
+            &[
+                (Dir, 0o755, 0o2775),
+                (Dir, 0o555, 0o2555),
+                (Dir, 0o700, 0o2775),
+                (File, 0o644, 0o664),
+                (File, 0o444, 0o444),
+                (File, 0o600, 0o664),
+                (File, 0o4755, 0o775),
+            ],
+        );
+    }
+
+    #[test]
+    fn spec_worked_examples_private() {
+        use Kind::*;
+        let p = Policy { model: Model::Private, ..SHARED };
+        check(p, &[(Dir, 0o700, 0o755), (File, 0o600, 0o644), (File, 0o444, 0o444)]);
+    }
+
+    #[test]
+    fn owner_write_bit_is_never_added_nor_removed_without_writable() {
+        use Kind::*;
+        for p in [SHARED, Policy { model: Model::Private, ..SHARED }] {
+            check(p, &[(File, 0o000, 0o444), (File, 0o200, if p.model == Model::Shared { 0o664 } else { 0o644 })]);
+            assert_eq!(mode(p, Dir, 0o500) & 0o200, 0);
+            assert_eq!(mode(p, Dir, 0o300) & 0o200, 0o200);
+        }
+    }
+
+    #[test]
+    fn owner_gains_read_and_dirs_gain_search() {
+        use Kind::*;
+        let p = Policy { model: Model::Private, ..SHARED };
+        check(p, &[(Dir, 0o000, 0o555), (Dir, 0o200, 0o755), (File, 0o100, 0o555)]);
+    }
+
+    #[test]
+    fn other_none_removes_every_other_bit() {
+        use Kind::*;
+        let p = Policy { other: Other::None, ..SHARED };
+        check(p, &[(Dir, 0o777, 0o2770), (Dir, 0o555, 0o2550), (File, 0o666, 0o660), (File, 0o444, 0o440)]);
+        let p = Policy { model: Model::Private, other: Other::None, ..SHARED };
+        check(p, &[(Dir, 0o777, 0o750), (File, 0o666, 0o640)]);
+    }
+
+    #[test]
+    fn group_write_follows_owner_in_shared_and_never_in_private() {
+        use Kind::*;
+        check(SHARED, &[(File, 0o604, 0o664), (File, 0o474, 0o444)]);
+        let p = Policy { model: Model::Private, ..SHARED };
+        check(p, &[(File, 0o664, 0o644), (File, 0o474, 0o444), (Dir, 0o2775, 0o2755)]);
+    }
+
+    #[test]
+    fn writable_adds_owner_and_group_write_to_directories_only() {
+        use Kind::*;
+        let p = Policy { writable: true, ..SHARED };
+        check(p, &[(Dir, 0o555, 0o2775), (File, 0o444, 0o444), (File, 0o644, 0o664)]);
+        let p = Policy { writable: true, model: Model::Private, ..SHARED };
+        check(p, &[(Dir, 0o555, 0o755)]);
+    }
+
+    #[test]
+    fn files_lose_setuid_and_setgid_and_everything_loses_sticky() {
+        use Kind::*;
+        check(SHARED, &[(File, 0o6755, 0o775), (File, 0o2644, 0o664), (Dir, 0o1777, 0o2775), (File, 0o1644, 0o664)]);
+        let p = Policy { model: Model::Private, ..SHARED };
+        check(p, &[(Dir, 0o1755, 0o755), (File, 0o4755, 0o755)]);
+    }
+
+    #[test]
+    fn private_directories_keep_an_existing_setgid_bit() {
+        let p = Policy { model: Model::Private, ..SHARED };
+        check(p, &[(Kind::Dir, 0o2755, 0o2755)]);
+    }
+
+    #[test]
+    fn owner_and_group_are_left_alone_when_not_configured() {
+        let p = Policy { owner: None, group: None, ..SHARED };
+        let now = Attrs { uid: 7, gid: 8, mode: 0o644 };
+        let t = p.target(Kind::File, now);
+        assert_eq!((t.uid, t.gid), (7, 8));
+        let t = SHARED.target(Kind::File, now);
+        assert_eq!((t.uid, t.gid), (1001, 3000));
+    }
+
+    #[test]
+    fn the_target_is_a_fixed_point() {
+        for p in [SHARED, Policy { model: Model::Private, other: Other::None, writable: true, ..SHARED }] {
+            for kind in [Kind::Dir, Kind::File] {
+                for m in 0..=MODE_BITS {
+                    let once = mode(p, kind, m);
+                    assert_eq!(mode(p, kind, once), once, "{kind:?} {m:04o} under {p:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn default_model_depends_on_group() {
+        assert_eq!(Policy::default_model(Some(1)), Model::Shared);
+        assert_eq!(Policy::default_model(None), Model::Private);
+    }
+
+    #[test]
+    fn divergence_names_only_what_changes() {
+        let from = Attrs { uid: 0, gid: 0, mode: 0o644 };
+        assert_eq!(Divergence::between(from, from), None);
+        let d = Divergence::between(from, Attrs { uid: 1001, gid: 0, mode: 0o664 }).unwrap();
+        assert_eq!(d.to_string(), "owner 0→1001, mode 0644→0664");
+    }
+}

@@ -1,0 +1,75 @@
+//! Names are bytes, not UTF-8: how relative paths are joined, and how they are shown
+//! in logs and summaries without letting a newline or a terminal escape through.
+
+use std::fmt;
+use std::path::Path;
+
+/// `parent/name`, or `name` when `parent` is the cache root (empty).
+pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut rel = Vec::with_capacity(parent.len() + 1 + name.len());
+    if !parent.is_empty() {
+        rel.extend_from_slice(parent);
+        rel.push(b'/');
+    }
+    rel.extend_from_slice(name);
+    rel
+}
+
+/// Shows a byte path: valid printable UTF-8 as it is, `\n`, `\t`, `\\` and other
+/// control characters escaped, invalid bytes as `\xNN`.
+#[derive(Clone, Copy, Debug)]
+pub struct Escaped<'a>(pub &'a [u8]);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                match c {
+                    '\\' => f.write_str("\\\\")?,
+                    '\n' => f.write_str("\\n")?,
+                    '\t' => f.write_str("\\t")?,
+                    '\r' => f.write_str("\\r")?,
+                    c if c.is_control() => write!(f, "\\u{{{:x}}}", c as u32)?,
+                    c => write!(f, "{c}")?,
+                }
+            }
+            for b in chunk.invalid() {
+                write!(f, "\\x{b:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The full path of an entry for display: the cache root, then the relative path.
+pub fn display(root: &Path, rel: &[u8]) -> String {
+    let root = root.as_os_str().as_encoded_bytes();
+    if rel.is_empty() {
+        Escaped(root).to_string()
+    } else {
+        let sep = if root.ends_with(b"/") { "" } else { "/" };
+        format!("{}{sep}{}", Escaped(root), Escaped(rel))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_control_characters_and_invalid_utf8() {
+        assert_eq!(Escaped(b"a\nb").to_string(), "a\\nb");
+        assert_eq!(Escaped(b"caf\xc3\xa9").to_string(), "café");
+        assert_eq!(Escaped(b"bad\xff").to_string(), "bad\\xff");
+        assert_eq!(Escaped(b"esc\x1b[31m").to_string(), "esc\\u{1b}[31m");
+        assert_eq!(Escaped(b"back\\slash").to_string(), "back\\\\slash");
+    }
+
+    #[test]
+    fn joins_relative_paths() {
+        assert_eq!(join(b"", b"a"), b"a");
+        assert_eq!(join(b"a/b", b"c"), b"a/b/c");
+        assert_eq!(display(Path::new("/m"), b""), "/m");
+        assert_eq!(display(Path::new("/m"), b"x/y"), "/m/x/y");
+    }
+}

@@ -1,0 +1,46 @@
+//! The one place that changes files. Every change goes through a descriptor that pins
+//! the inode the walk classified, in the order narrow → chown → final mode, so that
+//! there is never a moment with more access than before or after (the
+//! systemd-tmpfiles `fd_set_perms` order; CVE-2017-18078, CVE-2018-6954).
+
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use crate::model::{Attrs, Divergence};
+use crate::sys;
+
+/// A repair that the kernel accepted but that did not take: a filesystem that ignores
+/// chmod or chown (WSL `drvfs`, some FUSE), or setgid dropped for a non-member.
+#[derive(Debug, thiserror::Error)]
+#[error("the filesystem kept {now} where {want} was set")]
+pub struct NotApplied {
+    now: String,
+    want: String,
+}
+
+/// Brings the inode behind `fd` from `d.from` to `d.to`, then reads it back.
+pub fn apply(fd: BorrowedFd<'_>, d: &Divergence) -> io::Result<()> {
+    let (from, to) = (d.from, d.to);
+    if d.owner() || d.group() {
+        let narrow = from.mode & to.mode;
+        if narrow != from.mode {
+            sys::chmod_fd(fd, narrow)?;
+        }
+        let uid = if d.owner() { to.uid } else { u32::MAX };
+        let gid = if d.group() { to.gid } else { u32::MAX };
+        sys::chown_fd(fd, uid, gid)?;
+        // chown clears setuid and setgid, so the final mode can only come after it.
+        if to.mode != narrow {
+            sys::chmod_fd(fd, to.mode)?;
+        }
+    } else {
+        sys::chmod_fd(fd, to.mode)?;
+    }
+    let st = sys::stat_fd(fd)?;
+    let now = Attrs { uid: st.uid, gid: st.gid, mode: st.mode };
+    if now != to {
+        let show = |a: Attrs| format!("{}:{} {:04o}", a.uid, a.gid, a.mode);
+        return Err(io::Error::other(NotApplied { now: show(now), want: show(to) }));
+    }
+    Ok(())
+}

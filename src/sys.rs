@@ -1,0 +1,254 @@
+//! Thin safe wrappers over the descriptor-relative Linux calls the walk is built on
+//! (`statx`, `openat`, `getdents64`, `fchownat`, `fchmodat2`). Nothing here takes a
+//! full path except `open_root`: every other call is relative to a directory descriptor,
+//! so no name in the tree can redirect it and depth never meets `PATH_MAX`.
+
+use std::ffi::CStr;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::model::MODE_BITS;
+
+/// File type of an entry, from `st_mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileType {
+    Dir,
+    File,
+    Symlink,
+    /// FIFO, socket, character or block device.
+    Special,
+}
+
+/// What one `statx` call tells about an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub file_type: FileType,
+    pub dev: (u32, u32),
+    pub ino: u64,
+    pub uid: u32,
+    pub gid: u32,
+    /// `MODE_BITS` only.
+    pub mode: u32,
+    pub nlink: u32,
+    /// Mount id (Linux 5.8+); `None` on kernels that do not report it, where the
+    /// device number is the only mount check left.
+    pub mnt_id: Option<u64>,
+}
+
+impl Stat {
+    /// Same inode and same kind: the entry was not swapped between two looks.
+    pub fn same_inode(&self, other: &Stat) -> bool {
+        self.dev == other.dev && self.ino == other.ino && self.file_type == other.file_type
+    }
+
+    /// On the same mount as `root`: same device and, where known, same mount id
+    /// (a bind mount of the same filesystem has the same device number).
+    pub fn same_mount(&self, root: &Stat) -> bool {
+        self.dev == root.dev && (self.mnt_id.is_none() || self.mnt_id == root.mnt_id)
+    }
+}
+
+/// An OS error as a short phrase ("Permission denied"), without Rust's "(os error 13)".
+pub fn describe(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => nix::errno::Errno::from_raw(code).desc().to_owned(),
+        None => e.to_string(),
+    }
+}
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn statx_raw(dirfd: libc::c_int, name: &CStr, flags: libc::c_int) -> io::Result<Stat> {
+    let mut buf = MaybeUninit::<libc::statx>::zeroed();
+    let mask = libc::STATX_TYPE
+        | libc::STATX_MODE
+        | libc::STATX_NLINK
+        | libc::STATX_UID
+        | libc::STATX_GID
+        | libc::STATX_INO
+        | libc::STATX_MNT_ID;
+    // SAFETY: `name` is NUL-terminated and `buf` is a valid statx buffer.
+    cvt(unsafe { libc::statx(dirfd, name.as_ptr(), flags | libc::AT_SYMLINK_NOFOLLOW, mask, buf.as_mut_ptr()) })?;
+    // SAFETY: statx succeeded and filled the buffer (it was zeroed before).
+    let st = unsafe { buf.assume_init() };
+    let fmt = u32::from(st.stx_mode) & libc::S_IFMT;
+    let file_type = match fmt {
+        libc::S_IFDIR => FileType::Dir,
+        libc::S_IFREG => FileType::File,
+        libc::S_IFLNK => FileType::Symlink,
+        _ => FileType::Special,
+    };
+    Ok(Stat {
+        file_type,
+        dev: (st.stx_dev_major, st.stx_dev_minor),
+        ino: st.stx_ino,
+        uid: st.stx_uid,
+        gid: st.stx_gid,
+        mode: u32::from(st.stx_mode) & MODE_BITS,
+        nlink: st.stx_nlink,
+        mnt_id: (st.stx_mask & libc::STATX_MNT_ID != 0).then_some(st.stx_mnt_id),
+    })
+}
+
+/// `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`, as `statx` to also learn the mount id.
+pub fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Stat> {
+    statx_raw(dir.as_raw_fd(), name, 0)
+}
+
+/// `fstat` of a descriptor, `O_PATH` ones included.
+pub fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<Stat> {
+    statx_raw(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH)
+}
+
+fn open_raw(dirfd: libc::c_int, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is NUL-terminated; the returned descriptor is owned by us.
+    let fd = cvt(unsafe { libc::openat(dirfd, name.as_ptr(), flags | libc::O_CLOEXEC | libc::O_NOCTTY) })?;
+    // SAFETY: `fd` was just returned by openat and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens a directory below `dir` for reading, never following a symlink in `name`.
+pub fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    open_raw(dir.as_raw_fd(), name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+}
+
+/// Pins an entry without opening it: `O_PATH | O_NOFOLLOW` never blocks on a FIFO
+/// or device and never follows a symlink.
+pub fn pin_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    open_raw(dir.as_raw_fd(), name, libc::O_PATH | libc::O_NOFOLLOW)
+}
+
+/// Opens the cache root. Its path is the administrator's, so symlinks in it are
+/// followed; everything below it is reached through the returned descriptor only.
+pub fn open_root(path: &CStr) -> io::Result<OwnedFd> {
+    open_raw(libc::AT_FDCWD, path, libc::O_RDONLY | libc::O_DIRECTORY)
+}
+
+/// Creates a directory below `dir`.
+pub fn mkdir_at(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated.
+    cvt(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) }).map(drop)
+}
+
+/// `fchownat(fd, "", uid, gid, AT_EMPTY_PATH)`: changes exactly the pinned inode.
+pub fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: empty NUL-terminated name with AT_EMPTY_PATH acts on `fd` itself.
+    cvt(unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) }).map(drop)
+}
+
+static NO_FCHMODAT2: AtomicBool = AtomicBool::new(false);
+
+/// `fchmodat2(fd, "", mode, AT_EMPTY_PATH)` (Linux 6.6+), which works on `O_PATH`
+/// descriptors where `fchmod` gives `EBADF`; older kernels go through
+/// `/proc/self/fd/N`, which names the same pinned inode.
+pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    if !NO_FCHMODAT2.load(Ordering::Relaxed) {
+        // SAFETY: raw syscall with a valid fd, a NUL-terminated empty name and flags.
+        let ret = unsafe {
+            libc::syscall(libc::SYS_fchmodat2, fd.as_raw_fd(), c"".as_ptr(), mode as libc::mode_t, libc::AT_EMPTY_PATH)
+        };
+        if ret == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(err);
+        }
+        NO_FCHMODAT2.store(true, Ordering::Relaxed);
+    }
+    let proc_path = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL in a number");
+    // SAFETY: NUL-terminated path; /proc/self/fd/N resolves to the pinned inode.
+    cvt(unsafe { libc::chmod(proc_path.as_ptr(), mode as libc::mode_t) }).map(drop)
+}
+
+/// `d_type` hint from `getdents64`; only a hint, never trusted for safety.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TypeHint {
+    Dir,
+    NotDir,
+    Unknown,
+}
+
+/// Reads every entry name of a directory (without `.` and `..`) with `getdents64`.
+/// The descriptor's offset is consumed; other tasks may still use it for `*at` calls.
+pub fn read_dir(dir: BorrowedFd<'_>, mut each: impl FnMut(&[u8], TypeHint)) -> io::Result<()> {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        // SAFETY: getdents64 writes at most `buf.len()` bytes into `buf`.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir.as_raw_fd(), buf.as_mut_ptr(), buf.len()) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let mut off = 0usize;
+        let end = n as usize;
+        // linux_dirent64: d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name[].
+        while off + 19 <= end {
+            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            if reclen == 0 || off + reclen > end {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "malformed directory entry"));
+            }
+            let d_type = buf[off + 18];
+            let name_field = &buf[off + 19..off + reclen];
+            let len = name_field.iter().position(|&b| b == 0).unwrap_or(name_field.len());
+            let name = &name_field[..len];
+            if name != b"." && name != b".." {
+                let hint = match d_type {
+                    libc::DT_DIR => TypeHint::Dir,
+                    libc::DT_UNKNOWN => TypeHint::Unknown,
+                    _ => TypeHint::NotDir,
+                };
+                each(name, hint);
+            }
+            off += reclen;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn read_dir_lists_every_name_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        for i in 0..2000 {
+            std::fs::write(tmp.path().join(format!("file-{i:05}-{}", "x".repeat(40))), b"").unwrap();
+        }
+        std::fs::create_dir(tmp.path().join("sub")).unwrap();
+        let root = open_root(&std::ffi::CString::new(tmp.path().as_os_str().as_encoded_bytes()).unwrap()).unwrap();
+        let mut names = Vec::new();
+        let mut dirs = 0;
+        read_dir(root.as_fd(), |name, hint| {
+            names.push(name.to_vec());
+            dirs += usize::from(hint == TypeHint::Dir);
+        })
+        .unwrap();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 2001);
+        assert_eq!(dirs, 1);
+    }
+
+    #[test]
+    fn chmod_through_an_o_path_pin() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("f"), b"").unwrap();
+        let root = open_root(&std::ffi::CString::new(tmp.path().as_os_str().as_encoded_bytes()).unwrap()).unwrap();
+        let pin = pin_at(root.as_fd(), c"f").unwrap();
+        chmod_fd(pin.as_fd(), 0o640).unwrap();
+        assert_eq!(stat_fd(pin.as_fd()).unwrap().mode, 0o640);
+        assert_eq!(stat_at(root.as_fd(), c"f").unwrap().mode, 0o640);
+    }
+}

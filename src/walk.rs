@@ -1,0 +1,340 @@
+//! The descriptor-based walk of one cache (SPEC §6). Each directory is opened relative
+//! to its parent's descriptor with `O_DIRECTORY | O_NOFOLLOW` and checked through that
+//! descriptor; each other entry is classified with one `statx(AT_SYMLINK_NOFOLLOW)` and,
+//! only when it diverges, pinned with `O_PATH` and re-checked before [`repair`] acts on
+//! it. Full path strings exist only for globs and messages, never for a syscall.
+//!
+//! Directories are independent tasks on a rayon scope, so the walk uses every core.
+//! A pending task holds only a shared handle on its parent's descriptor, so the number
+//! of open descriptors follows the depth of the walk, not the width of the tree.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::config::CacheConfig;
+use crate::model::{Attrs, Divergence, Kind};
+use crate::names;
+use crate::repair;
+use crate::sys::{self, FileType, Stat, TypeHint};
+
+/// Change what diverges, or only list it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Repair,
+    Check,
+}
+
+/// Why an entry is left as it is (SPEC §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Symlink,
+    HardLink,
+    Special,
+    OtherMount,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 4] = [Reason::Symlink, Reason::HardLink, Reason::Special, Reason::OtherMount];
+
+    /// The snake_case key used in JSON.
+    pub fn key(self) -> &'static str {
+        match self {
+            Reason::Symlink => "symlink",
+            Reason::HardLink => "hard_link",
+            Reason::Special => "special",
+            Reason::OtherMount => "other_mount",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Symlink => "symlink",
+            Reason::HardLink => "hard link",
+            Reason::Special => "special file",
+            Reason::OtherMount => "other mount",
+        }
+    }
+
+    pub fn explain(self) -> &'static str {
+        match self {
+            Reason::Symlink => "symbolic link, never followed",
+            Reason::HardLink => "file with several hard links, whose other names may be outside the cache",
+            Reason::Special => "FIFO, socket or device",
+            Reason::OtherMount => "on another mount than the cache root, not crossed",
+        }
+    }
+}
+
+/// Something the walk has to say about one entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finding {
+    Reported(Reason),
+    Diverges(Divergence),
+    Failed(String),
+}
+
+/// A finding and the path, relative to the cache root, it is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub rel: Vec<u8>,
+    pub finding: Finding,
+}
+
+/// Live counters of a walk; readable from another thread for progress.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub entries: AtomicU64,
+    pub changed: AtomicU64,
+    pub owner: AtomicU64,
+    pub group: AtomicU64,
+    pub mode: AtomicU64,
+    pub diverging: AtomicU64,
+    pub excluded: AtomicU64,
+    pub failed: AtomicU64,
+    reported: [AtomicU64; 4],
+}
+
+impl Tally {
+    pub fn reported(&self, reason: Reason) -> u64 {
+        self.reported[reason as usize].load(Relaxed)
+    }
+
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+}
+
+/// Walks the cache at `cache.path` and repairs or lists every divergent entry. The
+/// findings come back sorted by path; counts accumulate in `tally`.
+pub fn walk(cache: &CacheConfig, action: Action, tally: &Tally) -> io::Result<Vec<Note>> {
+    let path = CString::new(cache.path.as_os_str().as_bytes())?;
+    let root = sys::open_root(&path)?;
+    let root_stat = sys::stat_fd(root.as_fd())?;
+    let walker = Walker { cache, action, root: root_stat, tally, notes: Mutex::new(Vec::new()) };
+    rayon::scope(|s| walker.directory(s, root, root_stat, Vec::new()));
+    let mut notes = walker.notes.into_inner().unwrap_or_else(|p| p.into_inner());
+    notes.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(notes)
+}
+
+struct Walker<'a> {
+    cache: &'a CacheConfig,
+    action: Action,
+    root: Stat,
+    tally: &'a Tally,
+    notes: Mutex<Vec<Note>>,
+}
+
+/// The entry disappeared while we looked: Go deletes `.partial` markers, temp files
+/// and whole trees (`go clean`) while others work. Not an error.
+fn vanished(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOENT)
+}
+
+impl<'s> Walker<'s> {
+    /// A directory opened as `fd`, whose `statx` is `st`: check it, then its children.
+    fn directory<'a>(&'a self, s: &rayon::Scope<'a>, fd: OwnedFd, st: Stat, rel: Vec<u8>) {
+        Tally::bump(&self.tally.entries);
+        if let Err(reason) = self.classify(&st) {
+            return self.report(rel, reason);
+        }
+        if let Some(d) = self.divergence(Kind::Dir, &st) {
+            self.settle(fd.as_fd(), &rel, d);
+        }
+        let fd = Arc::new(fd);
+        let listed = sys::read_dir(fd.as_fd(), |name, hint| self.visit(s, &fd, &rel, name, hint));
+        if let Err(e) = listed {
+            self.fail(rel, format!("cannot list directory: {e}"));
+        }
+    }
+
+    fn visit<'a>(
+        &'a self,
+        s: &rayon::Scope<'a>,
+        parent: &Arc<OwnedFd>,
+        parent_rel: &[u8],
+        name: &[u8],
+        hint: TypeHint,
+    ) {
+        let rel = names::join(parent_rel, name);
+        if self.cache.exclude.matches(&rel) {
+            return Tally::bump(&self.tally.excluded);
+        }
+        // Names from getdents64 never contain NUL.
+        let Ok(name) = CString::new(name) else { return };
+        if hint == TypeHint::Dir {
+            return self.spawn_directory(s, parent, name, rel);
+        }
+        match sys::stat_at(parent.as_fd(), &name) {
+            Ok(st) if st.file_type == FileType::Dir => self.spawn_directory(s, parent, name, rel),
+            Ok(st) => self.leaf(parent.as_fd(), &name, rel, st),
+            Err(e) if vanished(&e) => {}
+            Err(e) => self.fail(rel, format!("cannot stat: {e}")),
+        }
+    }
+
+    fn spawn_directory<'a>(&'a self, s: &rayon::Scope<'a>, parent: &Arc<OwnedFd>, name: CString, rel: Vec<u8>) {
+        let parent = Arc::clone(parent);
+        s.spawn(move |s| self.open_directory(s, parent, &name, rel));
+    }
+
+    /// Opens a child directory without following a symlink, then walks it. The parent's
+    /// descriptor is released as soon as the child's own is open.
+    fn open_directory<'a>(&'a self, s: &rayon::Scope<'a>, parent: Arc<OwnedFd>, name: &CStr, rel: Vec<u8>) {
+        let opened = sys::open_dir_at(parent.as_fd(), name);
+        let fd = match opened {
+            Ok(fd) => fd,
+            // Not a directory (any more): a symlink (ELOOP) or a file (ENOTDIR) took its place.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+                return match sys::stat_at(parent.as_fd(), name) {
+                    Ok(st) if st.file_type != FileType::Dir => self.leaf(parent.as_fd(), name, rel, st),
+                    Ok(_) => self.fail(rel, "directory was replaced during the walk".into()),
+                    Err(e) if vanished(&e) => {}
+                    Err(e) => self.fail(rel, format!("cannot stat: {e}")),
+                };
+            }
+            // Without CAP_DAC_READ_SEARCH a directory lacking u+r cannot be listed until
+            // it is repaired: repair it through a pin, then open it through that pin.
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) && self.action == Action::Repair => {
+                match self.unlock_directory(parent.as_fd(), name, &rel) {
+                    Ok(Some(fd)) => fd,
+                    Ok(None) => return,
+                    Err(e) => return self.fail(rel, format!("cannot open directory: {e}")),
+                }
+            }
+            Err(e) if vanished(&e) => return,
+            Err(e) => return self.fail(rel, format!("cannot open directory: {e}")),
+        };
+        drop(parent);
+        match sys::stat_fd(fd.as_fd()) {
+            Ok(st) => self.directory(s, fd, st, rel),
+            Err(e) => self.fail(rel, format!("cannot stat: {e}")),
+        }
+    }
+
+    fn unlock_directory(&self, parent: BorrowedFd<'_>, name: &CStr, rel: &[u8]) -> io::Result<Option<OwnedFd>> {
+        let pin = sys::pin_at(parent, name)?;
+        let st = sys::stat_fd(pin.as_fd())?;
+        if st.file_type != FileType::Dir || self.classify(&st).is_err() {
+            return Ok(None);
+        }
+        if let Some(d) = self.divergence(Kind::Dir, &st) {
+            if !self.settle(pin.as_fd(), rel, d) {
+                return Ok(None);
+            }
+        }
+        let fd = sys::open_dir_at(pin.as_fd(), c".")?;
+        Ok(sys::stat_fd(fd.as_fd())?.same_inode(&st).then_some(fd))
+    }
+
+    /// Any entry but a directory, as `statx` saw it a moment ago through `parent`.
+    fn leaf(&self, parent: BorrowedFd<'_>, name: &CStr, rel: Vec<u8>, st: Stat) {
+        Tally::bump(&self.tally.entries);
+        let kind = match self.classify(&st) {
+            Ok(kind) => kind,
+            Err(reason) => return self.report(rel, reason),
+        };
+        // The common case: already compliant, one statx and nothing more.
+        let Some(d) = self.divergence(kind, &st) else { return };
+        if self.action == Action::Check {
+            return self.diverges(rel, d);
+        }
+        let pin = match sys::pin_at(parent, name) {
+            Ok(pin) => pin,
+            Err(e) if vanished(&e) => return,
+            Err(e) => return self.fail(rel, format!("cannot pin: {e}")),
+        };
+        let pinned = match sys::stat_fd(pin.as_fd()) {
+            Ok(p) => p,
+            Err(e) => return self.fail(rel, format!("cannot stat: {e}")),
+        };
+        // The name may now lead to another inode, or the same one may have gained a
+        // hard link: decide again on what is pinned, the only thing we will touch.
+        if pinned != st {
+            let kind = match self.classify(&pinned) {
+                Ok(Kind::Dir) => return self.fail(rel, "replaced by a directory during the walk".into()),
+                Ok(kind) => kind,
+                Err(reason) => return self.report(rel, reason),
+            };
+            if let Some(d) = self.divergence(kind, &pinned) {
+                self.settle(pin.as_fd(), &rel, d);
+            }
+            return;
+        }
+        self.settle(pin.as_fd(), &rel, d);
+    }
+
+    /// The model's kind for an entry, or why it is only reported.
+    fn classify(&self, st: &Stat) -> Result<Kind, Reason> {
+        if !st.same_mount(&self.root) {
+            return Err(Reason::OtherMount);
+        }
+        match st.file_type {
+            FileType::Dir => Ok(Kind::Dir),
+            FileType::File if st.nlink > 1 => Err(Reason::HardLink),
+            FileType::File => Ok(Kind::File),
+            FileType::Symlink => Err(Reason::Symlink),
+            FileType::Special => Err(Reason::Special),
+        }
+    }
+
+    fn divergence(&self, kind: Kind, st: &Stat) -> Option<Divergence> {
+        let now = Attrs { uid: st.uid, gid: st.gid, mode: st.mode };
+        Divergence::between(now, self.cache.policy.target(kind, now))
+    }
+
+    /// Repairs (or, for a check, lists) a divergent entry pinned by `fd`. True when the
+    /// entry complies afterwards.
+    fn settle(&self, fd: BorrowedFd<'_>, rel: &[u8], d: Divergence) -> bool {
+        if self.action == Action::Check {
+            self.diverges(rel.to_vec(), d);
+            return false;
+        }
+        match repair::apply(fd, &d) {
+            Ok(()) => {
+                let t = self.tally;
+                Tally::bump(&t.changed);
+                for (changed, counter) in [(d.owner(), &t.owner), (d.group(), &t.group), (d.mode(), &t.mode)] {
+                    if changed {
+                        Tally::bump(counter);
+                    }
+                }
+                tracing::info!(path = %names::display(&self.cache.path, rel), "repaired: {d}");
+                true
+            }
+            Err(e) if vanished(&e) => true,
+            Err(e) => {
+                self.fail(rel.to_vec(), format!("cannot repair ({d}): {e}"));
+                false
+            }
+        }
+    }
+
+    fn report(&self, rel: Vec<u8>, reason: Reason) {
+        Tally::bump(&self.tally.reported[reason as usize]);
+        tracing::warn!(path = %names::display(&self.cache.path, &rel), "left as it is: {}", reason.explain());
+        self.note(rel, Finding::Reported(reason));
+    }
+
+    fn diverges(&self, rel: Vec<u8>, d: Divergence) {
+        Tally::bump(&self.tally.diverging);
+        self.note(rel, Finding::Diverges(d));
+    }
+
+    fn fail(&self, rel: Vec<u8>, message: String) {
+        Tally::bump(&self.tally.failed);
+        tracing::error!(path = %names::display(&self.cache.path, &rel), "{message}");
+        self.note(rel, Finding::Failed(message));
+    }
+
+    fn note(&self, rel: Vec<u8>, finding: Finding) {
+        self.notes.lock().unwrap_or_else(|p| p.into_inner()).push(Note { rel, finding });
+    }
+}
