@@ -1,0 +1,381 @@
+//! `cachekeeper --init` / `--check` on real temp trees, with numeric uids and gids
+//! that need no passwd entry. Every test here needs root (CI runs as root).
+
+mod common;
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::*;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::Mode;
+
+fn init(tree: &Tree, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["--init", "--path", tree.root_str()];
+    args.extend_from_slice(extra);
+    cachekeeper(&args, &[])
+}
+
+fn check(tree: &Tree, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["--check", "--path", tree.root_str()];
+    args.extend_from_slice(extra);
+    cachekeeper(&args, &[])
+}
+
+fn assert_ok(out: &std::process::Output) {
+    assert_eq!(code(out), 0, "stdout: {}\nstderr: {}", stdout(out), stderr(out));
+}
+
+fn assert_attrs(path: &Path, uid: u32, gid: u32, mode: u32) {
+    let m = meta(path);
+    assert_eq!((m.uid, m.gid, m.mode), (uid, gid, mode), "{}: got {}:{} {:04o}", path.display(), m.uid, m.gid, m.mode);
+}
+
+#[test]
+fn root_init_fixes_every_kind_of_divergence() {
+    require_root();
+    let t = Tree::new();
+    // A root-owned Go-shaped cache, as `sudo go mod download` leaves it.
+    mkdir(&t.path("cache/download/example.com/a/@v"), 0o755);
+    write(&t.path("cache/download/example.com/a/@v/v1.0.0.zip"), 0o644);
+    write(&t.path("cache/download/example.com/a/@v/v1.0.0.lock"), 0o600);
+    mkdir(&t.path("example.com/a@v1.0.0/sub"), 0o555);
+    write(&t.path("example.com/a@v1.0.0/sub/a.go"), 0o444);
+    chmod(&t.path("example.com/a@v1.0.0"), 0o555);
+    mkdir(&t.path("private"), 0o700);
+    write(&t.path("private/tool"), 0o4755);
+    write(&t.path("private/sgid"), 0o2644);
+    mkdir(&t.path("sticky"), 0o1777);
+    // Already owned by someone else: only the group and the mode change.
+    write(&t.path("other-owner"), 0o640);
+    chown(&t.path("other-owner"), 1001, 77);
+
+    let out = check(&t, &["--owner", "1001:2001"]);
+    assert_eq!(code(&out), 1, "check must report divergence: {}", stdout(&out));
+    assert!(stdout(&out).contains("private/tool: owner 0→1001, group 0→2001, mode 4755→0775"), "{}", stdout(&out));
+
+    assert_ok(&init(&t, &["--owner", "1001:2001"]));
+    for (rel, mode) in [
+        ("", 0o2775),
+        ("cache/download/example.com/a/@v", 0o2775),
+        ("cache/download/example.com/a/@v/v1.0.0.zip", 0o664),
+        ("cache/download/example.com/a/@v/v1.0.0.lock", 0o664),
+        // Go's read-only module trees stay read-only.
+        ("example.com/a@v1.0.0", 0o2555),
+        ("example.com/a@v1.0.0/sub", 0o2555),
+        ("example.com/a@v1.0.0/sub/a.go", 0o444),
+        ("private", 0o2775),
+        ("private/tool", 0o775),
+        ("private/sgid", 0o664),
+        ("sticky", 0o2775),
+        ("other-owner", 0o664),
+    ] {
+        assert_attrs(&t.path(rel), 1001, 2001, mode);
+    }
+    assert_ok(&check(&t, &["--owner", "1001:2001"]));
+}
+
+#[test]
+fn root_private_model_other_none_and_writable() {
+    require_root();
+    let t = Tree::new();
+    mkdir(&t.path("m@v1/d"), 0o555);
+    write(&t.path("m@v1/d/f.go"), 0o444);
+    write(&t.path("list"), 0o600);
+    assert_ok(&init(&t, &["--owner", "1001", "--model", "private", "--other", "none", "--writable"]));
+    assert_attrs(&t.path("m@v1/d"), 1001, 0, 0o750);
+    assert_attrs(&t.path("m@v1/d/f.go"), 1001, 0, 0o440);
+    assert_attrs(&t.path("list"), 1001, 0, 0o640);
+    assert_attrs(&t.root, 1001, 0, 0o750);
+}
+
+#[test]
+fn root_compliant_entries_are_not_touched() {
+    require_root();
+    let t = Tree::new();
+    for i in 0..50 {
+        write(&t.path(&format!("d{}/f{i}", i % 5)), 0o644);
+    }
+    assert_ok(&init(&t, &["--owner", "1001:1001"]));
+    // A divergent control entry shows that the clock moves enough for a change to show.
+    let control = t.path("d0/control");
+    write(&control, 0o600);
+    let control_before = meta(&control);
+    let all: Vec<PathBuf> = walk(&t.root).into_iter().filter(|p| *p != control).collect();
+    let before: Vec<Meta> = all.iter().map(|p| meta(p)).collect();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_ok(&init(&t, &["--owner", "1001:1001"]));
+    assert_ne!(meta(&control).ctime, control_before.ctime, "the control entry was repaired");
+    for (p, b) in all.iter().zip(&before) {
+        assert_eq!(meta(p), *b, "{} was touched although compliant", p.display());
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_owned()];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+#[test]
+fn root_hostile_tree_changes_nothing_outside() {
+    require_root();
+    let t = Tree::new();
+    let outside = t.base.join("outside");
+    write(&outside.join("secret"), 0o600);
+    write(&outside.join("dir/inner"), 0o600);
+    chmod(&outside.join("dir"), 0o700);
+    let outside_entries = [outside.join("secret"), outside.join("dir"), outside.join("dir/inner")];
+
+    symlink("../outside/secret", t.path("rel-file-link")).unwrap();
+    symlink("../outside/dir", t.path("rel-dir-link")).unwrap();
+    symlink(outside.join("secret"), t.path("abs-link")).unwrap();
+    std::fs::hard_link(outside.join("secret"), t.path("hard-link")).unwrap();
+    nix::unistd::mkfifo(&t.path("fifo"), Mode::from_bits_truncate(0o666)).unwrap();
+    nix::sys::stat::mknod(
+        &t.path("null-dev"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    write(&t.path("setuid"), 0o4755);
+    write(&t.path("setgid"), 0o2755);
+    let newline = t.path("new\nline");
+    write(&newline, 0o600);
+    let invalid = t.root.join(OsStr::from_bytes(b"bad-\xff-utf8"));
+    write(&invalid, 0o600);
+    let reported = ["rel-file-link", "rel-dir-link", "abs-link", "hard-link", "fifo", "null-dev"];
+    let reported_before: Vec<Meta> = reported.iter().map(|r| meta(&t.path(r))).collect();
+    let outside_before: Vec<Meta> = outside_entries.iter().map(|p| meta(p)).collect();
+
+    let out = init(&t, &["--owner", "1001:1001", "--json"]);
+    assert_ok(&out);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let reported_counts = &json["caches"][0]["reported"];
+    assert_eq!(reported_counts["symlink"], 3, "{json}");
+    assert_eq!(reported_counts["hard_link"], 1, "{json}");
+    assert_eq!(reported_counts["special"], 2, "{json}");
+
+    for (p, b) in outside_entries.iter().zip(&outside_before) {
+        assert_eq!(meta(p), *b, "{} outside the tree changed", p.display());
+    }
+    for (r, b) in reported.iter().zip(&reported_before) {
+        assert_eq!(meta(&t.path(r)), *b, "{r} was changed although it must only be reported");
+    }
+    assert_attrs(&t.path("setuid"), 1001, 1001, 0o775);
+    assert_attrs(&t.path("setgid"), 1001, 1001, 0o775);
+    assert_attrs(&newline, 1001, 1001, 0o664);
+    assert_attrs(&invalid, 1001, 1001, 0o664);
+    assert!(stderr(&out).contains("new\\nline") || !stderr(&out).contains("new\nline"), "names are escaped in logs");
+}
+
+#[test]
+fn root_names_are_escaped_in_check_output() {
+    require_root();
+    let t = Tree::new();
+    write(&t.path("evil\nname"), 0o600);
+    write(&t.root.join(OsStr::from_bytes(b"x\xfe")), 0o600);
+    let out = check(&t, &["--owner", "1001"]);
+    assert_eq!(code(&out), 1);
+    let text = stdout(&out);
+    assert!(text.contains("evil\\nname: owner 0→1001"), "{text}");
+    assert!(text.contains("x\\xfe: owner 0→1001"), "{text}");
+}
+
+/// Descends `depth` levels of `name` with descriptors only (the full path is longer
+/// than PATH_MAX, so no path-based call could reach the bottom).
+fn open_deep(root: &Path, name: &str, depth: usize, create: bool) -> OwnedFd {
+    let mut fd: OwnedFd = nix::fcntl::open(root, OFlag::O_DIRECTORY | OFlag::O_RDONLY, Mode::empty()).unwrap();
+    for _ in 0..depth {
+        if create {
+            nix::sys::stat::mkdirat(fd.as_fd(), name, Mode::from_bits_truncate(0o700)).unwrap();
+        }
+        fd = nix::fcntl::openat(
+            fd.as_fd(),
+            name,
+            OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )
+        .unwrap();
+    }
+    fd
+}
+
+#[test]
+fn root_tree_deeper_than_path_max_is_repaired() {
+    require_root();
+    let t = Tree::new();
+    let (name, depth) = ("deep-directory", 400); // 15 bytes a level: 6000 bytes > PATH_MAX
+    let bottom = open_deep(&t.root, name, depth, true);
+    let f = nix::fcntl::openat(
+        bottom.as_fd(),
+        "leaf.go",
+        OFlag::O_CREAT | OFlag::O_WRONLY,
+        Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    drop(f);
+    drop(bottom);
+
+    assert_ok(&init(&t, &["--owner", "1001:1001"]));
+    let bottom = open_deep(&t.root, name, depth, false);
+    let st = nix::sys::stat::fstatat(bottom.as_fd(), "leaf.go", AtFlags::AT_SYMLINK_NOFOLLOW).unwrap();
+    assert_eq!((st.st_uid, st.st_gid, st.st_mode & 0o7777), (1001, 1001, 0o664));
+    let st = nix::sys::stat::fstat(bottom.as_fd()).unwrap();
+    assert_eq!((st.st_uid, st.st_mode & 0o7777), (1001, 0o2775));
+    assert_ok(&check(&t, &["--owner", "1001:1001"]));
+}
+
+/// Unmounts on drop, so a failing assertion does not leave a mount behind.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn root_bind_mount_inside_the_tree_is_not_crossed() {
+    require_root();
+    let t = Tree::new();
+    let outside = t.base.join("outside");
+    write(&outside.join("f"), 0o600);
+    let before = meta(&outside.join("f"));
+    let before_dir = meta(&outside);
+    mkdir(&t.path("mnt"), 0o755);
+    nix::mount::mount(Some(&outside), &t.path("mnt"), None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+        .expect("bind mount (needs root and mount permission)");
+    let _guard = Mounted(t.path("mnt"));
+    let out = init(&t, &["--owner", "1001:1001", "--json"]);
+    assert_ok(&out);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["caches"][0]["reported"]["other_mount"], 1, "{json}");
+    assert_eq!(meta(&outside.join("f")), before);
+    assert_eq!(meta(&outside), before_dir);
+}
+
+#[test]
+fn root_directory_swapped_for_a_symlink_during_init_changes_nothing_outside() {
+    require_root();
+    let t = Tree::new();
+    let outside = t.base.join("outside");
+    for i in 0..300 {
+        write(&outside.join(format!("f{i}")), 0o600);
+        write(&t.path(&format!("d/f{i}")), 0o600);
+        write(&t.path(&format!("d/sub/f{i}")), 0o600);
+    }
+    let outside_entries = walk(&outside);
+    let before: Vec<Meta> = outside_entries.iter().map(|p| meta(p)).collect();
+
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let (d, away, sub, sub_away) = (t.path("d"), t.path("d.away"), t.path("d/sub"), t.path("d/sub.away"));
+            while !stop.load(Ordering::Relaxed) {
+                // The directory itself, and one inside it, each become a symlink outside.
+                let _ = std::fs::rename(&d, &away);
+                let _ = symlink(&outside, &d);
+                let _ = std::fs::remove_file(&d);
+                let _ = std::fs::rename(&away, &d);
+                let _ = std::fs::rename(&sub, &sub_away);
+                let _ = symlink(&outside, &sub);
+                std::thread::yield_now();
+                let _ = std::fs::remove_file(&sub);
+                let _ = std::fs::rename(&sub_away, &sub);
+            }
+        });
+        for i in 0..40 {
+            let owner = if i % 2 == 0 { "1001:1001" } else { "1002:1002" };
+            let out = init(&t, &["--owner", owner]);
+            assert!(matches!(code(&out), 0 | 1), "{}", stderr(&out));
+            assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    for (p, b) in outside_entries.iter().zip(&before) {
+        assert_eq!(meta(p), *b, "{} outside the tree changed", p.display());
+    }
+    // Once the swapping stops, one more run makes the tree compliant.
+    assert_ok(&init(&t, &["--owner", "1001:1001"]));
+    assert_ok(&check(&t, &["--owner", "1001:1001"]));
+}
+
+#[test]
+fn root_exclude_globs_leave_paths_alone() {
+    require_root();
+    let t = Tree::new();
+    write(&t.path("cache/vcs/abc/config"), 0o600);
+    write(&t.path("cache/download/x/@v/list"), 0o600);
+    let before = meta(&t.path("cache/vcs/abc/config"));
+    let out = init(&t, &["--owner", "1001", "--exclude", "cache/vcs/**"]);
+    assert_ok(&out);
+    assert_eq!(meta(&t.path("cache/vcs/abc/config")), before);
+    assert_attrs(&t.path("cache/download/x/@v/list"), 1001, 0, 0o644);
+    assert_attrs(&t.path("cache/vcs"), 1001, 0, 0o755);
+    assert!(stdout(&out).contains("excluded   1"), "{}", stdout(&out));
+}
+
+#[test]
+fn root_sudo_defaults_to_the_invoking_user_and_go_default_path() {
+    require_root();
+    let t = Tree::new();
+    let home = t.base.join("home");
+    mkdir(&home, 0o755);
+    let cache = home.join("go/pkg/mod");
+    write(&cache.join("cache/download/x/@v/v1.0.0.mod"), 0o644);
+    let home_str = home.to_str().unwrap();
+    // Under sudo SUDO_UID names the user; the cache is found through that user's passwd
+    // entry, so use GOPATH here (uid 1001 has no passwd entry in CI).
+    let gopath = home.join("go");
+    let out = cachekeeper(
+        &["--init"],
+        &[("SUDO_UID", "1001"), ("SUDO_GID", "1002"), ("HOME", home_str), ("GOPATH", gopath.to_str().unwrap())],
+    );
+    assert_ok(&out);
+    assert_attrs(&cache.join("cache/download/x/@v/v1.0.0.mod"), 1001, 1002, 0o644);
+    assert_attrs(&cache, 1001, 1002, 0o755);
+    // GOMODCACHE wins over GOPATH.
+    let other = t.base.join("gomodcache");
+    write(&other.join("f"), 0o600);
+    let out = cachekeeper(
+        &["--init"],
+        &[
+            ("SUDO_UID", "1003"),
+            ("SUDO_GID", "1003"),
+            ("GOMODCACHE", other.to_str().unwrap()),
+            ("GOPATH", "/nonexistent"),
+        ],
+    );
+    assert_ok(&out);
+    assert_attrs(&other.join("f"), 1003, 1003, 0o644);
+}
+
+#[test]
+fn root_init_creates_a_missing_root_and_parents_for_the_owner() {
+    require_root();
+    let t = Tree::new();
+    let root = t.base.join("new/go/pkg/mod");
+    let out = cachekeeper(&["--init", "--path", root.to_str().unwrap(), "--owner", "1001:1001"], &[]);
+    assert_ok(&out);
+    assert_attrs(&root, 1001, 1001, 0o2775);
+    assert_eq!(meta(&t.base.join("new/go")).uid, 1001);
+    assert_eq!(meta(&t.base.join("new")).uid, 1001);
+    // --check never creates anything.
+    let missing = t.base.join("absent");
+    let out = cachekeeper(&["--check", "--path", missing.to_str().unwrap()], &[]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(!missing.exists());
+}
