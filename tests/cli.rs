@@ -176,3 +176,32 @@ fn cachekeeperctl_says_not_running_with_exit_3() {
     assert_eq!(code(&out), 3);
     assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
 }
+
+#[test]
+fn the_shipped_example_configuration_is_valid() {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/config.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    // The example names a group that need not exist here; validate it with a numeric one.
+    let text = text.replace("group = \"gobuild\"", "group = 0");
+    let config = cachekeeper::config::Config::parse(&file, &text).unwrap();
+    assert_eq!(config.caches[0].path, std::path::Path::new("/var/cache/go/mod"));
+    // Every key of SPEC §2 is in the example, commented or not.
+    for key in [
+        "path",
+        "owner",
+        "group",
+        "model",
+        "other",
+        "exclude",
+        "writable",
+        "socket",
+        "socket_group",
+        "user",
+        "full_rescan",
+        "log_format",
+        "metrics_textfile",
+        "audit_log",
+    ] {
+        assert!(text.contains(&format!("\n{key} =")) || text.contains(&format!("\n#{key} =")), "{key} is missing");
+    }
+}
