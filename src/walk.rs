@@ -338,3 +338,111 @@ impl<'s> Walker<'s> {
         self.notes.lock().unwrap_or_else(|p| p.into_inner()).push(Note { rel, finding });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The races of SPEC §6, made deterministic: the swap happens exactly between the
+    //! walk's look at a name and its next step. (tests/repair.rs races a real swapper.)
+
+    use super::*;
+    use crate::config::Excludes;
+    use crate::model::{Model, Other, Policy};
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::path::Path;
+
+    fn mode_of(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// A cache at `<tmp>/mod` with a private model for the current user, so that the
+    /// test needs no root: only modes change.
+    fn setup() -> (tempfile::TempDir, CacheConfig, OwnedFd) {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("mod")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("outside/dir")).unwrap();
+        for f in ["outside/secret", "outside/dir/inner"] {
+            std::fs::write(tmp.path().join(f), b"x").unwrap();
+            std::fs::set_permissions(tmp.path().join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let cache = CacheConfig {
+            path: tmp.path().join("mod"),
+            policy: Policy {
+                owner: Some(nix::unistd::getuid().as_raw()),
+                group: None,
+                model: Model::Private,
+                other: Other::Read,
+                writable: false,
+            },
+            exclude: Excludes::none(),
+        };
+        let root = sys::open_root(&CString::new(cache.path.as_os_str().as_bytes()).unwrap()).unwrap();
+        (tmp, cache, root)
+    }
+
+    fn walker<'a>(cache: &'a CacheConfig, root: &OwnedFd, tally: &'a Tally) -> Walker<'a> {
+        let root = sys::stat_fd(root.as_fd()).unwrap();
+        Walker { cache, action: Action::Repair, root, tally, notes: Mutex::new(Vec::new()) }
+    }
+
+    fn write_private(p: &Path) {
+        std::fs::write(p, b"x").unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_symlink_after_its_statx_is_reported_not_followed() {
+        let (tmp, cache, root) = setup();
+        let f = cache.path.join("f");
+        write_private(&f);
+        let st = sys::stat_at(root.as_fd(), c"f").unwrap();
+        std::fs::rename(&f, cache.path.join("f.away")).unwrap();
+        symlink(tmp.path().join("outside/secret"), &f).unwrap();
+
+        let tally = Tally::default();
+        walker(&cache, &root, &tally).leaf(root.as_fd(), c"f", b"f".to_vec(), st);
+        assert_eq!(mode_of(&tmp.path().join("outside/secret")), 0o600, "the symlink's target was changed");
+        assert_eq!(tally.reported(Reason::Symlink), 1);
+        assert_eq!(tally.changed.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_file_that_gains_a_hard_link_after_its_statx_is_left_alone() {
+        let (tmp, cache, root) = setup();
+        let f = cache.path.join("f");
+        write_private(&f);
+        let st = sys::stat_at(root.as_fd(), c"f").unwrap();
+        std::fs::hard_link(&f, tmp.path().join("outside/link")).unwrap();
+
+        let tally = Tally::default();
+        walker(&cache, &root, &tally).leaf(root.as_fd(), c"f", b"f".to_vec(), st);
+        assert_eq!(mode_of(&f), 0o600);
+        assert_eq!(tally.reported(Reason::HardLink), 1);
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_symlink_before_it_is_opened_is_not_entered() {
+        let (tmp, cache, root) = setup();
+        symlink(tmp.path().join("outside/dir"), cache.path.join("d")).unwrap();
+        let tally = Tally::default();
+        let w = walker(&cache, &root, &tally);
+        let root = Arc::new(root);
+        // The walk saw `d` as a directory (d_type), and now it is a symlink.
+        rayon::scope(|s| w.open_directory(s, Arc::clone(&root), c"d", b"d".to_vec()));
+        assert_eq!(mode_of(&tmp.path().join("outside/dir/inner")), 0o600);
+        assert_eq!(tally.reported(Reason::Symlink), 1);
+        assert_eq!(tally.changed.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn an_entry_deleted_during_the_walk_is_neither_an_error_nor_counted_as_changed() {
+        let (_tmp, cache, root) = setup();
+        let f = cache.path.join("gone");
+        write_private(&f);
+        let st = sys::stat_at(root.as_fd(), c"gone").unwrap();
+        std::fs::remove_file(&f).unwrap();
+        let tally = Tally::default();
+        walker(&cache, &root, &tally).leaf(root.as_fd(), c"gone", b"gone".to_vec(), st);
+        assert_eq!(tally.failed.load(Relaxed), 0);
+        assert_eq!(tally.changed.load(Relaxed), 0);
+    }
+}

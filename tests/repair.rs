@@ -277,6 +277,10 @@ fn root_directory_swapped_for_a_symlink_during_init_changes_nothing_outside() {
         write(&t.path(&format!("d/f{i}")), 0o600);
         write(&t.path(&format!("d/sub/f{i}")), 0o600);
     }
+    const BAIT: usize = 200;
+    for i in 0..BAIT {
+        write(&t.path(&format!("bait/f{i}")), 0o600);
+    }
     let outside_entries = walk(&outside);
     let before: Vec<Meta> = outside_entries.iter().map(|p| meta(p)).collect();
 
@@ -284,20 +288,37 @@ fn root_directory_swapped_for_a_symlink_during_init_changes_nothing_outside() {
     std::thread::scope(|s| {
         s.spawn(|| {
             let (d, away, sub, sub_away) = (t.path("d"), t.path("d.away"), t.path("d/sub"), t.path("d/sub.away"));
+            let pause = std::time::Duration::from_micros(200);
             while !stop.load(Ordering::Relaxed) {
-                // The directory itself, and one inside it, each become a symlink outside.
+                // Files that flip between themselves and a symlink to a file outside, so
+                // that some flip between the walk's statx and its pin.
+                for i in 0..BAIT {
+                    let (f, away) = (t.path(&format!("bait/f{i}")), t.path(&format!("bait/f{i}.away")));
+                    let _ = std::fs::rename(&f, &away);
+                    let _ = symlink(outside.join(format!("f{i}")), &f);
+                }
+                for i in 0..BAIT {
+                    let (f, away) = (t.path(&format!("bait/f{i}")), t.path(&format!("bait/f{i}.away")));
+                    let _ = std::fs::remove_file(&f);
+                    let _ = std::fs::rename(&away, &f);
+                }
+                // The directory itself, and one inside it, each spend about half the time
+                // as a symlink to the outside directory.
                 let _ = std::fs::rename(&d, &away);
                 let _ = symlink(&outside, &d);
+                std::thread::sleep(pause);
                 let _ = std::fs::remove_file(&d);
                 let _ = std::fs::rename(&away, &d);
+                std::thread::sleep(pause);
                 let _ = std::fs::rename(&sub, &sub_away);
                 let _ = symlink(&outside, &sub);
-                std::thread::yield_now();
+                std::thread::sleep(pause);
                 let _ = std::fs::remove_file(&sub);
                 let _ = std::fs::rename(&sub_away, &sub);
+                std::thread::sleep(pause);
             }
         });
-        for i in 0..40 {
+        for i in 0..100 {
             let owner = if i % 2 == 0 { "1001:1001" } else { "1002:1002" };
             let out = init(&t, &["--owner", owner]);
             assert!(matches!(code(&out), 0 | 1), "{}", stderr(&out));
