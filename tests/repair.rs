@@ -400,3 +400,29 @@ fn root_init_creates_a_missing_root_and_parents_for_the_owner() {
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(!missing.exists());
 }
+
+#[test]
+fn root_an_unprivileged_user_repairs_its_own_cache_and_names_what_it_cannot() {
+    require_root();
+    let t = Tree::new();
+    write(&t.path("mine/f"), 0o600);
+    mkdir(&t.path("mine/ro@v1"), 0o500);
+    write(&t.path("theirs"), 0o600);
+    for p in [t.root.clone(), t.path("mine"), t.path("mine/f"), t.path("mine/ro@v1")] {
+        chown(&p, 1001, 1001);
+    }
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=1001", "--regid=1001", "--clear-groups", "--"])
+        .arg(bin("cachekeeper"))
+        .args(["--init", "--path", t.root_str()])
+        .env_clear()
+        .env("HOME", &t.base);
+    let out = run(cmd, std::time::Duration::from_secs(60));
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    assert_attrs(&t.path("mine/f"), 1001, 1001, 0o644);
+    assert_attrs(&t.path("mine/ro@v1"), 1001, 1001, 0o555);
+    assert_attrs(&t.path("theirs"), 0, 0, 0o600);
+    let err = stderr(&out);
+    assert!(err.contains("theirs") && err.contains("Operation not permitted"), "{err}");
+    assert!(stdout(&out).contains("1 entries could not be made compliant"), "{}", stdout(&out));
+}
