@@ -84,6 +84,9 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    if !args.init && !args.check {
+        return service(&args);
+    }
     init_logging(args.verbose);
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
@@ -111,16 +114,35 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+/// `cachekeeper [--config PATH]`: the long-running service.
+fn service(args: &Args) -> ExitCode {
+    if args.has_cache_flags() || args.json {
+        eprintln!(
+            "cachekeeper: the service takes its caches from --config; --path, --owner, ... go with --init or --check"
+        );
+        return ExitCode::from(2);
+    }
+    let config = args
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("CACHEKEEPER_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+    match crate::daemon::run(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(crate::daemon::DaemonError::Config(e)) => {
+            eprintln!("cachekeeper: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("cachekeeper: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// True when every cache is compliant at exit.
 fn run(args: &Args) -> Result<bool, Usage> {
-    let action = match (args.init, args.check) {
-        (true, _) => Action::Repair,
-        (_, true) => Action::Check,
-        _ => return Err(Usage(
-            "the watching service is not available in this version; run `cachekeeper --init` or `cachekeeper --check`"
-                .into(),
-        )),
-    };
+    let action = if args.init { Action::Repair } else { Action::Check };
     let caches = if args.config.is_some() && args.has_cache_flags() {
         return Err(Usage(
             "give either --config or the cache on the command line (--path, --owner, ...), not both".into(),
@@ -248,7 +270,7 @@ fn default_gomodcache() -> Result<PathBuf, String> {
 /// `--init` creates a missing root and its missing parents, like Go's `MkdirAll(0777)`,
 /// and gives the parents it creates to the cache's owner and group, so that a cache
 /// created under sudo in `~/go` leaves no root-owned `~/go` behind.
-fn create_root(cache: &CacheConfig) -> Result<(), String> {
+pub fn create_root(cache: &CacheConfig) -> Result<(), String> {
     let mut missing = Vec::new();
     let mut p = cache.path.as_path();
     while std::fs::symlink_metadata(p).is_err() {

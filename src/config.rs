@@ -264,9 +264,14 @@ pub fn cache_root(path: &str) -> Result<PathBuf, String> {
     if p.components().any(|c| c == Component::ParentDir) {
         return Err(format!("`{path}` contains `..`; give the cache root itself"));
     }
-    let clean: PathBuf = p.components().collect();
+    let clean = clean(path);
     refuse_system_directory(&clean)?;
     Ok(clean)
+}
+
+/// `path` without repeated or trailing slashes and `.` components, for comparisons.
+pub fn clean(path: &str) -> PathBuf {
+    Path::new(path).components().collect()
 }
 
 /// A cache root gets group and other bits derived from the owner's, and files lose

@@ -1,14 +1,18 @@
-//! The `cachekeeperctl` client (SPEC §3). It finds the service through its control
-//! socket; exit 3 means "not running", as with `systemctl status`.
+//! The `cachekeeperctl` client (SPEC §3): one request over the control socket, the
+//! answer rendered for people or as JSON. Exit codes follow `systemctl status`:
+//! 0 healthy/done, 1 degraded/failed, 3 not running, 4 not permitted.
 
 use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
 
 use crate::config::DEFAULT_SOCKET;
+use crate::protocol::{CacheState, Request, Response, Status};
 
 #[derive(Debug, Parser)]
 #[command(name = "cachekeeperctl", version, about = "Talk to the running cachekeeper service")]
@@ -22,15 +26,17 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Health of the service and of every cache it keeps
+    /// Health of the service and of every cache it keeps (exit 0 healthy, 1 degraded)
     Status {
+        /// The stable JSON object (schema_version 1)
         #[arg(long)]
         json: bool,
     },
     /// Return once every event that happened before the call has been handled
     Sync {
-        #[arg(long, value_name = "DUR")]
-        timeout: Option<String>,
+        /// Give up after this long (exit 1)
+        #[arg(long, value_name = "DUR", default_value = "60s")]
+        timeout: String,
     },
     /// Reconcile one cache, or all, now and wait for it
     Rescan { path: Option<PathBuf> },
@@ -38,7 +44,9 @@ enum Command {
     Reload,
 }
 
+const FAILED: u8 = 1;
 const NOT_RUNNING: u8 = 3;
+const DENIED: u8 = 4;
 
 pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
     let args = match Args::try_parse_from(argv) {
@@ -48,30 +56,149 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    if let Command::Sync { timeout: Some(t) } = &args.command {
-        if let Err(m) = crate::config::parse_duration(t) {
-            eprintln!("cachekeeperctl: --timeout: {m}");
-            return ExitCode::from(2);
-        }
-    }
     let socket = args
         .socket
         .or_else(|| std::env::var_os("CACHEKEEPER_SOCKET").filter(|s| !s.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
-    match UnixStream::connect(&socket) {
-        Err(e) => {
-            eprintln!(
-                "cachekeeperctl: cachekeeper is not running (no service at {}: {})",
-                socket.display(),
-                crate::sys::describe(&e)
-            );
-            ExitCode::from(NOT_RUNNING)
+    let (request, wait) = match &args.command {
+        Command::Status { .. } => (Request::Status, Some(Duration::from_secs(30))),
+        Command::Sync { timeout } => match crate::config::parse_duration(timeout) {
+            Ok(t) => (Request::Sync { timeout_ms: t.as_millis() as u64 }, Some(t + Duration::from_secs(10))),
+            Err(m) => {
+                eprintln!("cachekeeperctl: --timeout: {m}");
+                return ExitCode::from(2);
+            }
+        },
+        Command::Rescan { path } => (Request::Rescan { path: path.as_ref().map(|p| p.display().to_string()) }, None),
+        Command::Reload => (Request::Reload, Some(Duration::from_secs(600))),
+    };
+    let response = match call(&socket, &request, wait) {
+        Ok(r) => r,
+        Err((code, message)) => {
+            eprintln!("cachekeeperctl: {message}");
+            return ExitCode::from(code);
         }
-        Ok(_) => {
-            // The service and its protocol are not part of this version: whatever
-            // listens there is not a cachekeeper this client can talk to.
-            eprintln!("cachekeeperctl: {} does not speak this client's protocol", socket.display());
-            ExitCode::from(NOT_RUNNING)
+    };
+    match (response, &args.command) {
+        (Response::Status(status), Command::Status { json }) => {
+            if *json {
+                println!("{}", serde_json::to_string(&status).unwrap_or_default());
+            } else {
+                print!("{}", render_status(&status));
+            }
+            ExitCode::from(if status.healthy { 0 } else { FAILED })
+        }
+        (Response::Synced, _) => ExitCode::SUCCESS,
+        (Response::Rescanned { caches }, _) => {
+            println!("reconciled: {}", caches.join(", "));
+            ExitCode::SUCCESS
+        }
+        (Response::Reloaded { caches }, _) => {
+            println!("configuration reloaded; caches: {}", caches.join(", "));
+            ExitCode::SUCCESS
+        }
+        (Response::Failed { message }, _) => {
+            eprintln!("cachekeeperctl: {message}");
+            ExitCode::from(FAILED)
+        }
+        (Response::Denied { message }, _) => {
+            eprintln!("cachekeeperctl: {message}");
+            ExitCode::from(DENIED)
+        }
+        (other, _) => {
+            eprintln!("cachekeeperctl: unexpected answer from the service: {other:?}");
+            ExitCode::from(FAILED)
         }
     }
+}
+
+/// One request, one response. Errors carry the exit code.
+fn call(socket: &std::path::Path, request: &Request, wait: Option<Duration>) -> Result<Response, (u8, String)> {
+    let mut stream = UnixStream::connect(socket).map_err(|e| match e.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM) => (
+            DENIED,
+            format!(
+                "permission denied on {}: only root and members of the service's socket_group may use it",
+                socket.display()
+            ),
+        ),
+        _ => (
+            NOT_RUNNING,
+            format!("cachekeeper is not running (no service at {}: {})", socket.display(), crate::sys::describe(&e)),
+        ),
+    })?;
+    let lost = |e: std::io::Error| (FAILED, format!("lost the connection to the service: {e}"));
+    stream.set_read_timeout(wait).map_err(lost)?;
+    let mut line = serde_json::to_vec(request).map_err(|e| (FAILED, e.to_string()))?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(lost)?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).map_err(lost)?;
+    if answer.is_empty() {
+        return Err((FAILED, "the service closed the connection without an answer".into()));
+    }
+    serde_json::from_str(&answer).map_err(|e| (FAILED, format!("cannot read the service's answer: {e}")))
+}
+
+fn ago(unix: u64) -> String {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    human(Duration::from_secs(now.saturating_sub(unix))) + " ago"
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// The human form of `status`.
+pub fn render_status(status: &Status) -> String {
+    let d = &status.daemon;
+    let caps = if d.capabilities.is_empty() { "none".to_owned() } else { d.capabilities.join(",") };
+    let mut out = format!(
+        "cachekeeper {}: {} — pid {}, up {}, uid {}, capabilities {caps}\n",
+        d.version,
+        if status.healthy { "healthy" } else { "degraded" },
+        d.pid,
+        human(Duration::from_secs(d.uptime_s)),
+        d.uid
+    );
+    for c in &status.caches {
+        let state = match c.state {
+            CacheState::Starting => "starting",
+            CacheState::Healthy => "healthy",
+            CacheState::Degraded => "DEGRADED",
+            CacheState::Polling => "polling",
+        };
+        out += &format!("{}: {state} ({})\n", c.path, c.filesystem);
+        if let Some(reason) = &c.reason {
+            out += &format!("  why        {reason}\n");
+        }
+        match &c.last_full_scan {
+            Some(s) => {
+                out += &format!(
+                    "  entries    {} (last full scan {}, took {:.2}s)\n",
+                    s.entries,
+                    ago(s.finished_at),
+                    s.duration_ms as f64 / 1000.0
+                )
+            }
+            None => out += "  entries    (first full scan running)\n",
+        }
+        let r = &c.repairs;
+        out += &format!("  repairs    {} (owner {}, group {}, mode {})\n", r.entries, r.owner, r.group, r.mode);
+        let p = &c.reported;
+        out += &format!(
+            "  reported   symlink {}, hard link {}, special {}, other mount {}\n",
+            p.symlink, p.hard_link, p.special, p.other_mount
+        );
+        out += &format!(
+            "  events     {} received, {} overflows, queue {}, errors {}\n",
+            c.events_received, c.overflows, c.queue_depth, c.errors
+        );
+    }
+    out
 }

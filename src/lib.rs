@@ -8,9 +8,12 @@
 pub mod cli;
 pub mod config;
 pub mod ctl;
+pub mod daemon;
 pub mod model;
 pub mod names;
+pub mod protocol;
 pub mod repair;
 pub mod summary;
 pub mod sys;
 pub mod walk;
+pub mod watch;

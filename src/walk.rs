@@ -106,6 +106,19 @@ impl Tally {
         self.reported[reason as usize].load(Relaxed)
     }
 
+    /// Adds the repairs and failures of `other` (a finished walk) to these counters.
+    pub fn absorb(&self, other: &Tally) {
+        for (mine, theirs) in [
+            (&self.changed, &other.changed),
+            (&self.owner, &other.owner),
+            (&self.group, &other.group),
+            (&self.mode, &other.mode),
+            (&self.failed, &other.failed),
+        ] {
+            mine.fetch_add(theirs.load(Relaxed), Relaxed);
+        }
+    }
+
     fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
     }
@@ -114,14 +127,98 @@ impl Tally {
 /// Walks the cache at `cache.path` and repairs or lists every divergent entry. The
 /// findings come back sorted by path; counts accumulate in `tally`.
 pub fn walk(cache: &CacheConfig, action: Action, tally: &Tally) -> io::Result<Vec<Note>> {
-    let path = CString::new(cache.path.as_os_str().as_bytes())?;
-    let root = sys::open_root(&path)?;
-    let root_stat = sys::stat_fd(root.as_fd())?;
-    let walker = Walker { cache, action, root: root_stat, tally, notes: Mutex::new(Vec::new()) };
-    rayon::scope(|s| walker.directory(s, root, root_stat, Vec::new()));
-    let mut notes = walker.notes.into_inner().unwrap_or_else(|p| p.into_inner());
-    notes.sort_by(|a, b| a.rel.cmp(&b.rel));
-    Ok(notes)
+    Scan { cache, action, tally, watch: None }.all()
+}
+
+/// Called with the relative path of each directory before it is listed, so that a
+/// watch exists before the listing and nothing created meanwhile is missed.
+pub type WatchHook<'a> = dyn Fn(&[u8]) + Sync + 'a;
+
+/// One walk over a cache, whole or from one path.
+#[derive(Clone, Copy)]
+pub struct Scan<'a> {
+    pub cache: &'a CacheConfig,
+    pub action: Action,
+    pub tally: &'a Tally,
+    pub watch: Option<&'a WatchHook<'a>>,
+}
+
+impl std::fmt::Debug for Scan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scan").field("cache", &self.cache.path).field("action", &self.action).finish()
+    }
+}
+
+impl<'a> Scan<'a> {
+    fn walker(&self, root: Stat) -> Walker<'a> {
+        Walker {
+            cache: self.cache,
+            action: self.action,
+            root,
+            tally: self.tally,
+            watch: self.watch,
+            notes: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn open_root(&self) -> io::Result<(OwnedFd, Stat)> {
+        let path = CString::new(self.cache.path.as_os_str().as_bytes())?;
+        let root = sys::open_root(&path)?;
+        let st = sys::stat_fd(root.as_fd())?;
+        Ok((root, st))
+    }
+
+    /// The whole tree, from the root.
+    pub fn all(&self) -> io::Result<Vec<Note>> {
+        let (root, st) = self.open_root()?;
+        let walker = self.walker(st);
+        rayon::scope(|s| walker.directory(s, root, st, Vec::new(), true));
+        Ok(walker.into_notes())
+    }
+
+    /// The entry at `rel` (relative to the root), and with `deep` everything below it
+    /// when it is a directory. Each component on the way is opened with `O_NOFOLLOW`;
+    /// a path that leads through a symlink, out of the root's mount, or nowhere (it was
+    /// deleted since) is not an entry of this cache and is skipped.
+    pub fn path(&self, rel: &[u8], deep: bool) -> io::Result<Vec<Note>> {
+        let (root, root_st) = self.open_root()?;
+        let walker = self.walker(root_st);
+        if rel.is_empty() {
+            rayon::scope(|s| walker.directory(s, root, root_st, Vec::new(), deep));
+            return Ok(walker.into_notes());
+        }
+        let components: Vec<&[u8]> = rel.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+        let Some((name, parents)) = components.split_last() else { return Ok(Vec::new()) };
+        let mut prefix = Vec::new();
+        let mut dir = root;
+        for c in parents.iter().copied().chain([*name]) {
+            prefix = names::join(&prefix, c);
+            if self.cache.exclude.matches(&prefix) || c == b"." || c == b".." {
+                return Ok(Vec::new());
+            }
+        }
+        for c in parents {
+            let Ok(c) = CString::new(*c) else { return Ok(Vec::new()) };
+            match sys::open_dir_at(dir.as_fd(), &c) {
+                Ok(next) => dir = next,
+                Err(_) => return Ok(Vec::new()),
+            }
+        }
+        match sys::stat_fd(dir.as_fd()) {
+            Ok(st) if st.same_mount(&root_st) => {}
+            _ => return Ok(Vec::new()),
+        }
+        let Ok(name) = CString::new(*name) else { return Ok(Vec::new()) };
+        let parent = Arc::new(dir);
+        rayon::scope(|s| match sys::stat_at(parent.as_fd(), &name) {
+            Ok(st) if st.file_type == FileType::Dir => {
+                walker.open_directory(s, Arc::clone(&parent), &name, rel.to_vec(), deep)
+            }
+            Ok(st) => walker.leaf(parent.as_fd(), &name, rel.to_vec(), st),
+            Err(_) => {}
+        });
+        Ok(walker.into_notes())
+    }
 }
 
 struct Walker<'a> {
@@ -129,6 +226,7 @@ struct Walker<'a> {
     action: Action,
     root: Stat,
     tally: &'a Tally,
+    watch: Option<&'a WatchHook<'a>>,
     notes: Mutex<Vec<Note>>,
 }
 
@@ -139,14 +237,27 @@ fn vanished(e: &io::Error) -> bool {
 }
 
 impl<'s> Walker<'s> {
-    /// A directory opened as `fd`, whose `statx` is `st`: check it, then its children.
-    fn directory<'a>(&'a self, s: &rayon::Scope<'a>, fd: OwnedFd, st: Stat, rel: Vec<u8>) {
+    fn into_notes(self) -> Vec<Note> {
+        let mut notes = self.notes.into_inner().unwrap_or_else(|p| p.into_inner());
+        notes.sort_by(|a, b| a.rel.cmp(&b.rel));
+        notes
+    }
+
+    /// A directory opened as `fd`, whose `statx` is `st`: check it, then (with `list`)
+    /// its children.
+    fn directory<'a>(&'a self, s: &rayon::Scope<'a>, fd: OwnedFd, st: Stat, rel: Vec<u8>, list: bool) {
         Tally::bump(&self.tally.entries);
         if let Err(reason) = self.classify(&st) {
             return self.report(rel, reason);
         }
         if let Some(d) = self.divergence(Kind::Dir, &st) {
             self.settle(fd.as_fd(), &rel, d);
+        }
+        if !list {
+            return;
+        }
+        if let Some(watch) = self.watch {
+            watch(&rel);
         }
         let fd = Arc::new(fd);
         let listed = sys::read_dir(fd.as_fd(), |name, hint| self.visit(s, &fd, &rel, name, hint));
@@ -182,12 +293,12 @@ impl<'s> Walker<'s> {
 
     fn spawn_directory<'a>(&'a self, s: &rayon::Scope<'a>, parent: &Arc<OwnedFd>, name: CString, rel: Vec<u8>) {
         let parent = Arc::clone(parent);
-        s.spawn(move |s| self.open_directory(s, parent, &name, rel));
+        s.spawn(move |s| self.open_directory(s, parent, &name, rel, true));
     }
 
     /// Opens a child directory without following a symlink, then walks it. The parent's
     /// descriptor is released as soon as the child's own is open.
-    fn open_directory<'a>(&'a self, s: &rayon::Scope<'a>, parent: Arc<OwnedFd>, name: &CStr, rel: Vec<u8>) {
+    fn open_directory<'a>(&'a self, s: &rayon::Scope<'a>, parent: Arc<OwnedFd>, name: &CStr, rel: Vec<u8>, list: bool) {
         let opened = sys::open_dir_at(parent.as_fd(), name);
         let fd = match opened {
             Ok(fd) => fd,
@@ -214,7 +325,7 @@ impl<'s> Walker<'s> {
         };
         drop(parent);
         match sys::stat_fd(fd.as_fd()) {
-            Ok(st) => self.directory(s, fd, st, rel),
+            Ok(st) => self.directory(s, fd, st, rel, list),
             Err(e) => self.fail(rel, format!("cannot stat: {e}")),
         }
     }
@@ -381,7 +492,7 @@ mod tests {
 
     fn walker<'a>(cache: &'a CacheConfig, root: &OwnedFd, tally: &'a Tally) -> Walker<'a> {
         let root = sys::stat_fd(root.as_fd()).unwrap();
-        Walker { cache, action: Action::Repair, root, tally, notes: Mutex::new(Vec::new()) }
+        Scan { cache, action: Action::Repair, tally, watch: None }.walker(root)
     }
 
     fn write_private(p: &Path) {
@@ -427,7 +538,7 @@ mod tests {
         let w = walker(&cache, &root, &tally);
         let root = Arc::new(root);
         // The walk saw `d` as a directory (d_type), and now it is a symlink.
-        rayon::scope(|s| w.open_directory(s, Arc::clone(&root), c"d", b"d".to_vec()));
+        rayon::scope(|s| w.open_directory(s, Arc::clone(&root), c"d", b"d".to_vec(), true));
         assert_eq!(mode_of(&tmp.path().join("outside/dir/inner")), 0o600);
         assert_eq!(tally.reported(Reason::Symlink), 1);
         assert_eq!(tally.changed.load(Relaxed), 0);

@@ -1,0 +1,736 @@
+//! The service (SPEC §4): one worker thread per cache that owns its queue and does all
+//! its checks and reconciles; one notify watcher per cache feeding that queue; and a
+//! tokio runtime for the control socket, signals and systemd notifications.
+//!
+//! Watches come first, then scans: every directory gets its watch before it is listed,
+//! on the first full scan and whenever one appears, so nothing created meanwhile is
+//! missed. Lost events (overflow, watch limit, network filesystems) fall back to full
+//! reconciles; a periodic one (`full_rescan`) is the last safety net.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::oneshot;
+
+use crate::config::{CacheConfig, Config, DaemonConfig, LogFormat};
+use crate::protocol::{self, CacheState, CacheStatus, Repairs, Reported, Request, Response, ScanInfo, Status};
+use crate::walk::{Action, Reason, Scan, Tally};
+use crate::watch::{self, Counters, Degradation, Handler, Queue, Waiters, Work};
+
+/// How often a cache is fully reconciled when events cannot be trusted.
+const DEGRADED_RESCAN: Duration = Duration::from_secs(60);
+const POLL_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Why the service could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Startup(String),
+}
+
+/// Runs the service until SIGTERM or SIGINT. Configuration errors come back before
+/// anything is started.
+pub fn run(config_path: &Path) -> Result<(), DaemonError> {
+    let config = Config::load(config_path)?;
+    init_logging(config.daemon.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| DaemonError::Startup(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(serve(config_path.to_owned(), config))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CACHEKEEPER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+    };
+}
+
+/// Everything the control socket and the signal handlers reach.
+struct Service {
+    config_path: PathBuf,
+    daemon: DaemonConfig,
+    sentinel_root: PathBuf,
+    started: Instant,
+    caches: Mutex<Arc<Vec<Arc<CacheRuntime>>>>,
+    next_token: AtomicU64,
+}
+
+async fn serve(config_path: PathBuf, config: Config) -> Result<(), DaemonError> {
+    let listener = bind_socket(&config.daemon).map_err(DaemonError::Startup)?;
+    let sentinel_root = sentinel_root(&config.daemon.socket);
+    let _ = std::fs::remove_dir_all(&sentinel_root);
+    std::fs::create_dir(&sentinel_root)
+        .and_then(|()| std::fs::set_permissions(&sentinel_root, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| DaemonError::Startup(format!("cannot create {}: {e}", sentinel_root.display())))?;
+    let service = Arc::new(Service {
+        config_path,
+        daemon: config.daemon.clone(),
+        sentinel_root,
+        started: Instant::now(),
+        caches: Mutex::new(Arc::new(Vec::new())),
+        next_token: AtomicU64::new(1),
+    });
+    let accept = tokio::spawn(accept_loop(Arc::clone(&service), listener));
+
+    let started = service.start_caches(&config.caches, &HashMap::new());
+    let result = run_until_stopped(&service, started).await;
+
+    accept.abort();
+    let caches = service.snapshot();
+    tokio::task::spawn_blocking(move || caches.iter().for_each(|c| c.stop())).await.ok();
+    let _ = std::fs::remove_file(&service.daemon.socket);
+    let _ = std::fs::remove_dir_all(&service.sentinel_root);
+    tracing::info!("stopped");
+    result
+}
+
+async fn run_until_stopped(service: &Arc<Service>, started: Vec<oneshot::Receiver<()>>) -> Result<(), DaemonError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let sig = |kind| signal(kind).map_err(|e| DaemonError::Startup(format!("cannot handle signals: {e}")));
+    let (mut hup, mut term, mut int) =
+        (sig(SignalKind::hangup())?, sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?);
+
+    let initial = async {
+        for rx in started {
+            let _ = rx.await;
+        }
+    };
+    tokio::select! {
+        () = initial => {}
+        _ = term.recv() => return Ok(()),
+        _ = int.recv() => return Ok(()),
+    }
+    let n = service.snapshot().len();
+    tracing::info!("first full scan done; watching {n} cache(s)");
+    let _ = sd_notify::notify(
+        false,
+        &[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&format!("watching {n} cache(s)"))],
+    );
+    let mut usec = 0;
+    if sd_notify::watchdog_enabled(false, &mut usec) {
+        let period = Duration::from_micros(usec / 2);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+    }
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                if let Err(message) = service.reload().await {
+                    tracing::error!("reload failed, keeping the running configuration: {message}");
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    Ok(())
+}
+
+/// `<socket>.sync`: where `sync` creates its sentinel files, one directory per cache.
+fn sentinel_root(socket: &Path) -> PathBuf {
+    let mut name = socket.as_os_str().to_owned();
+    name.push(".sync");
+    PathBuf::from(name)
+}
+
+/// Binds the control socket: refuses to start when another service answers there,
+/// removes a stale socket file, and limits access to root and `socket_group`.
+fn bind_socket(daemon: &DaemonConfig) -> Result<UnixListener, String> {
+    let path = &daemon.socket;
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(format!("another cachekeeper is already running at {}", path.display()));
+    }
+    if std::fs::symlink_metadata(path).is_ok() {
+        std::fs::remove_file(path).map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path)
+        .map_err(|e| format!("cannot bind control socket {}: {e}", path.display()))?;
+    let mode = match daemon.socket_group {
+        Some(gid) => {
+            std::os::unix::fs::chown(path, None, Some(gid))
+                .map_err(|e| format!("cannot give {} to group {gid}: {e}", path.display()))?;
+            0o660
+        }
+        None => 0o600,
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    UnixListener::from_std(listener).map_err(|e| e.to_string())
+}
+
+async fn accept_loop(service: Arc<Service>, listener: UnixListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let service = Arc::clone(&service);
+                tokio::spawn(async move { service.connection(stream).await });
+            }
+            Err(e) => {
+                tracing::warn!("control socket: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+impl Service {
+    fn snapshot(&self) -> Arc<Vec<Arc<CacheRuntime>>> {
+        Arc::clone(&self.caches.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Starts a runtime per cache (keeping the counters of caches that were already
+    /// running at the same path) and returns a receiver per first full scan.
+    fn start_caches(
+        &self,
+        caches: &[CacheConfig],
+        previous: &HashMap<PathBuf, Arc<Stats>>,
+    ) -> Vec<oneshot::Receiver<()>> {
+        let mut runtimes = Vec::new();
+        let mut started = Vec::new();
+        for (i, cache) in caches.iter().enumerate() {
+            let stats = previous.get(&cache.path).cloned().unwrap_or_default();
+            let (runtime, rx) = CacheRuntime::start(
+                cache.clone(),
+                self.sentinel_root.join(i.to_string()),
+                stats,
+                self.daemon.full_rescan,
+            );
+            runtimes.push(runtime);
+            started.push(rx);
+        }
+        *self.caches.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(runtimes);
+        started
+    }
+
+    async fn reload(&self) -> Result<Vec<String>, String> {
+        let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
+        if config.daemon.socket != self.daemon.socket || config.daemon.socket_group != self.daemon.socket_group {
+            tracing::warn!("daemon.socket and daemon.socket_group take effect on restart");
+        }
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+        let old = self.snapshot();
+        let previous: HashMap<PathBuf, Arc<Stats>> =
+            old.iter().map(|c| (c.cache.path.clone(), Arc::clone(&c.stats))).collect();
+        tokio::task::spawn_blocking(move || old.iter().for_each(|c| c.stop())).await.ok();
+        let _ = self.start_caches(&config.caches, &previous);
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        let paths: Vec<String> = config.caches.iter().map(|c| c.path.display().to_string()).collect();
+        tracing::info!("configuration reloaded: {}", paths.join(", "));
+        Ok(paths)
+    }
+
+    async fn connection(&self, mut stream: UnixStream) {
+        let response = match self.read_request(&mut stream).await {
+            Ok(request) => match self.authorize(&stream, &request) {
+                Ok(()) => self.answer(request).await,
+                Err(message) => Response::Denied { message },
+            },
+            Err(message) => Response::Failed { message },
+        };
+        let mut line = serde_json::to_vec(&response).unwrap_or_default();
+        line.push(b'\n');
+        let _ = stream.write_all(&line).await;
+    }
+
+    async fn read_request(&self, stream: &mut UnixStream) -> Result<Request, String> {
+        let mut line = String::new();
+        let mut reader = BufReader::new(stream).take(protocol::MAX_REQUEST as u64);
+        match tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line)).await {
+            Ok(Ok(_)) => serde_json::from_str(&line).map_err(|e| format!("bad request: {e}")),
+            Ok(Err(e)) => Err(format!("cannot read the request: {e}")),
+            Err(_) => Err("no request within 10 s".into()),
+        }
+    }
+
+    /// Root and members of `daemon.socket_group` only (SO_PEERCRED).
+    fn authorize(&self, stream: &UnixStream, request: &Request) -> Result<(), String> {
+        let cred = stream.peer_cred().map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+        if cred.uid() == 0 {
+            return Ok(());
+        }
+        if let Some(group) = self.daemon.socket_group {
+            let member = cred.gid() == group || cred.pid().is_some_and(|pid| process_groups(pid).contains(&group));
+            if member {
+                return Ok(());
+            }
+            return Err(format!(
+                "uid {} may not use cachekeeper ({request:?}): only root and members of group {group} (daemon.socket_group) may",
+                cred.uid()
+            ));
+        }
+        Err(format!(
+            "uid {} may not use cachekeeper: only root may (set daemon.socket_group to allow a group)",
+            cred.uid()
+        ))
+    }
+
+    async fn answer(&self, request: Request) -> Response {
+        match request {
+            Request::Status => Response::Status(Box::new(self.status())),
+            Request::Sync { timeout_ms } => {
+                let deadline = Duration::from_millis(timeout_ms);
+                match tokio::time::timeout(deadline, self.sync()).await {
+                    Ok(Ok(())) => Response::Synced,
+                    Ok(Err(message)) => Response::Failed { message },
+                    Err(_) => Response::Failed { message: format!("not settled within {timeout_ms} ms") },
+                }
+            }
+            Request::Rescan { path } => {
+                let caches = self.snapshot();
+                let chosen: Vec<Arc<CacheRuntime>> = match &path {
+                    None => caches.iter().cloned().collect(),
+                    Some(p) => caches.iter().filter(|c| c.cache.path == crate::config::clean(p)).cloned().collect(),
+                };
+                if chosen.is_empty() {
+                    let p = path.unwrap_or_default();
+                    return Response::Failed { message: format!("no configured cache at {p}") };
+                }
+                for c in &chosen {
+                    if c.rescan().await.is_err() {
+                        return Response::Failed { message: format!("{}: the worker stopped", c.cache.path.display()) };
+                    }
+                }
+                Response::Rescanned { caches: chosen.iter().map(|c| c.cache.path.display().to_string()).collect() }
+            }
+            Request::Reload => match self.reload().await {
+                Ok(caches) => Response::Reloaded { caches },
+                Err(message) => Response::Failed { message },
+            },
+        }
+    }
+
+    /// Every event that happened before this call has been handled: a sentinel file
+    /// goes through each cache's inotify queue behind them, then through its work
+    /// queue. Caches whose events cannot be trusted are reconciled in full instead.
+    async fn sync(&self) -> Result<(), String> {
+        for c in self.snapshot().iter() {
+            let token = self.next_token.fetch_add(1, Relaxed);
+            if c.watched() {
+                c.barrier(token).await.map_err(|e| format!("{}: {e}", c.cache.path.display()))?;
+            }
+            if c.state() != CacheState::Healthy {
+                c.rescan().await.map_err(|()| format!("{}: the worker stopped", c.cache.path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn status(&self) -> Status {
+        let caches: Vec<CacheStatus> = self.snapshot().iter().map(|c| c.status()).collect();
+        Status {
+            schema_version: protocol::SCHEMA_VERSION,
+            healthy: Status::healthy(&caches),
+            daemon: protocol::DaemonStatus {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                pid: std::process::id(),
+                uptime_s: self.started.elapsed().as_secs(),
+                uid: nix::unistd::geteuid().as_raw(),
+                capabilities: effective_capabilities(),
+                config: self.config_path.display().to_string(),
+            },
+            caches,
+        }
+    }
+}
+
+/// Supplementary groups of a process, from `/proc/<pid>/status`.
+fn process_groups(pid: i32) -> Vec<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| g.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+fn effective_capabilities() -> Vec<String> {
+    let mut caps: Vec<String> = caps::read(None, caps::CapSet::Effective)
+        .map(|set| set.iter().map(|c| c.to_string().to_lowercase()).collect())
+        .unwrap_or_default();
+    caps.sort();
+    caps
+}
+
+/// Counters of a cache that survive a reload.
+#[derive(Debug, Default)]
+struct Stats {
+    counters: Arc<Counters>,
+    repairs: Tally,
+    last_scan: Mutex<Option<LastScan>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LastScan {
+    info: ScanInfo,
+    reported: Reported,
+}
+
+/// One cache being kept: its worker thread, its watcher and its state.
+struct CacheRuntime {
+    cache: Arc<CacheConfig>,
+    stats: Arc<Stats>,
+    queue: Queue,
+    sentinel: PathBuf,
+    filesystem: String,
+    polled: bool,
+    waiters: Waiters,
+    degraded: Degradation,
+    scanned: Arc<AtomicBool>,
+    full_rescan: Duration,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl CacheRuntime {
+    fn start(
+        cache: CacheConfig,
+        sentinel: PathBuf,
+        stats: Arc<Stats>,
+        full_rescan: Duration,
+    ) -> (Arc<CacheRuntime>, oneshot::Receiver<()>) {
+        let cache = Arc::new(cache);
+        if let Err(e) = crate::cli::create_root(&cache) {
+            tracing::error!("{e}");
+        }
+        let (filesystem, polled) = watch::filesystem(&cache.path);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let queue = Queue::new(tx);
+        let waiters: Waiters = Arc::default();
+        let degraded: Degradation = Arc::default();
+        let mut watcher = None;
+        if polled {
+            tracing::warn!(
+                root = %cache.path.display(),
+                "{filesystem} sends no events for other clients' writes: polling every {}s",
+                POLL_INTERVAL.as_secs()
+            );
+        } else {
+            let handler = Handler {
+                root: cache.path.clone(),
+                sentinel: sentinel.clone(),
+                queue: queue.clone(),
+                counters: Arc::clone(&stats.counters),
+                waiters: Arc::clone(&waiters),
+                degraded: Arc::clone(&degraded),
+            };
+            let made = std::fs::create_dir_all(&sentinel).map_err(notify::Error::io).and_then(|()| {
+                let mut w = handler.watcher()?;
+                w.watch(&sentinel, RecursiveMode::NonRecursive)?;
+                Ok(w)
+            });
+            match made {
+                Ok(w) => watcher = Some(w),
+                Err(e) => {
+                    tracing::error!(root = %cache.path.display(), "cannot watch, falling back to polling: {e}");
+                    *degraded.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some("inotify is not available (fs.inotify.max_user_instances?): polling instead");
+                }
+            }
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        queue.send(Work::Rescan { done: Some(done_tx) });
+        let runtime = Arc::new(CacheRuntime {
+            cache,
+            stats,
+            queue,
+            sentinel,
+            filesystem,
+            polled,
+            waiters,
+            degraded,
+            scanned: Arc::new(AtomicBool::new(false)),
+            full_rescan,
+            thread: Mutex::new(None),
+        });
+        let worker = Worker { runtime: Arc::clone(&runtime), watcher: Mutex::new(watcher) };
+        let name = format!("ck-{}", runtime.cache.path.display());
+        let handle = std::thread::Builder::new().name(name).spawn(move || worker.run(rx));
+        match handle {
+            Ok(h) => *runtime.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(h),
+            Err(e) => tracing::error!("cannot start a worker thread: {e}"),
+        }
+        (runtime, done_rx)
+    }
+
+    fn watched(&self) -> bool {
+        !self.polled && self.sentinel.exists()
+    }
+
+    fn state(&self) -> CacheState {
+        if !self.scanned.load(Relaxed) {
+            CacheState::Starting
+        } else if self.degraded.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            CacheState::Degraded
+        } else if self.polled {
+            CacheState::Polling
+        } else {
+            CacheState::Healthy
+        }
+    }
+
+    async fn rescan(&self) -> Result<(), ()> {
+        let (tx, rx) = oneshot::channel();
+        if !self.queue.send(Work::Rescan { done: Some(tx) }) {
+            return Err(());
+        }
+        rx.await.map_err(drop)
+    }
+
+    async fn barrier(&self, token: u64) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).insert(token, tx);
+        let marker = self.sentinel.join(token.to_string());
+        let created = std::fs::File::create(&marker);
+        let result = match created {
+            Ok(_) => rx.await.map_err(|_| "the worker stopped".to_owned()),
+            Err(e) => Err(format!("cannot create the sync marker {}: {e}", marker.display())),
+        };
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&token);
+        let _ = std::fs::remove_file(&marker);
+        result
+    }
+
+    fn set_degraded(&self, reason: Option<&'static str>) {
+        *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+    }
+
+    fn stop(&self) {
+        self.queue.send(Work::Stop);
+        if let Some(h) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
+        }
+    }
+
+    fn status(&self) -> CacheStatus {
+        let last = *self.stats.last_scan.lock().unwrap_or_else(|p| p.into_inner());
+        let r = &self.stats.repairs;
+        let c = &self.stats.counters;
+        let reason = self.degraded.lock().unwrap_or_else(|p| p.into_inner()).map(str::to_owned).or_else(|| {
+            self.polled.then(|| {
+                format!(
+                    "{} sends no events for other clients' writes: polled every {}s",
+                    self.filesystem,
+                    POLL_INTERVAL.as_secs()
+                )
+            })
+        });
+        CacheStatus {
+            path: self.cache.path.display().to_string(),
+            state: self.state(),
+            reason,
+            filesystem: self.filesystem.clone(),
+            entries: last.map_or(0, |l| l.info.entries),
+            repairs: Repairs {
+                entries: r.changed.load(Relaxed),
+                owner: r.owner.load(Relaxed),
+                group: r.group.load(Relaxed),
+                mode: r.mode.load(Relaxed),
+            },
+            reported: last.map(|l| l.reported).unwrap_or_default(),
+            errors: c.errors.load(Relaxed) + r.failed.load(Relaxed),
+            last_full_scan: last.map(|l| l.info),
+            queue_depth: self.queue.depth(),
+            events_received: c.events.load(Relaxed),
+            overflows: c.overflows.load(Relaxed),
+        }
+    }
+}
+
+/// The thread that does all of one cache's checks and reconciles, in queue order.
+struct Worker {
+    runtime: Arc<CacheRuntime>,
+    watcher: Mutex<Option<RecommendedWatcher>>,
+}
+
+impl Worker {
+    fn run(self, rx: Receiver<Work>) {
+        let mut next_scan = Instant::now() + self.interval();
+        loop {
+            let wait = next_scan.saturating_duration_since(Instant::now());
+            let first = match rx.recv_timeout(wait) {
+                Ok(work) => work,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.full_scan();
+                    next_scan = Instant::now() + self.interval();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < 65_536 {
+                match rx.try_recv() {
+                    Ok(work) => batch.push(work),
+                    Err(_) => break,
+                }
+            }
+            let mut checks: Vec<(Vec<u8>, bool)> = Vec::new();
+            let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+            let mut rescan_waiters: Vec<oneshot::Sender<()>> = Vec::new();
+            let mut rescan = false;
+            let mut stop = false;
+            let n = batch.len() as u64;
+            for work in batch {
+                match work {
+                    // A pending full reconcile covers every check queued before it ran.
+                    Work::Check { .. } if rescan => {}
+                    Work::Check { rel, deep } => match index.get(&rel) {
+                        Some(&i) => checks[i].1 |= deep,
+                        None => {
+                            index.insert(rel.clone(), checks.len());
+                            checks.push((rel, deep));
+                        }
+                    },
+                    Work::Rescan { done } => {
+                        rescan = true;
+                        checks.clear();
+                        index.clear();
+                        rescan_waiters.extend(done);
+                    }
+                    Work::Barrier(tx) => {
+                        self.flush(&mut checks, &mut index, &mut rescan, &mut rescan_waiters, &mut next_scan);
+                        let _ = tx.send(());
+                    }
+                    Work::Stop => stop = true,
+                }
+            }
+            self.flush(&mut checks, &mut index, &mut rescan, &mut rescan_waiters, &mut next_scan);
+            self.runtime.queue.taken(n);
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn flush(
+        &self,
+        checks: &mut Vec<(Vec<u8>, bool)>,
+        index: &mut HashMap<Vec<u8>, usize>,
+        rescan: &mut bool,
+        waiters: &mut Vec<oneshot::Sender<()>>,
+        next_scan: &mut Instant,
+    ) {
+        if std::mem::take(rescan) {
+            self.full_scan();
+            *next_scan = Instant::now() + self.interval();
+            for tx in waiters.drain(..) {
+                let _ = tx.send(());
+            }
+        }
+        for (rel, deep) in checks.drain(..) {
+            self.check(&rel, deep);
+        }
+        index.clear();
+    }
+
+    fn interval(&self) -> Duration {
+        let full = self.runtime.full_rescan;
+        match self.runtime.state() {
+            CacheState::Degraded => full.min(DEGRADED_RESCAN),
+            CacheState::Polling => full.min(POLL_INTERVAL),
+            _ => full,
+        }
+    }
+
+    /// Adds a watch on a directory before it is listed. After the first refusal for
+    /// the watch limit, the rest of the scan does not ask again.
+    fn watch_hook<'a>(&'a self, limit: &'a AtomicBool) -> impl Fn(&[u8]) + Sync + 'a {
+        move |rel: &[u8]| {
+            if limit.load(Relaxed) {
+                return;
+            }
+            let mut guard = self.watcher.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(watcher) = guard.as_mut() else { return };
+            let root = &self.runtime.cache.path;
+            let path = if rel.is_empty() { root.clone() } else { root.join(OsStr::from_bytes(rel)) };
+            match watcher.watch(&path, RecursiveMode::NonRecursive) {
+                Ok(()) => {}
+                Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                    if !limit.swap(true, Relaxed) {
+                        tracing::warn!(root = %self.runtime.cache.path.display(), "{}", watch::WATCH_LIMIT_REASON);
+                    }
+                }
+                Err(e) => tracing::debug!(path = %path.display(), "cannot watch: {e}"),
+            }
+        }
+    }
+
+    fn check(&self, rel: &[u8], deep: bool) {
+        let tally = Tally::default();
+        let limit = AtomicBool::new(false);
+        let hook = self.watch_hook(&limit);
+        let cache = &self.runtime.cache;
+        let scan = Scan { cache, action: Action::Repair, tally: &tally, watch: Some(&hook) };
+        if let Err(e) = scan.path(rel, deep) {
+            tracing::warn!(root = %cache.path.display(), "cannot open the cache root: {e}");
+            self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
+        }
+        if limit.load(Relaxed) {
+            self.runtime.set_degraded(Some(watch::WATCH_LIMIT_REASON));
+        }
+        self.runtime.stats.repairs.absorb(&tally);
+    }
+
+    fn full_scan(&self) {
+        let cache = &self.runtime.cache;
+        let tally = Tally::default();
+        let limit = AtomicBool::new(false);
+        let hook = self.watch_hook(&limit);
+        let started = Instant::now();
+        let watch: Option<&crate::walk::WatchHook<'_>> = if self.runtime.polled { None } else { Some(&hook) };
+        let scan = Scan { cache, action: Action::Repair, tally: &tally, watch };
+        if let Err(e) = crate::cli::create_root(cache).map_err(io::Error::other).and_then(|()| scan.all()) {
+            tracing::error!(root = %cache.path.display(), "full scan failed: {e}");
+            self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
+        }
+        let took = started.elapsed();
+        let reported = Reported {
+            symlink: tally.reported(Reason::Symlink),
+            hard_link: tally.reported(Reason::HardLink),
+            special: tally.reported(Reason::Special),
+            other_mount: tally.reported(Reason::OtherMount),
+        };
+        let entries = tally.entries.load(Relaxed);
+        let finished_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let info = ScanInfo { finished_at, duration_ms: took.as_millis() as u64, entries };
+        *self.runtime.stats.last_scan.lock().unwrap_or_else(|p| p.into_inner()) = Some(LastScan { info, reported });
+        self.runtime.stats.repairs.absorb(&tally);
+        // A full scan re-adds every watch, so after an overflow the cache is whole again;
+        // only a watch limit that still bites keeps it degraded.
+        self.runtime.set_degraded(limit.load(Relaxed).then_some(watch::WATCH_LIMIT_REASON));
+        self.runtime.scanned.store(true, Relaxed);
+        tracing::info!(
+            root = %cache.path.display(),
+            "full scan: {entries} entries in {:.2}s, {} repaired",
+            took.as_secs_f64(),
+            tally.changed.load(Relaxed)
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! The control protocol between `cachekeeperctl` and the service: one JSON object per
+//! line over the Unix socket, one request and one response per connection. Plain data;
+//! no I/O.
+
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Longest request line the service reads; anything longer is refused.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Status,
+    /// Returns once every event that happened before the request has been handled.
+    Sync {
+        timeout_ms: u64,
+    },
+    /// Full reconcile of the cache at `path`, or of all caches, and wait for it.
+    Rescan {
+        path: Option<String>,
+    },
+    Reload,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Status(Box<Status>),
+    Synced,
+    Rescanned {
+        caches: Vec<String>,
+    },
+    Reloaded {
+        caches: Vec<String>,
+    },
+    /// The request was understood but could not be done (exit 1).
+    Failed {
+        message: String,
+    },
+    /// The peer may not use the service (exit 4).
+    Denied {
+        message: String,
+    },
+}
+
+/// `cachekeeperctl status --json`, schema version 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub schema_version: u32,
+    /// Every cache is `healthy` (or `polling`, which is healthy for a network filesystem).
+    pub healthy: bool,
+    pub daemon: DaemonStatus,
+    pub caches: Vec<CacheStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_s: u64,
+    pub uid: u32,
+    /// Effective capabilities, lower-case (`cap_chown`, ...).
+    pub capabilities: Vec<String>,
+    pub config: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheState {
+    /// The first full scan has not finished.
+    Starting,
+    /// Watched; every event is handled.
+    Healthy,
+    /// Events may have been lost (queue overflow) or part of the tree is not watched
+    /// (watch limit): periodic full reconciles cover it; `reason` says what to do.
+    Degraded,
+    /// A filesystem that sends no events for other clients' writes: polled.
+    Polling,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheStatus {
+    pub path: String,
+    pub state: CacheState,
+    pub reason: Option<String>,
+    pub filesystem: String,
+    /// Entries seen by the last full scan.
+    pub entries: u64,
+    pub repairs: Repairs,
+    /// Reported entries (left as they are) by reason, as of the last full scan.
+    pub reported: Reported,
+    pub errors: u64,
+    pub last_full_scan: Option<ScanInfo>,
+    pub queue_depth: u64,
+    pub events_received: u64,
+    pub overflows: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repairs {
+    pub entries: u64,
+    pub owner: u64,
+    pub group: u64,
+    pub mode: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reported {
+    pub symlink: u64,
+    pub hard_link: u64,
+    pub special: u64,
+    pub other_mount: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanInfo {
+    /// Unix time, seconds.
+    pub finished_at: u64,
+    pub duration_ms: u64,
+    pub entries: u64,
+}
+
+impl Status {
+    pub fn healthy(caches: &[CacheStatus]) -> bool {
+        caches.iter().all(|c| matches!(c.state, CacheState::Healthy | CacheState::Polling))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_tagged_by_command() {
+        let r: Request = serde_json::from_str(r#"{"command":"sync","timeout_ms":500}"#).unwrap();
+        assert_eq!(r, Request::Sync { timeout_ms: 500 });
+        assert_eq!(serde_json::to_string(&Request::Status).unwrap(), r#"{"command":"status"}"#);
+        assert_eq!(
+            serde_json::to_string(&Request::Rescan { path: None }).unwrap(),
+            r#"{"command":"rescan","path":null}"#
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"command":"format_disk"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"command":"status","x":1}"#).is_err());
+    }
+
+    #[test]
+    fn responses_are_tagged_by_result() {
+        let r = Response::Denied { message: "no".into() };
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(text, r#"{"result":"denied","message":"no"}"#);
+        assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), r);
+    }
+}
