@@ -332,16 +332,25 @@ impl Service {
     /// goes through each cache's inotify queue behind them, then through its work
     /// queue. Caches whose events cannot be trusted are reconciled in full instead.
     async fn sync(&self) -> Result<(), String> {
-        for c in self.snapshot().iter() {
-            let token = self.next_token.fetch_add(1, Relaxed);
-            if c.watched() {
-                c.barrier(token).await.map_err(|e| format!("{}: {e}", c.cache.path.display()))?;
+        'again: loop {
+            let caches = self.snapshot();
+            for c in caches.iter() {
+                let token = self.next_token.fetch_add(1, Relaxed);
+                let mut settled = if c.watched() { c.barrier(token).await } else { Ok(()) };
+                if settled.is_ok() && c.state() != CacheState::Healthy {
+                    settled = c.rescan().await.map_err(|()| "the worker stopped".to_owned());
+                }
+                if let Err(e) = settled {
+                    // A reload replaced this cache's runtime while we waited: start over
+                    // on the new ones.
+                    if c.stopped.load(Relaxed) {
+                        continue 'again;
+                    }
+                    return Err(format!("{}: {e}", c.cache.path.display()));
+                }
             }
-            if c.state() != CacheState::Healthy {
-                c.rescan().await.map_err(|()| format!("{}: the worker stopped", c.cache.path.display()))?;
-            }
+            return Ok(());
         }
-        Ok(())
     }
 
     fn status(&self) -> Status {
@@ -405,6 +414,7 @@ struct CacheRuntime {
     waiters: Waiters,
     degraded: Degradation,
     scanned: Arc<AtomicBool>,
+    stopped: AtomicBool,
     full_rescan: Duration,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -467,6 +477,7 @@ impl CacheRuntime {
             waiters,
             degraded,
             scanned: Arc::new(AtomicBool::new(false)),
+            stopped: AtomicBool::new(false),
             full_rescan,
             thread: Mutex::new(None),
         });
@@ -523,6 +534,9 @@ impl CacheRuntime {
     }
 
     fn stop(&self) {
+        self.stopped.store(true, Relaxed);
+        // Waiters of a sync would otherwise wait for a worker that is gone.
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).clear();
         self.queue.send(Work::Stop);
         if let Some(h) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = h.join();

@@ -22,7 +22,16 @@ pub struct NotApplied {
 pub fn apply(fd: BorrowedFd<'_>, d: &Divergence) -> io::Result<()> {
     let (from, to) = (d.from, d.to);
     if d.owner() || d.group() {
-        let narrow = from.mode & to.mode;
+        // Narrow to old ∩ new so that the chown never hands the new owner or group more
+        // than both states allow. One exception: when the group stays, its bits may take
+        // their final value at once. The group gains nothing it will not have a moment
+        // later, and a member who just created the entry (Go writes into a directory
+        // right after its mkdir) keeps its access through the group while the owner
+        // changes, instead of losing it until the final chmod.
+        let mut narrow = from.mode & to.mode;
+        if !d.group() {
+            narrow |= to.mode & 0o070;
+        }
         if narrow != from.mode {
             sys::chmod_fd(fd, narrow)?;
         }

@@ -261,8 +261,9 @@ impl<'s> Walker<'s> {
         }
         let fd = Arc::new(fd);
         let listed = sys::read_dir(fd.as_fd(), |name, hint| self.visit(s, &fd, &rel, name, hint));
-        if let Err(e) = listed {
-            self.fail(rel, format!("cannot list directory: {e}"));
+        match listed {
+            Err(e) if !vanished(&e) => self.fail(rel, format!("cannot list directory: {e}")),
+            _ => {}
         }
     }
 

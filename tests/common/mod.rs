@@ -127,3 +127,160 @@ pub fn chmod(path: &Path, mode: u32) {
 pub fn chown(path: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
 }
+
+/// A running `cachekeeper` service on a temp config; killed on drop if still running.
+pub struct Daemon {
+    child: Option<std::process::Child>,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Writes `caches` plus a `[daemon]` table (with `daemon_extra` lines) into
+    /// `base/ck.toml`, starts the service and waits until its first full scan is done.
+    pub fn start(base: &Path, caches: &str, daemon_extra: &str) -> Daemon {
+        Daemon::start_with(base, caches, daemon_extra, |cmd| cmd)
+    }
+
+    pub fn start_with(base: &Path, caches: &str, daemon_extra: &str, wrap: impl FnOnce(Command) -> Command) -> Daemon {
+        let socket = base.join("ck.sock");
+        let config = base.join("ck.toml");
+        let log = base.join("ck.log");
+        let text = format!("{caches}\n[daemon]\nsocket = \"{}\"\n{daemon_extra}\n", socket.display());
+        std::fs::write(&config, text).unwrap();
+        let mut cmd = Command::new(bin("cachekeeper"));
+        cmd.arg("--config").arg(&config);
+        let mut cmd = wrap(cmd);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start cachekeeper");
+        let mut d = Daemon { child: Some(child), config, socket, log };
+        d.wait_ready();
+        d
+    }
+
+    /// Waits for the socket, then for `sync`, which returns after the first full scan.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("cachekeeper exited with {status} before it was ready:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "no control socket after 60 s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.sync();
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(bin("cachekeeperctl"));
+        cmd.arg("--socket").arg(&self.socket).args(args);
+        run(cmd, Duration::from_secs(300))
+    }
+
+    pub fn sync(&self) {
+        let out = self.ctl(&["sync", "--timeout", "240s"]);
+        assert_eq!(code(&out), 0, "sync failed: {}{}\nlog:\n{}", stdout(&out), stderr(&out), self.log());
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.ctl(&["status", "--json"]);
+        assert!(matches!(code(&out), 0 | 1), "status: {}", stderr(&out));
+        serde_json::from_str(&stdout(&out)).unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `cachekeeper --check` with the service's own configuration: every cache complies.
+    pub fn assert_compliant(&self) {
+        let out = cachekeeper(&["--check", "--config", self.config.to_str().unwrap()], &[]);
+        assert_eq!(code(&out), 0, "not compliant after sync:\n{}\nservice log:\n{}", stdout(&out), self.log());
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("cachekeeper did not stop within 60 s of SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs a shell script as `uid` (with `groups`) in `dir`.
+pub fn sh_as(uid: u32, groups: &[u32], dir: &Path, script: &str) -> Output {
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}")).arg(format!("--regid={uid}"));
+    if groups.is_empty() {
+        cmd.arg("--clear-groups");
+    } else {
+        let g: Vec<String> = groups.iter().map(u32::to_string).collect();
+        cmd.arg(format!("--groups={}", g.join(",")));
+    }
+    cmd.args(["--", "sh", "-ec", script]).current_dir(dir);
+    let out = run(cmd, Duration::from_secs(300));
+    assert_eq!(code(&out), 0, "script as uid {uid} failed: {}", stderr(&out));
+    out
+}
+
+/// Tests that change inotify sysctls take this exclusively; every other service test
+/// takes it shared, so that no service runs under a lowered limit it did not ask for.
+pub fn sysctl_lock(exclusive: bool) -> nix::fcntl::Flock<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("cachekeeper-tests-sysctl.lock"))
+        .unwrap();
+    let arg = if exclusive { nix::fcntl::FlockArg::LockExclusive } else { nix::fcntl::FlockArg::LockShared };
+    nix::fcntl::Flock::lock(file, arg).map_err(|(_, e)| e).unwrap()
+}
+
+/// Sets a sysctl and restores the old value on drop.
+pub struct Sysctl {
+    path: PathBuf,
+    old: String,
+}
+
+impl Sysctl {
+    pub fn set(name: &str, value: &str) -> Sysctl {
+        let path = PathBuf::from("/proc/sys").join(name.replace('.', "/"));
+        let old = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, value).unwrap_or_else(|e| panic!("cannot set {name}: {e}"));
+        Sysctl { path, old }
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.path, self.old.trim());
+    }
+}

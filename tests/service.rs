@@ -1,0 +1,315 @@
+//! The service under the ways events get lost (SPEC §4): after `cachekeeperctl sync`,
+//! every entry complies. Real daemons on real temp trees; needs root (CI is root).
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+const OWNER: u32 = 1001;
+const GROUP: u32 = 3200;
+const MEMBER: u32 = 1002;
+
+/// A shared cache owned by 1001 with group 3200, writable by group members.
+fn shared_cache(root: &Path) -> String {
+    format!("[[cache]]\npath = \"{}\"\nowner = {OWNER}\ngroup = {GROUP}\n", root.display())
+}
+
+fn start(t: &Tree) -> Daemon {
+    Daemon::start(&t.base, &shared_cache(&t.root), "")
+}
+
+#[test]
+fn root_recursive_create_race_mkdir_p_then_files_100_times() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let d = start(&t);
+    sh_as(
+        MEMBER,
+        &[GROUP],
+        &t.root,
+        "umask 077; i=0; while [ $i -lt 100 ]; do mkdir -p a$i/b/c && echo x > a$i/b/c/f.go && echo y > a$i/t.go; i=$((i+1)); done",
+    );
+    d.sync();
+    d.assert_compliant();
+    assert_eq!(meta(&t.path("a99/b/c/f.go")).mode, 0o664);
+}
+
+#[test]
+fn root_burst_of_10k_files_by_another_uid_with_umask_077() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let d = start(&t);
+    sh_as(
+        MEMBER,
+        &[GROUP],
+        &t.root,
+        "umask 077; for d in 0 1 2 3 4 5 6 7 8 9; do mkdir burst$d; i=0; while [ $i -lt 1000 ]; do : > burst$d/f$i; i=$((i+1)); done; done",
+    );
+    d.sync();
+    d.assert_compliant();
+    let s = d.status();
+    assert!(s["caches"][0]["repairs"]["entries"].as_u64().unwrap() >= 10_010, "{s}");
+}
+
+#[test]
+fn root_a_prepared_tree_renamed_into_the_root() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let d = start(&t);
+    let prepared = t.base.join("prepared");
+    for i in 0..20 {
+        write(&prepared.join(format!("m@v1.0.0/pkg{i}/sub/f.go")), 0o600);
+    }
+    mkdir(&prepared.join("m@v1.0.0/empty"), 0o700);
+    std::fs::rename(&prepared, t.path("moved-in")).unwrap();
+    // And a directory renamed within the tree, then written inside.
+    std::fs::rename(t.path("moved-in/m@v1.0.0/pkg0"), t.path("renamed")).unwrap();
+    write(&t.path("renamed/after-rename.go"), 0o600);
+    d.sync();
+    d.assert_compliant();
+}
+
+#[test]
+fn root_deletion_during_the_initial_scan() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    for dir in 0..40 {
+        for f in 0..100 {
+            write(&t.path(&format!("d{dir}/sub/f{f}")), 0o600);
+        }
+    }
+    let root = t.root.clone();
+    let deleter = std::thread::spawn(move || {
+        for dir in (0..40).step_by(2) {
+            let _ = std::fs::remove_dir_all(root.join(format!("d{dir}")));
+        }
+    });
+    let d = start(&t);
+    deleter.join().unwrap();
+    d.sync();
+    d.assert_compliant();
+    let s = d.status();
+    assert_eq!(s["caches"][0]["errors"], 0, "a vanished entry is not an error: {s}\n{}", d.log());
+}
+
+#[test]
+fn root_forced_overflow_falls_back_to_a_full_reconcile() {
+    require_root();
+    let _lock = sysctl_lock(true);
+    // Read when the inotify instance is created: set before the service starts.
+    let sysctl = Sysctl::set("fs.inotify.max_queued_events", "16");
+    let t = Tree::new();
+    let d = start(&t);
+    drop(sysctl);
+    // Stalled, so that the 16-event queue cannot be drained while the storm goes on.
+    let pid = nix::unistd::Pid::from_raw(d.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    sh_as(
+        MEMBER,
+        &[GROUP],
+        &t.root,
+        "umask 077; mkdir storm; i=0; while [ $i -lt 2000 ]; do : > storm/f$i; i=$((i+1)); done",
+    );
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    d.sync();
+    d.assert_compliant();
+    let s = d.status();
+    assert!(s["caches"][0]["overflows"].as_u64().unwrap() >= 1, "{s}");
+    assert!(d.log().contains("fs.inotify.max_queued_events"), "the warning names the sysctl:\n{}", d.log());
+}
+
+fn inotify_watches() -> usize {
+    let mut n = 0;
+    for proc_entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fdinfo")) else { continue };
+        for fd in fds.flatten() {
+            if let Ok(text) = std::fs::read_to_string(fd.path()) {
+                n += text.lines().filter(|l| l.starts_with("inotify wd")).count();
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn root_watch_limit_degrades_to_periodic_reconciles() {
+    require_root();
+    let _lock = sysctl_lock(true);
+    let t = Tree::new();
+    let d = start(&t);
+    let _sysctl = Sysctl::set("fs.inotify.max_user_watches", &(inotify_watches() + 5).to_string());
+    sh_as(
+        MEMBER,
+        &[GROUP],
+        &t.root,
+        "umask 077; i=0; while [ $i -lt 30 ]; do mkdir -p w$i/inner; : > w$i/inner/f; i=$((i+1)); done",
+    );
+    d.sync();
+    d.assert_compliant();
+    let s = d.status();
+    let cache = &s["caches"][0];
+    assert_eq!(cache["state"], "degraded", "{s}");
+    assert!(cache["reason"].as_str().unwrap().contains("fs.inotify.max_user_watches"), "{s}");
+    let out = d.ctl(&["status"]);
+    assert_eq!(code(&out), 1, "status exits 1 when degraded");
+    // Files created in the unwatched part later are still repaired by sync's reconcile.
+    sh_as(MEMBER, &[GROUP], &t.root, "umask 077; : > w29/inner/later");
+    d.sync();
+    d.assert_compliant();
+}
+
+#[test]
+fn root_stalled_daemon_then_a_burst() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let d = start(&t);
+    let pid = nix::unistd::Pid::from_raw(d.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    sh_as(
+        MEMBER,
+        &[GROUP],
+        &t.root,
+        "umask 077; i=0; while [ $i -lt 3000 ]; do mkdir -p s$((i % 30))/x; : > s$((i % 30))/x/f$i; i=$((i+1)); done",
+    );
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    d.sync();
+    d.assert_compliant();
+}
+
+#[test]
+fn root_own_repairs_do_not_loop() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let d = start(&t);
+    sh_as(MEMBER, &[GROUP], &t.root, "umask 077; mkdir a; : > a/f");
+    d.sync();
+    let first = d.status()["caches"][0]["repairs"]["entries"].as_u64().unwrap();
+    // The repairs' own IN_ATTRIB events are handled by now; nothing more is repaired.
+    d.sync();
+    d.sync();
+    let s = d.status();
+    assert_eq!(s["caches"][0]["repairs"]["entries"].as_u64().unwrap(), first, "{s}");
+    assert_eq!(s["caches"][0]["queue_depth"], 0, "{s}");
+}
+
+#[test]
+fn root_sigterm_stops_cleanly_and_removes_the_socket() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let mut d = start(&t);
+    let status = d.stop();
+    assert_eq!(status.code(), Some(0), "{}", d.log());
+    assert!(!d.socket.exists(), "socket left behind");
+    let out = d.ctl(&["status"]);
+    assert_eq!(code(&out), 3);
+}
+
+#[test]
+fn root_sighup_and_reload_reread_the_configuration() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let d = start(&t);
+    // A broken configuration is refused and the running one kept.
+    let good = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(&d.config, good.replace("owner = 1001", "owner = 1001\ncolour = 1")).unwrap();
+    let out = d.ctl(&["reload"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("cache.colour"), "{}", stderr(&out));
+    assert_eq!(code(&d.ctl(&["status"])), 0, "still running after a refused reload");
+    // A new owner, applied by SIGHUP.
+    std::fs::write(&d.config, good.replace("owner = 1001", "owner = 1005")).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.pid()), nix::sys::signal::Signal::SIGHUP).unwrap();
+    write(&t.path("after-reload"), 0o600);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while meta(&t.root).uid != 1005 {
+        assert!(std::time::Instant::now() < deadline, "SIGHUP did not reload:\n{}", d.log());
+        d.sync();
+    }
+    d.sync();
+    d.assert_compliant();
+    assert_eq!(meta(&t.path("after-reload")).uid, 1005);
+}
+
+#[test]
+fn root_status_json_matches_the_golden_shape() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let d = start(&t);
+    let s = d.status();
+    let golden: serde_json::Value =
+        serde_json::from_str(include_str!("golden/status.json")).expect("tests/golden/status.json");
+    assert_eq!(shape(&s), golden, "status --json changed shape; update docs and schema_version:\n{s:#}");
+    assert_eq!(s["schema_version"], 1);
+    assert_eq!(s["caches"][0]["state"], "healthy");
+    assert_eq!(s["caches"][0]["path"], t.root_str());
+    assert_eq!(code(&d.ctl(&["status"])), 0);
+    let human = stdout(&d.ctl(&["status"]));
+    assert!(human.contains(&format!("{}: healthy", t.root_str())), "{human}");
+}
+
+/// Every leaf replaced by its JSON type, so that the golden file pins keys and types.
+fn shape(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(_) => "bool".into(),
+        Value::Number(_) => "number".into(),
+        Value::String(_) => "string".into(),
+        Value::Array(items) => Value::Array(items.iter().take(1).map(shape).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+    }
+}
+
+#[test]
+fn root_a_uid_outside_socket_group_is_refused() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let d = Daemon::start(&t.base, &shared_cache(&t.root), "socket_group = 3300");
+    let socket_meta = meta(&d.socket);
+    assert_eq!((socket_meta.gid, socket_meta.mode), (3300, 0o660));
+    let ctl_as = |uid: u32, groups: &[u32]| {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.arg(format!("--reuid={uid}")).arg(format!("--regid={uid}"));
+        if groups.is_empty() {
+            cmd.arg("--clear-groups");
+        } else {
+            cmd.arg(format!("--groups={}", groups.iter().map(u32::to_string).collect::<Vec<_>>().join(",")));
+        }
+        cmd.arg("--").arg(bin("cachekeeperctl")).arg("--socket").arg(&d.socket).arg("status");
+        run(cmd, std::time::Duration::from_secs(30))
+    };
+    let member = ctl_as(1006, &[3300]);
+    assert_eq!(code(&member), 0, "{}", stderr(&member));
+    let outsider = ctl_as(1005, &[]);
+    assert_eq!(code(&outsider), 4);
+    assert!(stderr(&outsider).contains("permission denied"), "{}", stderr(&outsider));
+    // Even with the socket opened up, the service checks the peer's credentials.
+    chmod(&d.socket, 0o666);
+    let outsider = ctl_as(1005, &[]);
+    assert_eq!(code(&outsider), 4);
+    assert!(stderr(&outsider).contains("uid 1005 may not use cachekeeper"), "{}", stderr(&outsider));
+}
+
+#[test]
+fn root_a_second_service_on_the_same_socket_refuses_to_start() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let d = start(&t);
+    let out = cachekeeper(&["--config", d.config.to_str().unwrap()], &[]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("already running"), "{}", stderr(&out));
+    assert_eq!(code(&d.ctl(&["status"])), 0);
+}
