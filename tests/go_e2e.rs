@@ -222,3 +222,43 @@ fn root_shared_case_two_uids_in_one_group_add_modules() {
     let gamma = meta(&modcache.join("cache/download/example.com/gamma/@v"));
     assert_eq!((gamma.gid, gamma.mode), (group, 0o2775));
 }
+
+#[test]
+fn root_service_keeps_a_shared_cache_usable_between_uids() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let proxy = t.base.join("proxy");
+    write_proxy(&proxy);
+    let modcache = t.base.join("gomodcache");
+    let go = Go { base: &t.base, proxy: &proxy, modcache: &modcache };
+    let (group, a, b) = (3100, 1101, 1102);
+    let caches = format!("[[cache]]\npath = \"{}\"\ngroup = {group}\nmodel = \"shared\"\n", modcache.display());
+    let d = Daemon::start(&t.base, &caches, "");
+
+    let p_root = t.base.join("p-root");
+    write_project(&p_root, 0, &[("alpha", "v1.0.0"), ("beta", "v1.0.0")]);
+    assert_built(&go.build(&p_root, 0, &[]), "root");
+    d.sync();
+
+    let p_a = t.base.join("p-a");
+    write_project(&p_a, a, &[("alpha", "v1.0.0"), ("gamma", "v1.0.0")]);
+    assert_built(&go.build(&p_a, a, &[group]), "uid A");
+    d.sync();
+
+    // A new version inside A's directories, and a new module.
+    let p_b = t.base.join("p-b");
+    write_project(&p_b, b, &[("gamma", "v1.1.0"), ("delta", "v1.0.0")]);
+    assert_built(&go.build(&p_b, b, &[group]), "uid B");
+    d.sync();
+
+    let p_a2 = t.base.join("p-a2");
+    write_project(&p_a2, a, &[("delta", "v1.1.0"), ("beta", "v1.1.0")]);
+    assert_built(&go.build(&p_a2, a, &[group]), "uid A, second project");
+    d.sync();
+
+    d.assert_compliant();
+    assert_read_only_trees(&modcache);
+    let gamma = meta(&modcache.join("cache/download/example.com/gamma/@v"));
+    assert_eq!((gamma.gid, gamma.mode & 0o2070), (group, 0o2070));
+}
