@@ -46,12 +46,47 @@ pub enum DaemonError {
 pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     let config = Config::load(config_path)?;
     init_logging(config.daemon.log_format);
+    // Everything that needs root's full power happens before the capabilities go:
+    // binding the socket, the sentinel directory, missing cache roots.
+    let listener = bind_socket(&config.daemon).map_err(DaemonError::Startup)?;
+    let sentinel_root = sentinel_root(&config.daemon.socket);
+    let cleanup = || {
+        let _ = std::fs::remove_file(&config.daemon.socket);
+        let _ = std::fs::remove_dir_all(&sentinel_root);
+    };
+    if let Err(e) = make_sentinel_root(&sentinel_root, config.daemon.user) {
+        cleanup();
+        return Err(DaemonError::Startup(e));
+    }
+    for cache in &config.caches {
+        if let Err(e) = crate::cli::create_root(cache) {
+            tracing::error!("{e}");
+        }
+    }
+    // Before any thread exists: capabilities are per thread, and threads started
+    // later (tokio, rayon, notify) inherit the reduced set.
+    if let Err(e) = crate::privilege::reduce(config.daemon.user) {
+        cleanup();
+        return Err(DaemonError::Startup(e));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| DaemonError::Startup(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(serve(config_path.to_owned(), config))
+    runtime.block_on(serve(config_path.to_owned(), config, listener, sentinel_root))
+}
+
+/// `<socket>.sync`, fresh, private to the service's user.
+fn make_sentinel_root(dir: &Path, user: Option<(u32, u32)>) -> Result<(), String> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .and_then(|()| match user {
+            Some((uid, gid)) => std::os::unix::fs::chown(dir, Some(uid), Some(gid)),
+            None => Ok(()),
+        })
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))
 }
 
 fn init_logging(format: LogFormat) {
@@ -74,13 +109,13 @@ struct Service {
     next_token: AtomicU64,
 }
 
-async fn serve(config_path: PathBuf, config: Config) -> Result<(), DaemonError> {
-    let listener = bind_socket(&config.daemon).map_err(DaemonError::Startup)?;
-    let sentinel_root = sentinel_root(&config.daemon.socket);
-    let _ = std::fs::remove_dir_all(&sentinel_root);
-    std::fs::create_dir(&sentinel_root)
-        .and_then(|()| std::fs::set_permissions(&sentinel_root, std::fs::Permissions::from_mode(0o700)))
-        .map_err(|e| DaemonError::Startup(format!("cannot create {}: {e}", sentinel_root.display())))?;
+async fn serve(
+    config_path: PathBuf,
+    config: Config,
+    listener: std::os::unix::net::UnixListener,
+    sentinel_root: PathBuf,
+) -> Result<(), DaemonError> {
+    let listener = UnixListener::from_std(listener).map_err(|e| DaemonError::Startup(e.to_string()))?;
     let service = Arc::new(Service {
         config_path,
         daemon: config.daemon.clone(),
@@ -97,7 +132,12 @@ async fn serve(config_path: PathBuf, config: Config) -> Result<(), DaemonError> 
     accept.abort();
     let caches = service.snapshot();
     tokio::task::spawn_blocking(move || caches.iter().for_each(|c| c.stop())).await.ok();
-    let _ = std::fs::remove_file(&service.daemon.socket);
+    if let Err(e) = std::fs::remove_file(&service.daemon.socket) {
+        tracing::warn!(
+            "cannot remove {}: {e} (its directory must be writable by the service's user)",
+            service.daemon.socket.display()
+        );
+    }
     let _ = std::fs::remove_dir_all(&service.sentinel_root);
     tracing::info!("stopped");
     result
@@ -160,7 +200,7 @@ fn sentinel_root(socket: &Path) -> PathBuf {
 
 /// Binds the control socket: refuses to start when another service answers there,
 /// removes a stale socket file, and limits access to root and `socket_group`.
-fn bind_socket(daemon: &DaemonConfig) -> Result<UnixListener, String> {
+fn bind_socket(daemon: &DaemonConfig) -> Result<std::os::unix::net::UnixListener, String> {
     let path = &daemon.socket;
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
         return Err(format!("another cachekeeper is already running at {}", path.display()));
@@ -184,7 +224,7 @@ fn bind_socket(daemon: &DaemonConfig) -> Result<UnixListener, String> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    UnixListener::from_std(listener).map_err(|e| e.to_string())
+    Ok(listener)
 }
 
 async fn accept_loop(service: Arc<Service>, listener: UnixListener) {
@@ -363,7 +403,7 @@ impl Service {
                 pid: std::process::id(),
                 uptime_s: self.started.elapsed().as_secs(),
                 uid: nix::unistd::geteuid().as_raw(),
-                capabilities: effective_capabilities(),
+                capabilities: crate::privilege::effective(),
                 config: self.config_path.display().to_string(),
             },
             caches,
@@ -379,14 +419,6 @@ fn process_groups(pid: i32) -> Vec<u32> {
         .find_map(|l| l.strip_prefix("Groups:"))
         .map(|g| g.split_whitespace().filter_map(|n| n.parse().ok()).collect())
         .unwrap_or_default()
-}
-
-fn effective_capabilities() -> Vec<String> {
-    let mut caps: Vec<String> = caps::read(None, caps::CapSet::Effective)
-        .map(|set| set.iter().map(|c| c.to_string().to_lowercase()).collect())
-        .unwrap_or_default();
-    caps.sort();
-    caps
 }
 
 /// Counters of a cache that survive a reload.
@@ -427,9 +459,6 @@ impl CacheRuntime {
         full_rescan: Duration,
     ) -> (Arc<CacheRuntime>, oneshot::Receiver<()>) {
         let cache = Arc::new(cache);
-        if let Err(e) = crate::cli::create_root(&cache) {
-            tracing::error!("{e}");
-        }
         let (filesystem, polled) = watch::filesystem(&cache.path);
         let (tx, rx) = std::sync::mpsc::channel();
         let queue = Queue::new(tx);

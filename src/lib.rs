@@ -11,6 +11,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod model;
 pub mod names;
+pub mod privilege;
 pub mod protocol;
 pub mod repair;
 pub mod summary;

@@ -144,11 +144,9 @@ impl Daemon {
     }
 
     pub fn start_with(base: &Path, caches: &str, daemon_extra: &str, wrap: impl FnOnce(Command) -> Command) -> Daemon {
-        let socket = base.join("ck.sock");
+        let socket = Daemon::write_config(base, caches, daemon_extra);
         let config = base.join("ck.toml");
         let log = base.join("ck.log");
-        let text = format!("{caches}\n[daemon]\nsocket = \"{}\"\n{daemon_extra}\n", socket.display());
-        std::fs::write(&config, text).unwrap();
         let mut cmd = Command::new(bin("cachekeeper"));
         cmd.arg("--config").arg(&config);
         let mut cmd = wrap(cmd);
@@ -161,6 +159,17 @@ impl Daemon {
         let mut d = Daemon { child: Some(child), config, socket, log };
         d.wait_ready();
         d
+    }
+
+    /// `base/ck.toml` with `caches` and a `[daemon]` table whose socket is in `base/run`
+    /// (created here; a test that runs the service as another user chowns it).
+    pub fn write_config(base: &Path, caches: &str, daemon_extra: &str) -> PathBuf {
+        let run = base.join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        let socket = run.join("ck.sock");
+        let text = format!("{caches}\n[daemon]\nsocket = \"{}\"\n{daemon_extra}\n", socket.display());
+        std::fs::write(base.join("ck.toml"), text).unwrap();
+        socket
     }
 
     /// Waits for the socket, then for `sync`, which returns after the first full scan.
