@@ -318,7 +318,7 @@ impl Service {
             return Ok(());
         }
         if let Some(group) = self.daemon.socket_group {
-            let member = cred.gid() == group || cred.pid().is_some_and(|pid| process_groups(pid).contains(&group));
+            let member = cred.gid() == group || peer_groups(cred.uid(), cred.gid(), cred.pid()).contains(&group);
             if member {
                 return Ok(());
             }
@@ -411,14 +411,25 @@ impl Service {
     }
 }
 
-/// Supplementary groups of a process, from `/proc/<pid>/status`.
-fn process_groups(pid: i32) -> Vec<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Groups:"))
-        .map(|g| g.split_whitespace().filter_map(|n| n.parse().ok()).collect())
-        .unwrap_or_default()
+/// Supplementary groups of the peer: those its process holds (`/proc/<pid>/status`),
+/// or, where the unit hides other users' processes (`ProtectProc=invisible`), those
+/// the group database gives its user.
+fn peer_groups(uid: u32, gid: u32, pid: Option<i32>) -> Vec<u32> {
+    let from_proc = pid.and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok()).and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Groups:"))
+            .map(|g| g.split_whitespace().filter_map(|n| n.parse().ok()).collect::<Vec<u32>>())
+    });
+    if let Some(groups) = from_proc {
+        return groups;
+    }
+    let user = nix::unistd::User::from_uid(uid.into()).ok().flatten();
+    user.and_then(|u| {
+        let name = std::ffi::CString::new(u.name).ok()?;
+        nix::unistd::getgrouplist(&name, gid.into()).ok()
+    })
+    .map(|groups| groups.into_iter().map(|g| g.as_raw()).collect())
+    .unwrap_or_default()
 }
 
 /// Counters of a cache that survive a reload.

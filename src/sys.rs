@@ -159,13 +159,25 @@ pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
             return Ok(());
         }
         let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::ENOSYS) {
-            return Err(err);
+        match err.raw_os_error() {
+            Some(libc::ENOSYS) => NO_FCHMODAT2.store(true, Ordering::Relaxed),
+            // Seccomp filters that predate fchmodat2 (Docker's default profile, older
+            // systemd) answer EPERM; a real EPERM fails the fallback as well.
+            Some(libc::EPERM) => {
+                chmod_proc(fd, mode).map_err(|_| err)?;
+                NO_FCHMODAT2.store(true, Ordering::Relaxed);
+                return Ok(());
+            }
+            _ => return Err(err),
         }
-        NO_FCHMODAT2.store(true, Ordering::Relaxed);
     }
+    chmod_proc(fd, mode)
+}
+
+/// chmod through `/proc/self/fd/N`, which resolves to the pinned inode itself.
+fn chmod_proc(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
     let proc_path = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL in a number");
-    // SAFETY: NUL-terminated path; /proc/self/fd/N resolves to the pinned inode.
+    // SAFETY: NUL-terminated path.
     cvt(unsafe { libc::chmod(proc_path.as_ptr(), mode as libc::mode_t) }).map(drop)
 }
 
