@@ -454,6 +454,8 @@ struct CacheRuntime {
     sentinel: PathBuf,
     filesystem: String,
     polled: bool,
+    /// An inotify watcher exists (it may not: not polled, yet inotify failed).
+    watched: bool,
     waiters: Waiters,
     degraded: Degradation,
     scanned: Arc<AtomicBool>,
@@ -507,6 +509,7 @@ impl CacheRuntime {
         }
         let (done_tx, done_rx) = oneshot::channel();
         queue.send(Work::Rescan { done: Some(done_tx) });
+        let watched = watcher.is_some();
         let runtime = Arc::new(CacheRuntime {
             cache,
             stats,
@@ -514,6 +517,7 @@ impl CacheRuntime {
             sentinel,
             filesystem,
             polled,
+            watched,
             waiters,
             degraded,
             scanned: Arc::new(AtomicBool::new(false)),
@@ -532,7 +536,7 @@ impl CacheRuntime {
     }
 
     fn watched(&self) -> bool {
-        !self.polled && self.sentinel.exists()
+        self.watched
     }
 
     fn state(&self) -> CacheState {
@@ -557,7 +561,15 @@ impl CacheRuntime {
 
     async fn barrier(&self, token: u64) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).insert(token, tx);
+        {
+            // Under the lock that stop() clears: a runtime being replaced by a reload
+            // either refuses the waiter here or drops it there, never keeps it forever.
+            let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            if self.stopped.load(Relaxed) {
+                return Err("the worker stopped".into());
+            }
+            waiters.insert(token, tx);
+        }
         let marker = self.sentinel.join(token.to_string());
         let created = std::fs::File::create(&marker);
         let result = match created {
@@ -574,9 +586,12 @@ impl CacheRuntime {
     }
 
     fn stop(&self) {
-        self.stopped.store(true, Relaxed);
-        // Waiters of a sync would otherwise wait for a worker that is gone.
-        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        {
+            // Waiters of a sync would otherwise wait for a worker that is gone.
+            let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            self.stopped.store(true, Relaxed);
+            waiters.clear();
+        }
         self.queue.send(Work::Stop);
         if let Some(h) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = h.join();

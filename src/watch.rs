@@ -128,6 +128,13 @@ impl Handler {
             tracing::warn!(root = %self.root.display(), "{OVERFLOW_REASON}");
             *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = Some(OVERFLOW_REASON);
             self.queue.send(Work::Rescan { done: None });
+            // The sentinel events of pending syncs may be among the lost ones. The
+            // reconcile just queued covers everything that happened before them, so
+            // their barriers can follow it.
+            let waiting: Vec<_> = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+            for (_, tx) in waiting {
+                self.queue.send(Work::Barrier(tx));
+            }
             return;
         }
         let deep = match event.kind {

@@ -97,13 +97,17 @@ fn bad_flags_exit_2_with_one_line_and_change_nothing() {
         (vec!["--init", "--path", root, "--config", "/etc/x.toml"], vec!["either --config"]),
         (vec!["--init", "--path", root, "--owner", "4294967295"], vec!["not a valid id"]),
         (vec!["--check", "--path", "/nonexistent-ck/mod"], vec!["/nonexistent-ck/mod", "No such file"]),
-        (vec![], vec!["--init"]),
     ];
     for (args, expect) in cases {
         let out = cachekeeper(&args, &[]);
         assert_one_line_error(&out, &expect);
         assert_unchanged(&snapshot);
     }
+    // Without a mode flag it is the service, which needs its configuration.
+    let out = cachekeeper(&[], &[("CACHEKEEPER_CONFIG", "/nonexistent-ck/config.toml")]);
+    assert_one_line_error(&out, &["/nonexistent-ck/config.toml", "No such file"]);
+    let out = cachekeeper(&["--path", root], &[]);
+    assert_one_line_error(&out, &["--init or --check"]);
     // clap's own usage errors add a usage block after the error line.
     for (args, expect) in [
         (vec!["--init", "--model", "open", "--path", root], "invalid value 'open' for '--model"),
