@@ -76,13 +76,18 @@ impl Args {
 #[derive(Debug)]
 struct Usage(String);
 
+/// Parses the command line, or says why not (exit 2; `--help` and `--version` exit 0).
+pub fn parse<T: Parser>(argv: impl IntoIterator<Item = OsString>) -> Result<T, ExitCode> {
+    T::try_parse_from(argv).map_err(|e| {
+        let _ = e.print();
+        ExitCode::from(if e.use_stderr() { 2 } else { 0 })
+    })
+}
+
 pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let args = match Args::try_parse_from(argv) {
+    let args: Args = match parse(argv) {
         Ok(args) => args,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+        Err(code) => return code,
     };
     if !args.init && !args.check {
         return service(&args);

@@ -49,12 +49,9 @@ const NOT_RUNNING: u8 = 3;
 const DENIED: u8 = 4;
 
 pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let args = match Args::try_parse_from(argv) {
+    let args: Args = match crate::cli::parse(argv) {
         Ok(args) => args,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+        Err(code) => return code,
     };
     let socket = args
         .socket

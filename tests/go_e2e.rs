@@ -69,17 +69,33 @@ fn write_project(dir: &Path, uid: u32, deps: &[(&str, &str)]) {
     }
 }
 
-struct Go<'a> {
-    base: &'a Path,
-    proxy: &'a Path,
-    modcache: &'a Path,
+/// A temp tree with a generated proxy and an empty module cache.
+struct Go {
+    t: Tree,
+    proxy: PathBuf,
+    modcache: PathBuf,
 }
 
-impl Go<'_> {
+impl Go {
+    fn new() -> Go {
+        let t = Tree::new();
+        let proxy = t.base.join("proxy");
+        write_proxy(&proxy);
+        let modcache = t.base.join("gomodcache");
+        Go { t, proxy, modcache }
+    }
+
+    /// A project in `name` that needs `deps`, owned by `uid`.
+    fn project(&self, name: &str, uid: u32, deps: &[(&str, &str)]) -> PathBuf {
+        let dir = self.t.base.join(name);
+        write_project(&dir, uid, deps);
+        dir
+    }
+
     /// `go build` in `project` as `uid` (root when 0) with the extra `groups`, each
     /// user with its own HOME and GOCACHE, all sharing the one module cache.
     fn build(&self, project: &Path, uid: u32, groups: &[u32]) -> Output {
-        let home = self.base.join(format!("home-{uid}"));
+        let home = self.t.base.join(format!("home-{uid}"));
         if !home.exists() {
             mkdir(&home, 0o755);
             chown(&home, uid, uid);
@@ -87,15 +103,8 @@ impl Go<'_> {
         let mut cmd = if uid == 0 {
             Command::new(go_binary())
         } else {
-            let mut c = Command::new("setpriv");
-            let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
-            c.arg(format!("--reuid={uid}")).arg(format!("--regid={uid}"));
-            if groups.is_empty() {
-                c.arg("--clear-groups");
-            } else {
-                c.arg(format!("--groups={}", groups.join(",")));
-            }
-            c.arg("--").arg(go_binary());
+            let mut c = setpriv(uid, groups);
+            c.arg(go_binary());
             c
         };
         cmd.args(["build", "-o", "/dev/null", "."])
@@ -104,7 +113,7 @@ impl Go<'_> {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &home)
             .env("GOPATH", home.join("go"))
-            .env("GOMODCACHE", self.modcache)
+            .env("GOMODCACHE", &self.modcache)
             .env("GOCACHE", home.join("gocache"))
             .env("GOPROXY", format!("file://{}", self.proxy.display()))
             .env("GOSUMDB", "off")
@@ -153,20 +162,15 @@ fn assert_read_only_trees(modcache: &Path) {
 #[test]
 fn root_dockerfile_case_root_downloads_then_uid_1001_builds() {
     require_root();
-    let t = Tree::new();
-    let proxy = t.base.join("proxy");
-    write_proxy(&proxy);
-    let modcache = t.base.join("gomodcache");
-    let go = Go { base: &t.base, proxy: &proxy, modcache: &modcache };
+    let go = Go::new();
+    let modcache = go.modcache.clone();
 
     // RUN go mod download (as root), as in a Dockerfile before USER 1001.
-    let p_root = t.base.join("p-root");
-    write_project(&p_root, 0, &[("alpha", "v1.0.0"), ("beta", "v1.0.0")]);
+    let p_root = go.project("p-root", 0, &[("alpha", "v1.0.0"), ("beta", "v1.0.0")]);
     assert_built(&go.build(&p_root, 0, &[]), "root");
 
     // USER 1001 needs a module that is not in the cache yet.
-    let p_user = t.base.join("p-1001");
-    write_project(&p_user, 1001, &[("alpha", "v1.0.0"), ("gamma", "v1.0.0")]);
+    let p_user = go.project("p-1001", 1001, &[("alpha", "v1.0.0"), ("gamma", "v1.0.0")]);
     let denied = go.build(&p_user, 1001, &[]);
     assert_ne!(code(&denied), 0, "uid 1001 should not be able to write into a root-owned cache");
     assert!(stderr(&denied).contains("permission denied"), "{}", stderr(&denied));
@@ -179,28 +183,22 @@ fn root_dockerfile_case_root_downloads_then_uid_1001_builds() {
 #[test]
 fn root_shared_case_two_uids_in_one_group_add_modules() {
     require_root();
-    let t = Tree::new();
-    let proxy = t.base.join("proxy");
-    write_proxy(&proxy);
-    let modcache = t.base.join("gomodcache");
-    let go = Go { base: &t.base, proxy: &proxy, modcache: &modcache };
+    let go = Go::new();
+    let modcache = go.modcache.clone();
     let (group, a, b) = (3100, 1101, 1102);
     let flags = ["--group", "3100", "--model", "shared"];
 
-    let p_root = t.base.join("p-root");
-    write_project(&p_root, 0, &[("alpha", "v1.0.0"), ("beta", "v1.0.0")]);
+    let p_root = go.project("p-root", 0, &[("alpha", "v1.0.0"), ("beta", "v1.0.0")]);
     assert_built(&go.build(&p_root, 0, &[]), "root");
     init(&modcache, &flags);
 
     // A adds a new module.
-    let p_a = t.base.join("p-a");
-    write_project(&p_a, a, &[("alpha", "v1.0.0"), ("gamma", "v1.0.0")]);
+    let p_a = go.project("p-a", a, &[("alpha", "v1.0.0"), ("gamma", "v1.0.0")]);
     assert_built(&go.build(&p_a, a, &[group]), "uid A");
 
     // B needs a new version inside A's directories (cache/download/example.com/gamma/@v).
     // Without cachekeeper that fails: A's umask left them 0755.
-    let p_b = t.base.join("p-b");
-    write_project(&p_b, b, &[("gamma", "v1.1.0"), ("delta", "v1.0.0")]);
+    let p_b = go.project("p-b", b, &[("gamma", "v1.1.0"), ("delta", "v1.0.0")]);
     let denied = go.build(&p_b, b, &[group]);
     assert_ne!(code(&denied), 0, "B wrote into A's 0755 directories");
     assert!(stderr(&denied).contains("permission denied"), "{}", stderr(&denied));
@@ -210,8 +208,7 @@ fn root_shared_case_two_uids_in_one_group_add_modules() {
     init(&modcache, &flags);
 
     // And A again, with a version B's run created the directories for.
-    let p_a2 = t.base.join("p-a2");
-    write_project(&p_a2, a, &[("delta", "v1.1.0"), ("beta", "v1.1.0")]);
+    let p_a2 = go.project("p-a2", a, &[("delta", "v1.1.0"), ("beta", "v1.1.0")]);
     assert_built(&go.build(&p_a2, a, &[group]), "uid A, second project");
     init(&modcache, &flags);
 
@@ -227,33 +224,26 @@ fn root_shared_case_two_uids_in_one_group_add_modules() {
 fn root_service_keeps_a_shared_cache_usable_between_uids() {
     require_root();
     let _lock = sysctl_lock(false);
-    let t = Tree::new();
-    let proxy = t.base.join("proxy");
-    write_proxy(&proxy);
-    let modcache = t.base.join("gomodcache");
-    let go = Go { base: &t.base, proxy: &proxy, modcache: &modcache };
+    let go = Go::new();
+    let modcache = go.modcache.clone();
     let (group, a, b) = (3100, 1101, 1102);
     let caches = format!("[[cache]]\npath = \"{}\"\ngroup = {group}\nmodel = \"shared\"\n", modcache.display());
-    let d = Daemon::start(&t.base, &caches, "");
+    let d = Daemon::start(&go.t.base, &caches, "");
 
-    let p_root = t.base.join("p-root");
-    write_project(&p_root, 0, &[("alpha", "v1.0.0"), ("beta", "v1.0.0")]);
+    let p_root = go.project("p-root", 0, &[("alpha", "v1.0.0"), ("beta", "v1.0.0")]);
     assert_built(&go.build(&p_root, 0, &[]), "root");
     d.sync();
 
-    let p_a = t.base.join("p-a");
-    write_project(&p_a, a, &[("alpha", "v1.0.0"), ("gamma", "v1.0.0")]);
+    let p_a = go.project("p-a", a, &[("alpha", "v1.0.0"), ("gamma", "v1.0.0")]);
     assert_built(&go.build(&p_a, a, &[group]), "uid A");
     d.sync();
 
     // A new version inside A's directories, and a new module.
-    let p_b = t.base.join("p-b");
-    write_project(&p_b, b, &[("gamma", "v1.1.0"), ("delta", "v1.0.0")]);
+    let p_b = go.project("p-b", b, &[("gamma", "v1.1.0"), ("delta", "v1.0.0")]);
     assert_built(&go.build(&p_b, b, &[group]), "uid B");
     d.sync();
 
-    let p_a2 = t.base.join("p-a2");
-    write_project(&p_a2, a, &[("delta", "v1.1.0"), ("beta", "v1.1.0")]);
+    let p_a2 = go.project("p-a2", a, &[("delta", "v1.1.0"), ("beta", "v1.1.0")]);
     assert_built(&go.build(&p_a2, a, &[group]), "uid A, second project");
     d.sync();
 

@@ -20,18 +20,18 @@ fn start(t: &Tree) -> Daemon {
     Daemon::start(&t.base, &shared_cache(&t.root), "")
 }
 
+/// A group member (not the owner) runs `script` in the cache root with umask 077.
+fn as_member(t: &Tree, script: &str) {
+    sh_as(MEMBER, &[GROUP], &t.root, &format!("umask 077; {script}"));
+}
+
 #[test]
 fn root_recursive_create_race_mkdir_p_then_files_100_times() {
     require_root();
     let _lock = sysctl_lock(false);
     let t = Tree::new();
     let d = start(&t);
-    sh_as(
-        MEMBER,
-        &[GROUP],
-        &t.root,
-        "umask 077; i=0; while [ $i -lt 100 ]; do mkdir -p a$i/b/c && echo x > a$i/b/c/f.go && echo y > a$i/t.go; i=$((i+1)); done",
-    );
+    as_member(&t, "i=0; while [ $i -lt 100 ]; do mkdir -p a$i/b/c && echo x > a$i/b/c/f.go && echo y > a$i/t.go; i=$((i+1)); done");
     d.sync();
     d.assert_compliant();
     assert_eq!(meta(&t.path("a99/b/c/f.go")).mode, 0o664);
@@ -43,12 +43,7 @@ fn root_burst_of_10k_files_by_another_uid_with_umask_077() {
     let _lock = sysctl_lock(false);
     let t = Tree::new();
     let d = start(&t);
-    sh_as(
-        MEMBER,
-        &[GROUP],
-        &t.root,
-        "umask 077; for d in 0 1 2 3 4 5 6 7 8 9; do mkdir burst$d; i=0; while [ $i -lt 1000 ]; do : > burst$d/f$i; i=$((i+1)); done; done",
-    );
+    as_member(&t, "for d in 0 1 2 3 4 5 6 7 8 9; do mkdir burst$d; i=0; while [ $i -lt 1000 ]; do : > burst$d/f$i; i=$((i+1)); done; done");
     d.sync();
     d.assert_compliant();
     let s = d.status();
@@ -110,12 +105,7 @@ fn root_forced_overflow_falls_back_to_a_full_reconcile() {
     // Stalled, so that the 16-event queue cannot be drained while the storm goes on.
     let pid = nix::unistd::Pid::from_raw(d.pid());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    sh_as(
-        MEMBER,
-        &[GROUP],
-        &t.root,
-        "umask 077; mkdir storm; i=0; while [ $i -lt 2000 ]; do : > storm/f$i; i=$((i+1)); done",
-    );
+    as_member(&t, "mkdir storm; i=0; while [ $i -lt 2000 ]; do : > storm/f$i; i=$((i+1)); done");
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
     d.sync();
     d.assert_compliant();
@@ -144,12 +134,7 @@ fn root_watch_limit_degrades_to_periodic_reconciles() {
     let t = Tree::new();
     let d = start(&t);
     let _sysctl = Sysctl::set("fs.inotify.max_user_watches", &(inotify_watches() + 5).to_string());
-    sh_as(
-        MEMBER,
-        &[GROUP],
-        &t.root,
-        "umask 077; i=0; while [ $i -lt 30 ]; do mkdir -p w$i/inner; : > w$i/inner/f; i=$((i+1)); done",
-    );
+    as_member(&t, "i=0; while [ $i -lt 30 ]; do mkdir -p w$i/inner; : > w$i/inner/f; i=$((i+1)); done");
     d.sync();
     d.assert_compliant();
     let s = d.status();
@@ -159,7 +144,7 @@ fn root_watch_limit_degrades_to_periodic_reconciles() {
     let out = d.ctl(&["status"]);
     assert_eq!(code(&out), 1, "status exits 1 when degraded");
     // Files created in the unwatched part later are still repaired by sync's reconcile.
-    sh_as(MEMBER, &[GROUP], &t.root, "umask 077; : > w29/inner/later");
+    as_member(&t, ": > w29/inner/later");
     d.sync();
     d.assert_compliant();
 }
@@ -172,12 +157,7 @@ fn root_stalled_daemon_then_a_burst() {
     let d = start(&t);
     let pid = nix::unistd::Pid::from_raw(d.pid());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    sh_as(
-        MEMBER,
-        &[GROUP],
-        &t.root,
-        "umask 077; i=0; while [ $i -lt 3000 ]; do mkdir -p s$((i % 30))/x; : > s$((i % 30))/x/f$i; i=$((i+1)); done",
-    );
+    as_member(&t, "i=0; while [ $i -lt 3000 ]; do mkdir -p s$((i % 30))/x; : > s$((i % 30))/x/f$i; i=$((i+1)); done");
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
     d.sync();
     d.assert_compliant();
@@ -189,7 +169,7 @@ fn root_own_repairs_do_not_loop() {
     let _lock = sysctl_lock(false);
     let t = Tree::new();
     let d = start(&t);
-    sh_as(MEMBER, &[GROUP], &t.root, "umask 077; mkdir a; : > a/f");
+    as_member(&t, "mkdir a; : > a/f");
     d.sync();
     let first = d.status()["caches"][0]["repairs"]["entries"].as_u64().unwrap();
     // The repairs' own IN_ATTRIB events are handled by now; nothing more is repaired.
@@ -280,14 +260,8 @@ fn root_a_uid_outside_socket_group_is_refused() {
     let socket_meta = meta(&d.socket);
     assert_eq!((socket_meta.gid, socket_meta.mode), (3300, 0o660));
     let ctl_as = |uid: u32, groups: &[u32]| {
-        let mut cmd = std::process::Command::new("setpriv");
-        cmd.arg(format!("--reuid={uid}")).arg(format!("--regid={uid}"));
-        if groups.is_empty() {
-            cmd.arg("--clear-groups");
-        } else {
-            cmd.arg(format!("--groups={}", groups.iter().map(u32::to_string).collect::<Vec<_>>().join(",")));
-        }
-        cmd.arg("--").arg(bin("cachekeeperctl")).arg("--socket").arg(&d.socket).arg("status");
+        let mut cmd = setpriv(uid, groups);
+        cmd.arg(bin("cachekeeperctl")).arg("--socket").arg(&d.socket).arg("status");
         run(cmd, std::time::Duration::from_secs(30))
     };
     let member = ctl_as(1006, &[3300]);

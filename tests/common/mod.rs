@@ -244,8 +244,8 @@ impl Drop for Daemon {
     }
 }
 
-/// Runs a shell script as `uid` (with `groups`) in `dir`.
-pub fn sh_as(uid: u32, groups: &[u32], dir: &Path, script: &str) -> Output {
+/// `setpriv` set up to run the next arguments as `uid` (gid `uid`) with `groups`.
+pub fn setpriv(uid: u32, groups: &[u32]) -> Command {
     let mut cmd = Command::new("setpriv");
     cmd.arg(format!("--reuid={uid}")).arg(format!("--regid={uid}"));
     if groups.is_empty() {
@@ -254,7 +254,14 @@ pub fn sh_as(uid: u32, groups: &[u32], dir: &Path, script: &str) -> Output {
         let g: Vec<String> = groups.iter().map(u32::to_string).collect();
         cmd.arg(format!("--groups={}", g.join(",")));
     }
-    cmd.args(["--", "sh", "-ec", script]).current_dir(dir);
+    cmd.arg("--");
+    cmd
+}
+
+/// Runs a shell script as `uid` (with `groups`) in `dir`.
+pub fn sh_as(uid: u32, groups: &[u32], dir: &Path, script: &str) -> Output {
+    let mut cmd = setpriv(uid, groups);
+    cmd.args(["sh", "-ec", script]).current_dir(dir);
     let out = run(cmd, Duration::from_secs(300));
     assert_eq!(code(&out), 0, "script as uid {uid} failed: {}", stderr(&out));
     out
