@@ -101,3 +101,137 @@ print("ok")
         tool(Command::new("python3").args(["-c", script]).arg(shipped("launchd/org.cachekeeper.cachekeeper.plist")));
     assert!(out.status.success() && stdout(&out).trim() == "ok", "{}", stderr(&out));
 }
+
+/// Dockerfile instructions with their arguments, continuation lines joined.
+fn dockerfile_instructions(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut pending = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if pending.is_empty() && (line.is_empty() || line.starts_with('#')) {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(part) => pending.push_str(part),
+            None => {
+                pending.push_str(line);
+                let (word, args) = pending.split_once(char::is_whitespace).unwrap_or((&pending, ""));
+                out.push((word.to_uppercase(), args.trim().to_owned()));
+                pending.clear();
+            }
+        }
+    }
+    assert!(pending.is_empty(), "a continuation line runs off the end");
+    out
+}
+
+#[test]
+fn the_example_dockerfile_runs_init_after_the_root_download_and_before_user_1001() {
+    const KNOWN: &[&str] = &[
+        "FROM",
+        "RUN",
+        "CMD",
+        "LABEL",
+        "EXPOSE",
+        "ENV",
+        "ADD",
+        "COPY",
+        "ENTRYPOINT",
+        "VOLUME",
+        "USER",
+        "WORKDIR",
+        "ARG",
+        "ONBUILD",
+        "STOPSIGNAL",
+        "HEALTHCHECK",
+        "SHELL",
+    ];
+    for file in ["packaging/docker/Dockerfile", "packaging/docker/cachekeeper.Dockerfile"] {
+        let text = std::fs::read_to_string(shipped(file)).unwrap();
+        let ins = dockerfile_instructions(&text);
+        assert_eq!(ins.first().map(|i| i.0.as_str()), Some("FROM"), "{file} must start with FROM");
+        for (word, args) in &ins {
+            assert!(KNOWN.contains(&word.as_str()), "{file}: unknown instruction {word}");
+            assert!(!args.is_empty(), "{file}: {word} without arguments");
+        }
+        // Every COPY --from names an earlier stage.
+        let mut stages = Vec::new();
+        for (word, args) in &ins {
+            if word == "FROM" {
+                if let Some((_, name)) = args.split_once(" AS ") {
+                    stages.push(name.trim().to_owned());
+                }
+            }
+            if let Some(from) = args.strip_prefix("--from=") {
+                let stage = from.split_whitespace().next().unwrap();
+                assert!(stages.iter().any(|s| s == stage), "{file}: COPY --from={stage} before that stage");
+            }
+        }
+    }
+    let text = std::fs::read_to_string(shipped("packaging/docker/Dockerfile")).unwrap();
+    let ins = dockerfile_instructions(&text);
+    let at = |pred: &dyn Fn(&(String, String)) -> bool| ins.iter().position(pred);
+    let download = at(&|(w, a)| w == "RUN" && a.contains("go mod download")).expect("a root go mod download");
+    let init =
+        at(&|(w, a)| w == "RUN" && a.contains("cachekeeper --init --owner 1001:1001")).expect("cachekeeper --init");
+    let user = at(&|(w, a)| w == "USER" && a == "1001").expect("USER 1001");
+    assert!(download <= init && init < user, "download, then --init, then USER 1001");
+    assert!(!ins[..download].iter().any(|(w, _)| w == "USER"), "the download runs as root");
+}
+
+#[test]
+fn the_homebrew_formula_builds_with_cargo_and_runs_a_root_service() {
+    let text = std::fs::read_to_string(shipped("packaging/homebrew/cachekeeper.rb")).unwrap();
+    for needed in [
+        "class Cachekeeper < Formula",
+        "depends_on \"rust\" => :build",
+        "system \"cargo\", \"install\", *std_cargo_args",
+        "service do",
+        "run [opt_bin/\"cachekeeper\", \"--config\"",
+        "require_root true",
+        "cachekeeper.service",
+        "test do",
+    ] {
+        assert!(text.contains(needed), "the formula lacks {needed:?}");
+    }
+    let opens = text
+        .lines()
+        .filter(|l| {
+            l.trim_end().ends_with(" do") || l.trim_start().starts_with("class ") || l.trim_start().starts_with("def ")
+        })
+        .count();
+    let ends = text.lines().filter(|l| l.trim() == "end").count();
+    assert_eq!(opens, ends, "unbalanced blocks in the formula");
+}
+
+#[test]
+fn the_kubernetes_manifests_validate_and_the_init_container_is_baseline() {
+    let dir = shipped("packaging/kubernetes");
+    let manifests: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let out = tool(Command::new("python3").args(["-m", "kubernetes_validate", "--strict"]).args(&manifests));
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    // Baseline pod security: only capabilities from its list may be added; no host
+    // namespaces, no privileged containers, no hostPath.
+    let script = r#"
+import sys, yaml
+BASELINE = {"AUDIT_WRITE","CHOWN","DAC_OVERRIDE","FOWNER","FSETID","KILL","MKNOD","NET_BIND_SERVICE","SETFCAP","SETGID","SETPCAP","SETUID","SYS_CHROOT"}
+pod = yaml.safe_load(open(sys.argv[1]))
+spec = pod["spec"]
+assert not any(spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")), "host namespaces"
+assert not any("hostPath" in v for v in spec.get("volumes", [])), "hostPath volume"
+init = spec["initContainers"][0]
+assert "--init" in init["command"], init["command"]
+for c in spec["initContainers"] + spec["containers"]:
+    sc = c.get("securityContext", {})
+    assert not sc.get("privileged"), c["name"]
+    caps = sc.get("capabilities", {})
+    assert caps.get("drop") == ["ALL"], (c["name"], caps)
+    assert set(caps.get("add", [])) <= BASELINE, (c["name"], caps)
+assert set(init["securityContext"]["capabilities"]["add"]) == {"CHOWN", "FOWNER", "FSETID"}
+build = spec["containers"][0]["securityContext"]
+assert build["runAsUser"] == 1001 and build["runAsNonRoot"] is True
+print("ok")
+"#;
+    let out = tool(Command::new("python3").args(["-c", script]).arg(dir.join("init-container.yaml")));
+    assert!(out.status.success() && stdout(&out).trim() == "ok", "{}", stderr(&out));
+}

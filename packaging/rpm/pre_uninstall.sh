@@ -1,0 +1,3 @@
+if [ "$1" -eq 0 ]; then
+    systemctl --system --no-reload disable --now cachekeeper.service >/dev/null 2>&1 || :
+fi
