@@ -42,6 +42,8 @@ enum Command {
     Rescan { path: Option<PathBuf> },
     /// Re-read the configuration
     Reload,
+    /// Counters and gauges in the Prometheus text format
+    Metrics,
 }
 
 const FAILED: u8 = 1;
@@ -58,7 +60,7 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
         .or_else(|| std::env::var_os("CACHEKEEPER_SOCKET").filter(|s| !s.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
     let (request, wait) = match &args.command {
-        Command::Status { .. } => (Request::Status, Some(Duration::from_secs(30))),
+        Command::Status { .. } | Command::Metrics => (Request::Status, Some(Duration::from_secs(30))),
         Command::Sync { timeout } => match crate::config::parse_duration(timeout) {
             Ok(t) => (Request::Sync { timeout_ms: t.as_millis() as u64 }, Some(t + Duration::from_secs(10))),
             Err(m) => {
@@ -84,6 +86,10 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
                 print!("{}", render_status(&status));
             }
             ExitCode::from(if status.healthy { 0 } else { FAILED })
+        }
+        (Response::Status(status), Command::Metrics) => {
+            print!("{}", crate::metrics::render(&status));
+            ExitCode::SUCCESS
         }
         (Response::Synced, _) => ExitCode::SUCCESS,
         (Response::Rescanned { caches }, _) => {

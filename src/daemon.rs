@@ -23,6 +23,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 
+use crate::audit::AuditLog;
 use crate::config::{CacheConfig, Config, DaemonConfig, LogFormat};
 use crate::protocol::{self, CacheState, CacheStatus, Repairs, Reported, Request, Response, ScanInfo, Status};
 use crate::walk::{Action, Reason, Scan, Tally};
@@ -31,6 +32,8 @@ use crate::watch::{self, Counters, Degradation, Handler, Queue, Waiters, Work};
 /// How often a cache is fully reconciled when events cannot be trusted.
 const DEGRADED_RESCAN: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// How often `daemon.metrics_textfile` is rewritten.
+const METRICS_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Why the service could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +66,16 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
             tracing::error!("{e}");
         }
     }
+    let audit = match &config.daemon.audit_log {
+        Some(path) => match AuditLog::open(path) {
+            Ok(log) => Some(Arc::new(log)),
+            Err(e) => {
+                cleanup();
+                return Err(DaemonError::Startup(e));
+            }
+        },
+        None => None,
+    };
     // Before any thread exists: capabilities are per thread, and threads started
     // later (tokio, rayon, notify) inherit the reduced set.
     if let Err(e) = crate::privilege::reduce(config.daemon.user) {
@@ -74,7 +87,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(|e| DaemonError::Startup(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(serve(config_path.to_owned(), config, listener, sentinel_root))
+    runtime.block_on(serve(config_path.to_owned(), config, listener, sentinel_root, audit))
 }
 
 /// `<socket>.sync`, fresh, private to the service's user.
@@ -107,6 +120,7 @@ struct Service {
     started: Instant,
     caches: Mutex<Arc<Vec<Arc<CacheRuntime>>>>,
     next_token: AtomicU64,
+    audit: Option<Arc<AuditLog>>,
 }
 
 async fn serve(
@@ -114,6 +128,7 @@ async fn serve(
     config: Config,
     listener: std::os::unix::net::UnixListener,
     sentinel_root: PathBuf,
+    audit: Option<Arc<AuditLog>>,
 ) -> Result<(), DaemonError> {
     let listener = UnixListener::from_std(listener).map_err(|e| DaemonError::Startup(e.to_string()))?;
     let service = Arc::new(Service {
@@ -123,6 +138,7 @@ async fn serve(
         started: Instant::now(),
         caches: Mutex::new(Arc::new(Vec::new())),
         next_token: AtomicU64::new(1),
+        audit,
     });
     let accept = tokio::spawn(accept_loop(Arc::clone(&service), listener));
 
@@ -165,6 +181,18 @@ async fn run_until_stopped(service: &Arc<Service>, started: Vec<oneshot::Receive
         false,
         &[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&format!("watching {n} cache(s)"))],
     );
+    if let Some(path) = service.daemon.metrics_textfile.clone() {
+        let service = Arc::clone(service);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(METRICS_INTERVAL);
+            loop {
+                tick.tick().await;
+                if let Err(e) = write_atomically(&path, crate::metrics::render(&service.status()).as_bytes()) {
+                    tracing::warn!("cannot write {}: {e}", path.display());
+                }
+            }
+        });
+    }
     let mut usec = 0;
     if sd_notify::watchdog_enabled(false, &mut usec) {
         let period = Duration::from_micros(usec / 2);
@@ -189,6 +217,15 @@ async fn run_until_stopped(service: &Arc<Service>, started: Vec<oneshot::Receive
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     Ok(())
+}
+
+/// A file replaced whole, so that node_exporter never reads half of it.
+fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, content)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+    std::fs::rename(&tmp, path)
 }
 
 /// `<socket>.sync`: where `sync` creates its sentinel files, one directory per cache.
@@ -263,6 +300,7 @@ impl Service {
                 self.sentinel_root.join(i.to_string()),
                 stats,
                 self.daemon.full_rescan,
+                self.audit.clone(),
             );
             runtimes.push(runtime);
             started.push(rx);
@@ -405,10 +443,20 @@ impl Service {
                 uid: nix::unistd::geteuid().as_raw(),
                 capabilities: crate::privilege::effective(),
                 config: self.config_path.display().to_string(),
+                inotify_watches: inotify_watches(),
             },
             caches,
         }
     }
+}
+
+/// inotify watches held by this process, from `/proc/self/fdinfo`.
+fn inotify_watches() -> u64 {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fdinfo") else { return 0 };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_to_string(fd.path()).ok())
+        .map(|text| text.lines().filter(|l| l.starts_with("inotify wd")).count() as u64)
+        .sum()
 }
 
 /// Supplementary groups of the peer: those its process holds (`/proc/<pid>/status`),
@@ -437,6 +485,8 @@ fn peer_groups(uid: u32, gid: u32, pid: Option<i32>) -> Vec<u32> {
 struct Stats {
     counters: Arc<Counters>,
     repairs: Tally,
+    full_scans: AtomicU64,
+    full_scan_ms: AtomicU64,
     last_scan: Mutex<Option<LastScan>>,
 }
 
@@ -470,6 +520,7 @@ impl CacheRuntime {
         sentinel: PathBuf,
         stats: Arc<Stats>,
         full_rescan: Duration,
+        audit: Option<Arc<AuditLog>>,
     ) -> (Arc<CacheRuntime>, oneshot::Receiver<()>) {
         let cache = Arc::new(cache);
         let (filesystem, polled) = watch::filesystem(&cache.path);
@@ -525,7 +576,7 @@ impl CacheRuntime {
             full_rescan,
             thread: Mutex::new(None),
         });
-        let worker = Worker { runtime: Arc::clone(&runtime), watcher: Mutex::new(watcher) };
+        let worker = Worker { runtime: Arc::clone(&runtime), watcher: Mutex::new(watcher), audit };
         let name = format!("ck-{}", runtime.cache.path.display());
         let handle = std::thread::Builder::new().name(name).spawn(move || worker.run(rx));
         match handle {
@@ -626,6 +677,8 @@ impl CacheRuntime {
             reported: last.map(|l| l.reported).unwrap_or_default(),
             errors: c.errors.load(Relaxed) + r.failed.load(Relaxed),
             last_full_scan: last.map(|l| l.info),
+            full_scans: self.stats.full_scans.load(Relaxed),
+            full_scan_ms_total: self.stats.full_scan_ms.load(Relaxed),
             queue_depth: self.queue.depth(),
             events_received: c.events.load(Relaxed),
             overflows: c.overflows.load(Relaxed),
@@ -637,6 +690,7 @@ impl CacheRuntime {
 struct Worker {
     runtime: Arc<CacheRuntime>,
     watcher: Mutex<Option<RecommendedWatcher>>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl Worker {
@@ -751,12 +805,20 @@ impl Worker {
         }
     }
 
+    /// Records each repair in `daemon.audit_log`, when one is configured.
+    fn audit_hook(&self) -> Option<Box<crate::walk::AuditHook<'_>>> {
+        let log = self.audit.as_ref()?;
+        let root = &self.runtime.cache.path;
+        Some(Box::new(move |rel: &[u8], d: &crate::model::Divergence| log.record(root, rel, d)))
+    }
+
     fn check(&self, rel: &[u8], deep: bool) {
         let tally = Tally::default();
         let limit = AtomicBool::new(false);
         let hook = self.watch_hook(&limit);
         let cache = &self.runtime.cache;
-        let scan = Scan { cache, action: Action::Repair, tally: &tally, watch: Some(&hook) };
+        let audit = self.audit_hook();
+        let scan = Scan { cache, action: Action::Repair, tally: &tally, watch: Some(&hook), audit: audit.as_deref() };
         if let Err(e) = scan.path(rel, deep) {
             tracing::warn!(root = %cache.path.display(), "cannot open the cache root: {e}");
             self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
@@ -774,7 +836,8 @@ impl Worker {
         let hook = self.watch_hook(&limit);
         let started = Instant::now();
         let watch: Option<&crate::walk::WatchHook<'_>> = if self.runtime.polled { None } else { Some(&hook) };
-        let scan = Scan { cache, action: Action::Repair, tally: &tally, watch };
+        let audit = self.audit_hook();
+        let scan = Scan { cache, action: Action::Repair, tally: &tally, watch, audit: audit.as_deref() };
         if let Err(e) = crate::cli::create_root(cache).map_err(io::Error::other).and_then(|()| scan.all()) {
             tracing::error!(root = %cache.path.display(), "full scan failed: {e}");
             self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
@@ -790,6 +853,8 @@ impl Worker {
         let finished_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let info = ScanInfo { finished_at, duration_ms: took.as_millis() as u64, entries };
         *self.runtime.stats.last_scan.lock().unwrap_or_else(|p| p.into_inner()) = Some(LastScan { info, reported });
+        self.runtime.stats.full_scans.fetch_add(1, Relaxed);
+        self.runtime.stats.full_scan_ms.fetch_add(info.duration_ms, Relaxed);
         self.runtime.stats.repairs.absorb(&tally);
         // A full scan re-adds every watch, so after an overflow the cache is whole again;
         // only a watch limit that still bites keeps it degraded.

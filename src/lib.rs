@@ -5,10 +5,12 @@
 //! The pure parts ([`model`], [`config`], [`names`]) do no I/O; only [`repair`]
 //! changes files, reached through the descriptor-based [`walk`].
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod privilege;

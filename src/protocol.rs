@@ -64,6 +64,8 @@ pub struct DaemonStatus {
     /// Effective capabilities, lower-case (`cap_chown`, ...).
     pub capabilities: Vec<String>,
     pub config: String,
+    /// inotify watches the service holds, over all caches.
+    pub inotify_watches: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +95,9 @@ pub struct CacheStatus {
     pub reported: Reported,
     pub errors: u64,
     pub last_full_scan: Option<ScanInfo>,
+    /// Full reconciles since start, and the time they took.
+    pub full_scans: u64,
+    pub full_scan_ms_total: u64,
     pub queue_depth: u64,
     pub events_received: u64,
     pub overflows: u64,

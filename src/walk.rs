@@ -127,12 +127,15 @@ impl Tally {
 /// Walks the cache at `cache.path` and repairs or lists every divergent entry. The
 /// findings come back sorted by path; counts accumulate in `tally`.
 pub fn walk(cache: &CacheConfig, action: Action, tally: &Tally) -> io::Result<Vec<Note>> {
-    Scan { cache, action, tally, watch: None }.all()
+    Scan { cache, action, tally, watch: None, audit: None }.all()
 }
 
 /// Called with the relative path of each directory before it is listed, so that a
 /// watch exists before the listing and nothing created meanwhile is missed.
 pub type WatchHook<'a> = dyn Fn(&[u8]) + Sync + 'a;
+
+/// Told of every repair that took: the relative path and what changed.
+pub type AuditHook<'a> = dyn Fn(&[u8], &Divergence) + Sync + 'a;
 
 /// One walk over a cache, whole or from one path.
 #[derive(Clone, Copy)]
@@ -141,6 +144,7 @@ pub struct Scan<'a> {
     pub action: Action,
     pub tally: &'a Tally,
     pub watch: Option<&'a WatchHook<'a>>,
+    pub audit: Option<&'a AuditHook<'a>>,
 }
 
 impl std::fmt::Debug for Scan<'_> {
@@ -157,6 +161,7 @@ impl<'a> Scan<'a> {
             root,
             tally: self.tally,
             watch: self.watch,
+            audit: self.audit,
             notes: Mutex::new(Vec::new()),
         }
     }
@@ -227,6 +232,7 @@ struct Walker<'a> {
     root: Stat,
     tally: &'a Tally,
     watch: Option<&'a WatchHook<'a>>,
+    audit: Option<&'a AuditHook<'a>>,
     notes: Mutex<Vec<Note>>,
 }
 
@@ -419,6 +425,9 @@ impl<'s> Walker<'s> {
                     }
                 }
                 tracing::info!(path = %names::display(&self.cache.path, rel), "repaired: {d}");
+                if let Some(audit) = self.audit {
+                    audit(rel, &d);
+                }
                 true
             }
             Err(e) if vanished(&e) => true,
@@ -493,7 +502,7 @@ mod tests {
 
     fn walker<'a>(cache: &'a CacheConfig, root: &OwnedFd, tally: &'a Tally) -> Walker<'a> {
         let root = sys::stat_fd(root.as_fd()).unwrap();
-        Scan { cache, action: Action::Repair, tally, watch: None }.walker(root)
+        Scan { cache, action: Action::Repair, tally, watch: None, audit: None }.walker(root)
     }
 
     fn write_private(p: &Path) {

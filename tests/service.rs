@@ -287,3 +287,66 @@ fn root_a_second_service_on_the_same_socket_refuses_to_start() {
     assert!(stderr(&out).contains("already running"), "{}", stderr(&out));
     assert_eq!(code(&d.ctl(&["status"])), 0);
 }
+
+#[test]
+fn root_audit_log_and_metrics() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let audit = t.base.join("audit.jsonl");
+    let textfile = t.base.join("cachekeeper.prom");
+    let extra = format!("audit_log = \"{}\"\nmetrics_textfile = \"{}\"", audit.display(), textfile.display());
+    let d = Daemon::start(&t.base, &shared_cache(&t.root), &extra);
+    as_member(&t, "mkdir audited; : > audited/f");
+    d.sync();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    let f = format!("{}/audited/f", t.root_str());
+    let record =
+        lines.iter().find(|r| r["path"] == f.as_str()).unwrap_or_else(|| panic!("no record for {f}: {lines:?}"));
+    assert_eq!(record["before"], serde_json::json!({"uid": MEMBER, "gid": GROUP, "mode": "0600"}));
+    assert_eq!(record["after"], serde_json::json!({"uid": OWNER, "gid": GROUP, "mode": "0664"}));
+    assert_eq!(record["creator_uid"], MEMBER);
+    assert!(record["time"].as_f64().unwrap() > 1.0e9);
+
+    let out = d.ctl(&["metrics"]);
+    assert_eq!(code(&out), 0);
+    let text = stdout(&out);
+    assert_prometheus(&text);
+    let cache = format!("cache=\"{}\"", t.root_str());
+    assert!(text.contains(&format!("cachekeeper_repairs_total{{{cache},kind=\"entries\"}} ")), "{text}");
+    assert!(text.contains(&format!("cachekeeper_full_scans_total{{{cache}}} 1\n")), "{text}");
+    assert!(text.contains("cachekeeper_inotify_watches "), "{text}");
+    // The textfile is written right after the first scan, then every 15 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !textfile.exists() {
+        assert!(std::time::Instant::now() < deadline, "no metrics textfile");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_prometheus(&std::fs::read_to_string(&textfile).unwrap());
+}
+
+/// The text exposition format, checked with the reference parser (prometheus_client).
+fn assert_prometheus(text: &str) {
+    let script = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+families = list(text_string_to_metric_families(sys.stdin.read()))
+assert len(families) >= 10, len(families)
+print(sum(len(f.samples) for f in families))
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (with prometheus_client: .ci/run installs it)");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "not Prometheus text: {}\n{text}", stderr(&out));
+}

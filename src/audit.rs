@@ -1,0 +1,74 @@
+//! The audit trail (`daemon.audit_log`): one JSON line per repair with the time, the
+//! path, the owner, group and mode before and after, and the uid that owned the entry
+//! before — for an entry the service repairs as it appears, the uid that created it.
+
+use std::fs::File;
+use std::io::{LineWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::model::{Attrs, Divergence};
+use crate::names;
+
+#[derive(Debug)]
+pub struct AuditLog {
+    file: Mutex<LineWriter<File>>,
+}
+
+#[derive(Serialize)]
+struct Side {
+    uid: u32,
+    gid: u32,
+    mode: String,
+}
+
+impl From<Attrs> for Side {
+    fn from(a: Attrs) -> Side {
+        Side { uid: a.uid, gid: a.gid, mode: format!("{:04o}", a.mode) }
+    }
+}
+
+#[derive(Serialize)]
+struct Record {
+    /// Unix time, seconds with fractions.
+    time: f64,
+    path: String,
+    before: Side,
+    after: Side,
+    creator_uid: u32,
+}
+
+impl AuditLog {
+    /// Opened once, before privileges are dropped, and kept open: the service's user
+    /// need not be able to open it itself.
+    pub fn open(path: &Path) -> Result<AuditLog, String> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(path)
+            .map_err(|e| format!("cannot open audit log {}: {}", path.display(), crate::sys::describe(&e)))?;
+        Ok(AuditLog { file: Mutex::new(LineWriter::new(file)) })
+    }
+
+    pub fn record(&self, root: &Path, rel: &[u8], d: &Divergence) {
+        let time = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |t| t.as_secs_f64());
+        let record = Record {
+            time,
+            path: names::display(root, rel),
+            before: d.from.into(),
+            after: d.to.into(),
+            creator_uid: d.from.uid,
+        };
+        let Ok(mut line) = serde_json::to_vec(&record) else { return };
+        line.push(b'\n');
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = file.write_all(&line) {
+            tracing::warn!("cannot write the audit log: {e}");
+        }
+    }
+}
