@@ -44,6 +44,18 @@ enum Command {
     Reload,
     /// Counters and gauges in the Prometheus text format
     Metrics,
+    /// Why a user may not do something at PATH, and what would fix it (no service needed)
+    Explain {
+        /// The user to explain for [default: you]
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// Configuration whose caches are considered [default: $CACHEKEEPER_CONFIG, else /etc/cachekeeper/config.toml]
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        path: PathBuf,
+    },
 }
 
 const FAILED: u8 = 1;
@@ -55,6 +67,9 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(args) => args,
         Err(code) => return code,
     };
+    if let Command::Explain { user, config, json, path } = &args.command {
+        return explain(user.as_deref(), config.as_deref(), *json, path);
+    }
     let socket = args
         .socket
         .or_else(|| std::env::var_os("CACHEKEEPER_SOCKET").filter(|s| !s.is_empty()).map(PathBuf::from))
@@ -70,6 +85,7 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
         },
         Command::Rescan { path } => (Request::Rescan { path: path.as_ref().map(|p| p.display().to_string()) }, None),
         Command::Reload => (Request::Reload, Some(Duration::from_secs(600))),
+        Command::Explain { .. } => unreachable!("answered without the service"),
     };
     let response = match call(&socket, &request, wait) {
         Ok(r) => r,
@@ -113,6 +129,34 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
             ExitCode::from(FAILED)
         }
     }
+}
+
+/// `explain`: exit 0 when everything asked for is allowed, 1 when something is denied.
+fn explain(user: Option<&str>, config: Option<&std::path::Path>, json: bool, path: &std::path::Path) -> ExitCode {
+    let who = match user {
+        Some(u) => match crate::explain::Who::lookup(u) {
+            Ok(w) => w,
+            Err(m) => {
+                eprintln!("cachekeeperctl: --user: {m}");
+                return ExitCode::from(2);
+            }
+        },
+        None => crate::explain::Who::caller(),
+    };
+    let path = match std::path::absolute(path) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cachekeeperctl: {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let e = crate::explain::explain(&who, &path, &crate::explain::configured_caches(config));
+    if json {
+        println!("{}", serde_json::to_string(&e).unwrap_or_default());
+    } else {
+        print!("{}", crate::explain::render(&e));
+    }
+    ExitCode::from(if e.allowed { 0 } else { FAILED })
 }
 
 /// One request, one response. Errors carry the exit code.

@@ -1,0 +1,375 @@
+//! `cachekeeperctl explain`: why a user may not do something at a path. Walks every
+//! component from `/`, says which one denies which access (search, read, write, create
+//! an entry) and why (owner, group or other bits, a missing group membership, an ACL, a
+//! read-only filesystem), and whether a configured owner model would fix it. Needs no
+//! running service.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::{CacheConfig, Config};
+use crate::model::{Attrs, Kind};
+
+/// Who asks.
+#[derive(Debug, Clone, Serialize)]
+pub struct Who {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+impl Who {
+    /// The calling process's own credentials.
+    pub fn caller() -> Who {
+        let uid = nix::unistd::getuid().as_raw();
+        let gid = nix::unistd::getgid().as_raw();
+        let mut groups: Vec<u32> = nix::unistd::getgroups().unwrap_or_default().iter().map(|g| g.as_raw()).collect();
+        groups.push(gid);
+        Who { name: user_name(uid), uid, gid, groups }
+    }
+
+    /// A user by name or uid, with the groups the group database gives it.
+    pub fn lookup(spec: &str) -> Result<Who, String> {
+        let (uid, gid) = crate::config::resolve_user(spec)?;
+        let user = nix::unistd::User::from_uid(uid.into()).ok().flatten();
+        let mut groups = vec![gid];
+        if let Some(u) = &user {
+            if let Ok(name) = CString::new(u.name.clone()) {
+                if let Ok(list) = nix::unistd::getgrouplist(&name, gid.into()) {
+                    groups.extend(list.iter().map(|g| g.as_raw()));
+                }
+            }
+        }
+        Ok(Who { name: user_name(uid), uid, gid, groups })
+    }
+
+    fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.groups.contains(&gid)
+    }
+}
+
+fn user_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(uid.into()) {
+        Ok(Some(u)) => u.name,
+        _ => format!("uid {uid}"),
+    }
+}
+
+fn group_name(gid: u32) -> String {
+    match nix::unistd::Group::from_gid(gid.into()) {
+        Ok(Some(g)) => g.name,
+        _ => format!("gid {gid}"),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    Search,
+    Read,
+    Write,
+    /// Create (or remove) an entry in a directory: write and search on it.
+    Create,
+}
+
+impl Access {
+    fn bits(self) -> u32 {
+        match self {
+            Access::Search => 0o1,
+            Access::Read => 0o4,
+            Access::Write => 0o2,
+            Access::Create => 0o3,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Access::Search => "search",
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::Create => "create entries",
+        }
+    }
+}
+
+/// One component of the path and what the user may do there.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub path: String,
+    pub exists: bool,
+    pub owner: Option<u32>,
+    pub group: Option<u32>,
+    pub mode: Option<String>,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub access: Access,
+    pub allowed: bool,
+    pub why: String,
+    /// When denied: what the configured owner model would do about it.
+    pub fix: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub user: Who,
+    pub path: String,
+    pub steps: Vec<Step>,
+    pub allowed: bool,
+}
+
+/// What the kernel decides for `who` and `access` on an entry, and why.
+fn decide(who: &Who, meta: &std::fs::Metadata, path: &Path, access: Access) -> (bool, String) {
+    let wants_write = access.bits() & 0o2 != 0;
+    if wants_write && read_only(path) {
+        return (false, "the filesystem is mounted read-only".into());
+    }
+    if who.uid == 0 {
+        return (true, "root may (CAP_DAC_OVERRIDE)".into());
+    }
+    let mode = meta.mode();
+    let need = access.bits();
+    if let Some(acl) = access_acl(path) {
+        return acl.decide(who, meta.uid(), meta.gid(), need);
+    }
+    let (class, bits) = if who.uid == meta.uid() {
+        ("the owner", (mode >> 6) & 7)
+    } else if who.in_group(meta.gid()) {
+        ("a member of its group", (mode >> 3) & 7)
+    } else {
+        ("other", mode & 7)
+    };
+    let allowed = bits & need == need;
+    let mut why = format!("you are {class} here, and {class} has {}", rwx(bits));
+    if !allowed && class == "other" && ((mode >> 3) & 7) & need == need {
+        let group = group_name(meta.gid());
+        let how = match nix::unistd::Group::from_gid(meta.gid().into()) {
+            Ok(Some(g)) => format!("usermod -aG {} {}", g.name, who.name),
+            _ => format!("add {} to gid {}", who.name, meta.gid()),
+        };
+        why += &format!("; members of group {group} may: you are not in that group ({how}, then log in again)");
+    }
+    (allowed, why)
+}
+
+fn rwx(bits: u32) -> String {
+    let f = |b: u32, c: char| if bits & b != 0 { c } else { '-' };
+    format!("{}{}{}", f(4, 'r'), f(2, 'w'), f(1, 'x'))
+}
+
+fn read_only(path: &Path) -> bool {
+    nix::sys::statvfs::statvfs(path).is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+}
+
+/// A POSIX access ACL, from the `system.posix_acl_access` xattr.
+struct Acl {
+    entries: Vec<(u16, u16, u32)>,
+}
+
+const ACL_USER_OBJ: u16 = 0x01;
+const ACL_USER: u16 = 0x02;
+const ACL_GROUP_OBJ: u16 = 0x04;
+const ACL_GROUP: u16 = 0x08;
+const ACL_MASK: u16 = 0x10;
+const ACL_OTHER: u16 = 0x20;
+
+fn access_acl(path: &Path) -> Option<Acl> {
+    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: NUL-terminated strings; buf is writable for its length.
+    let n = unsafe {
+        libc::getxattr(c.as_ptr(), c"system.posix_acl_access".as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    };
+    if n < 4 {
+        return None;
+    }
+    // Header: version (u32, 2); then entries of tag u16, perm u16, id u32.
+    let entries = buf[4..n as usize]
+        .chunks_exact(8)
+        .map(|e| {
+            (
+                u16::from_le_bytes([e[0], e[1]]),
+                u16::from_le_bytes([e[2], e[3]]),
+                u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+            )
+        })
+        .collect();
+    Some(Acl { entries })
+}
+
+impl Acl {
+    /// The POSIX.1e access check (acl(5), "Access check algorithm").
+    fn decide(&self, who: &Who, owner: u32, group: u32, need: u32) -> (bool, String) {
+        let perm = |tag: u16| self.entries.iter().find(|e| e.0 == tag).map(|e| u32::from(e.1));
+        let mask = perm(ACL_MASK).unwrap_or(7);
+        let hint = "an ACL applies (see getfacl)";
+        if who.uid == owner {
+            let p = perm(ACL_USER_OBJ).unwrap_or(0);
+            return (p & need == need, format!("{hint}: you are the owner, whose entry has {}", rwx(p)));
+        }
+        if let Some(e) = self.entries.iter().find(|e| e.0 == ACL_USER && e.2 == who.uid) {
+            let p = u32::from(e.1) & mask;
+            return (p & need == need, format!("{hint}: your own entry has {} after the mask", rwx(p)));
+        }
+        let groups: Vec<u32> = self
+            .entries
+            .iter()
+            .filter(|e| (e.0 == ACL_GROUP_OBJ && who.in_group(group)) || (e.0 == ACL_GROUP && who.in_group(e.2)))
+            .map(|e| u32::from(e.1) & mask)
+            .collect();
+        if !groups.is_empty() {
+            let allowed = groups.iter().any(|p| p & need == need);
+            let best = groups.iter().fold(0, |a, p| a | p);
+            return (allowed, format!("{hint}: your groups' entries give at most {} after the mask", rwx(best)));
+        }
+        let p = perm(ACL_OTHER).unwrap_or(0);
+        (p & need == need, format!("{hint}: you match no entry, and other has {}", rwx(p)))
+    }
+}
+
+/// What the configured owner model would make of a denying entry, and whether that
+/// would allow the access.
+fn fix(who: &Who, path: &Path, meta: &std::fs::Metadata, access: Access, caches: &[CacheConfig]) -> String {
+    let Some(cache) = caches.iter().find(|c| path.starts_with(&c.path)) else {
+        let above = caches.iter().any(|c| c.path.starts_with(path));
+        return if above {
+            format!("{} is above every configured cache: its owner model does not reach it", path.display())
+        } else {
+            "no configured cache contains it".into()
+        };
+    };
+    if read_only(path) {
+        return "no owner model can help: remount the filesystem read-write".into();
+    }
+    let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
+    let now = Attrs { uid: meta.uid(), gid: meta.gid(), mode: meta.mode() & 0o7777 };
+    let to = cache.policy.target(kind, now);
+    let bits = if who.uid == to.uid {
+        (to.mode >> 6) & 7
+    } else if who.in_group(to.gid) {
+        (to.mode >> 3) & 7
+    } else {
+        to.mode & 7
+    };
+    let after = format!("{}:{} {:04o}", user_name(to.uid), group_name(to.gid), to.mode);
+    let root = cache.path.display();
+    if to == now {
+        format!("it already complies with the owner model of {root}, which does not give you this")
+    } else if bits & access.bits() == access.bits() {
+        format!("the owner model of {root} fixes it: it becomes {after} (cachekeeper --init, or the service)")
+    } else if to.gid != who.gid && !who.in_group(to.gid) && cache.policy.group.is_some() {
+        format!("the owner model of {root} makes it {after}, which helps only members of group {}", group_name(to.gid))
+    } else {
+        format!("the owner model of {root} makes it {after}, which still does not give you this")
+    }
+}
+
+/// Explains what `who` may do on each component of `path`. `caches` are the
+/// configured caches, for the fixes.
+pub fn explain(who: &Who, path: &Path, caches: &[CacheConfig]) -> Explanation {
+    let mut steps = Vec::new();
+    let mut allowed = true;
+    let mut prefix = PathBuf::new();
+    let components: Vec<_> = path.components().collect();
+    for (i, c) in components.iter().enumerate() {
+        prefix.push(c);
+        let last = i + 1 == components.len();
+        let meta = std::fs::metadata(&prefix);
+        let Ok(meta) = meta else {
+            steps.push(Step {
+                path: prefix.display().to_string(),
+                exists: false,
+                owner: None,
+                group: None,
+                mode: None,
+                checks: Vec::new(),
+            });
+            break;
+        };
+        let next_missing = !last && std::fs::metadata(prefix.join(components[i + 1])).is_err();
+        let wanted: Vec<Access> = if last && meta.is_dir() {
+            vec![Access::Search, Access::Read, Access::Create]
+        } else if last {
+            vec![Access::Read, Access::Write]
+        } else if next_missing {
+            // The next component is to be created here (Go's MkdirAll).
+            vec![Access::Search, Access::Create]
+        } else {
+            vec![Access::Search]
+        };
+        let checks: Vec<Check> = wanted
+            .into_iter()
+            .map(|access| {
+                let (ok, why) = decide(who, &meta, &prefix, access);
+                let fix = (!ok).then(|| fix(who, &prefix, &meta, access, caches));
+                allowed &= ok;
+                Check { access, allowed: ok, why, fix }
+            })
+            .collect();
+        steps.push(Step {
+            path: prefix.display().to_string(),
+            exists: true,
+            owner: Some(meta.uid()),
+            group: Some(meta.gid()),
+            mode: Some(format!("{:04o}", meta.mode() & 0o7777)),
+            checks,
+        });
+        if next_missing {
+            steps.push(Step {
+                path: prefix.join(components[i + 1]).display().to_string(),
+                exists: false,
+                owner: None,
+                group: None,
+                mode: None,
+                checks: Vec::new(),
+            });
+            break;
+        }
+    }
+    Explanation { user: who.clone(), path: path.display().to_string(), steps, allowed }
+}
+
+/// The human form.
+pub fn render(e: &Explanation) -> String {
+    let who = if e.user.name == format!("uid {}", e.user.uid) {
+        e.user.name.clone()
+    } else {
+        format!("{} (uid {})", e.user.name, e.user.uid)
+    };
+    let mut out = format!("{who} at {}:\n", e.path);
+    for s in &e.steps {
+        if !s.exists {
+            out += &format!("  {}  does not exist (to be created)\n", s.path);
+            continue;
+        }
+        let owner = s.owner.map_or(String::new(), user_name);
+        let group = s.group.map_or(String::new(), group_name);
+        out += &format!("  {}  {owner}:{group} {}\n", s.path, s.mode.as_deref().unwrap_or(""));
+        for c in &s.checks {
+            let verdict = if c.allowed { "ok" } else { "DENIED" };
+            out += &format!("    {} {verdict}: {}\n", c.access.name(), c.why);
+            if let Some(fix) = &c.fix {
+                out += &format!("      fix: {fix}\n");
+            }
+        }
+    }
+    out += if e.allowed { "verdict: allowed\n" } else { "verdict: denied (see DENIED above)\n" };
+    out
+}
+
+/// The caches of the configuration at `path`, if it can be read; explain works
+/// without one.
+pub fn configured_caches(path: Option<&Path>) -> Vec<CacheConfig> {
+    let path = path
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("CACHEKEEPER_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_PATH));
+    Config::load(&path).map(|c| c.caches).unwrap_or_default()
+}
