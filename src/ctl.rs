@@ -44,6 +44,14 @@ enum Command {
     Reload,
     /// Counters and gauges in the Prometheus text format
     Metrics,
+    /// A checklist of everything that keeps a shared cache usable (exit 1 if anything fails)
+    Doctor {
+        /// Configuration to check [default: $CACHEKEEPER_CONFIG, else /etc/cachekeeper/config.toml]
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Why a user may not do something at PATH, and what would fix it (no service needed)
     Explain {
         /// The user to explain for [default: you]
@@ -74,6 +82,9 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
         .socket
         .or_else(|| std::env::var_os("CACHEKEEPER_SOCKET").filter(|s| !s.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    if let Command::Doctor { config, json } = &args.command {
+        return doctor(&socket, config.as_deref(), *json);
+    }
     let (request, wait) = match &args.command {
         Command::Status { .. } | Command::Metrics => (Request::Status, Some(Duration::from_secs(30))),
         Command::Sync { timeout } => match crate::config::parse_duration(timeout) {
@@ -85,7 +96,7 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
         },
         Command::Rescan { path } => (Request::Rescan { path: path.as_ref().map(|p| p.display().to_string()) }, None),
         Command::Reload => (Request::Reload, Some(Duration::from_secs(600))),
-        Command::Explain { .. } => unreachable!("answered without the service"),
+        Command::Explain { .. } | Command::Doctor { .. } => unreachable!("answered above"),
     };
     let response = match call(&socket, &request, wait) {
         Ok(r) => r,
@@ -129,6 +140,27 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
             ExitCode::from(FAILED)
         }
     }
+}
+
+/// `doctor`: exit 1 when any line fails.
+fn doctor(socket: &std::path::Path, config: Option<&std::path::Path>, json: bool) -> ExitCode {
+    let config = config
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| std::env::var_os("CACHEKEEPER_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_PATH));
+    let status = match call(socket, &Request::Status, Some(Duration::from_secs(30))) {
+        Ok(Response::Status(s)) => Ok(*s),
+        Ok(other) => Err(format!("unexpected answer: {other:?}")),
+        Err((_, message)) => Err(message),
+    };
+    let lines = crate::doctor::run(&crate::doctor::Inputs { config: &config, status });
+    if json {
+        println!("{}", serde_json::json!({ "schema_version": 1, "checks": lines }));
+    } else {
+        print!("{}", crate::doctor::render(&lines));
+    }
+    let failed = lines.iter().any(|l| l.verdict == crate::doctor::Verdict::Fail);
+    ExitCode::from(if failed { FAILED } else { 0 })
 }
 
 /// `explain`: exit 0 when everything asked for is allowed, 1 when something is denied.

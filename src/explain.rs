@@ -184,9 +184,8 @@ fn access_acl(path: &Path) -> Option<Acl> {
     let c = CString::new(path.as_os_str().as_bytes()).ok()?;
     let mut buf = vec![0u8; 4096];
     // SAFETY: NUL-terminated strings; buf is writable for its length.
-    let n = unsafe {
-        libc::getxattr(c.as_ptr(), c"system.posix_acl_access".as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-    };
+    let n =
+        unsafe { libc::getxattr(c.as_ptr(), c"system.posix_acl_access".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if n < 4 {
         return None;
     }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod doctor;
 pub mod explain;
 pub mod metrics;
 pub mod model;

@@ -1,0 +1,309 @@
+//! `cachekeeperctl doctor`: a checklist of everything that keeps a shared cache
+//! usable, one verdict a line, with what to do about each problem. Exit 1 when any
+//! line fails.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::{CacheConfig, Config};
+use crate::model::{Attrs, Kind};
+use crate::protocol::{CacheState, Status};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Ok,
+    Info,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    pub check: String,
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+#[derive(Debug, Default)]
+struct List(Vec<Line>);
+
+impl List {
+    fn add(&mut self, check: impl Into<String>, verdict: Verdict, detail: impl Into<String>) {
+        self.0.push(Line { check: check.into(), verdict, detail: detail.into() });
+    }
+}
+
+/// What doctor looks at besides the machine itself.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    pub config: &'a Path,
+    /// The service's status, or why it could not be had.
+    pub status: Result<Status, String>,
+}
+
+pub fn run(inputs: &Inputs<'_>) -> Vec<Line> {
+    let mut l = List::default();
+    let caches = match Config::load(inputs.config) {
+        Ok(c) => {
+            l.add(
+                "configuration",
+                Verdict::Ok,
+                format!("{} reads, {} cache(s)", inputs.config.display(), c.caches.len()),
+            );
+            c.caches
+        }
+        Err(e) => {
+            l.add("configuration", Verdict::Fail, e.to_string());
+            Vec::new()
+        }
+    };
+    service(&mut l, &inputs.status);
+    for cache in &caches {
+        root(&mut l, cache);
+        filesystem(&mut l, &cache.path);
+        if let Some(gid) = cache.policy.group {
+            membership(&mut l, cache, gid);
+        }
+    }
+    watches(&mut l, &caches);
+    hardlinks(&mut l);
+    go_env(&mut l, &caches);
+    umask(&mut l, &caches);
+    l.0
+}
+
+fn service(l: &mut List, status: &Result<Status, String>) {
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => return l.add("service", Verdict::Fail, format!("{e}: start it (systemctl start cachekeeper)")),
+    };
+    let needed = ["cap_chown", "cap_dac_read_search", "cap_fowner", "cap_fsetid"];
+    let missing: Vec<&str> =
+        needed.iter().copied().filter(|c| !status.daemon.capabilities.iter().any(|h| h == c)).collect();
+    if missing.is_empty() {
+        l.add(
+            "service",
+            Verdict::Ok,
+            format!("running, pid {}, uid {}, holds {}", status.daemon.pid, status.daemon.uid, needed.join(",")),
+        );
+    } else {
+        l.add("service", Verdict::Fail, format!("running but lacks {}: repairs will fail", missing.join(",")));
+    }
+    for c in &status.caches {
+        match c.state {
+            CacheState::Healthy => {}
+            CacheState::Polling | CacheState::Starting => l.add(
+                format!("service: {}", c.path),
+                Verdict::Info,
+                c.reason.clone().unwrap_or_else(|| "starting".into()),
+            ),
+            CacheState::Degraded => {
+                l.add(format!("service: {}", c.path), Verdict::Warn, c.reason.clone().unwrap_or_default())
+            }
+        }
+    }
+}
+
+fn root(l: &mut List, cache: &CacheConfig) {
+    let name = format!("root {}", cache.path.display());
+    let meta = match std::fs::metadata(&cache.path) {
+        Ok(m) => m,
+        Err(e) => {
+            return l.add(
+                name,
+                Verdict::Fail,
+                format!("{}: run cachekeeper --init to create it", crate::sys::describe(&e)),
+            )
+        }
+    };
+    let now = Attrs { uid: meta.uid(), gid: meta.gid(), mode: meta.mode() & 0o7777 };
+    let to = cache.policy.target(Kind::Dir, now);
+    let show = |a: Attrs| format!("{}:{} {:04o}", a.uid, a.gid, a.mode);
+    if to == now {
+        l.add(name, Verdict::Ok, format!("{} complies", show(now)));
+    } else {
+        l.add(
+            name,
+            Verdict::Fail,
+            format!("{} should be {}: run cachekeeper --init or cachekeeperctl rescan", show(now), show(to)),
+        );
+    }
+}
+
+/// Mount options of the mount that holds `path`, from /proc/self/mountinfo.
+fn mount_of(path: &Path) -> Option<(String, String)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mut best: Option<(usize, String, String)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let dash = fields.iter().position(|f| *f == "-")?;
+        let (mount_point, options) = (fields.get(4)?, fields.get(5)?);
+        let fstype = fields.get(dash + 1)?;
+        let super_options = fields.get(dash + 3).copied().unwrap_or("");
+        if path.starts_with(mount_point) && best.as_ref().is_none_or(|b| mount_point.len() >= b.0) {
+            best = Some((mount_point.len(), fstype.to_string(), format!("{options},{super_options}")));
+        }
+    }
+    best.map(|(_, t, o)| (t, o))
+}
+
+fn filesystem(l: &mut List, path: &Path) {
+    let name = format!("filesystem {}", path.display());
+    let (fs, network) = crate::watch::filesystem(path);
+    let ro = nix::sys::statvfs::statvfs(path).is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    let mount = mount_of(path);
+    if ro {
+        l.add(name, Verdict::Fail, format!("{fs} is mounted read-only: nothing can be repaired or downloaded"));
+    } else if let Some((t, opts)) = mount.as_ref().filter(|(t, _)| t == "drvfs" || t == "9p") {
+        if opts.split(',').any(|o| o == "metadata") {
+            l.add(name, Verdict::Ok, format!("{t} with metadata"));
+        } else {
+            l.add(
+                name,
+                Verdict::Fail,
+                format!("{t} without the metadata option: chown and chmod cannot work (remount with -o metadata, or keep the cache on the Linux filesystem)"),
+            );
+        }
+    } else if network {
+        l.add(name, Verdict::Info, format!("{fs} sends no events for other clients' writes: the service polls it"));
+    } else {
+        l.add(name, Verdict::Ok, fs);
+    }
+}
+
+fn read_number(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn count_dirs(root: &Path, limit: u64) -> u64 {
+    let mut n = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        n += 1;
+        if n >= limit {
+            break;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    n
+}
+
+fn watches(l: &mut List, caches: &[CacheConfig]) {
+    let Some(max) = read_number("/proc/sys/fs/inotify/max_user_watches") else {
+        return l.add("inotify watches", Verdict::Info, "fs.inotify.max_user_watches is not readable here");
+    };
+    let dirs: u64 = caches.iter().map(|c| count_dirs(&c.path, max + 1)).sum();
+    if dirs > max {
+        l.add("inotify watches", Verdict::Fail, format!("{dirs}+ directories but fs.inotify.max_user_watches = {max}: raise it (sysctl -w fs.inotify.max_user_watches={})", dirs * 2));
+    } else if dirs * 10 > max * 8 {
+        l.add(
+            "inotify watches",
+            Verdict::Warn,
+            format!(
+                "{dirs} directories use most of fs.inotify.max_user_watches = {max}: raise it before the cache grows"
+            ),
+        );
+    } else {
+        l.add("inotify watches", Verdict::Ok, format!("{dirs} directories, fs.inotify.max_user_watches = {max}"));
+    }
+}
+
+fn hardlinks(l: &mut List) {
+    match read_number("/proc/sys/fs/protected_hardlinks") {
+        Some(1) => l.add("fs.protected_hardlinks", Verdict::Ok, "1: users cannot hard-link files they do not own"),
+        Some(v) => l.add(
+            "fs.protected_hardlinks",
+            Verdict::Warn,
+            format!("{v}: any user can hard-link others' files into the cache (cachekeeper leaves hard-linked files alone, but set it to 1)"),
+        ),
+        None => l.add("fs.protected_hardlinks", Verdict::Info, "not readable here"),
+    }
+}
+
+fn go_env(l: &mut List, caches: &[CacheConfig]) {
+    let out = std::process::Command::new("go").args(["env", "GOMODCACHE", "GOFLAGS"]).output();
+    let Some(out) = out.ok().filter(|o| o.status.success()) else {
+        return l.add("go env", Verdict::Info, "go is not installed here");
+    };
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    let gomodcache = PathBuf::from(lines.next().unwrap_or("").trim());
+    let goflags = lines.next().unwrap_or("").trim().to_owned();
+    if caches.iter().any(|c| c.path == crate::config::clean(&gomodcache.to_string_lossy())) {
+        l.add("go env GOMODCACHE", Verdict::Ok, format!("{} is a configured cache", gomodcache.display()));
+    } else {
+        l.add(
+            "go env GOMODCACHE",
+            Verdict::Warn,
+            format!(
+                "{} is not a configured cache: set GOMODCACHE (go env -w GOMODCACHE=...) to the shared one",
+                gomodcache.display()
+            ),
+        );
+    }
+    if goflags.split_whitespace().any(|f| f == "-modcacherw") {
+        l.add(
+            "GOFLAGS",
+            Verdict::Info,
+            "-modcacherw: Go leaves module directories writable; the owner model keeps the owner's w as it is",
+        );
+    }
+}
+
+fn umask(l: &mut List, caches: &[CacheConfig]) {
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    nix::sys::stat::umask(old);
+    let mask = old.bits() as u32;
+    let shared = caches.iter().any(|c| c.policy.model == crate::model::Model::Shared);
+    if shared && mask & 0o020 != 0 {
+        l.add("umask", Verdict::Info, format!("{mask:04o}: what you create is not group-writable until cachekeeper repairs it (the service does within milliseconds; without it run --init)"));
+    } else {
+        l.add("umask", Verdict::Ok, format!("{mask:04o}"));
+    }
+}
+
+fn membership(l: &mut List, cache: &CacheConfig, gid: u32) {
+    let uid = nix::unistd::getuid().as_raw();
+    let member = uid == 0
+        || nix::unistd::getgid().as_raw() == gid
+        || nix::unistd::getgroups().unwrap_or_default().iter().any(|g| g.as_raw() == gid);
+    let group = match nix::unistd::Group::from_gid(gid.into()) {
+        Ok(Some(g)) => g.name,
+        _ => format!("gid {gid}"),
+    };
+    let name = format!("group of {}", cache.path.display());
+    if uid == 0 {
+        l.add(name, Verdict::Ok, format!("{group}; you are root"));
+    } else if member {
+        l.add(name, Verdict::Ok, format!("you are in {group}"));
+    } else {
+        l.add(
+            name,
+            Verdict::Fail,
+            format!("you are not in {group}: you cannot add modules (usermod -aG {group} $USER, then log in again)"),
+        );
+    }
+}
+
+/// The human form: one line a check.
+pub fn render(lines: &[Line]) -> String {
+    let mut out = String::new();
+    for line in lines {
+        let tag = match line.verdict {
+            Verdict::Ok => "ok  ",
+            Verdict::Info => "info",
+            Verdict::Warn => "WARN",
+            Verdict::Fail => "FAIL",
+        };
+        out += &format!("[{tag}] {}: {}\n", line.check, line.detail);
+    }
+    out
+}

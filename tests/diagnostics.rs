@@ -1,0 +1,236 @@
+//! `cachekeeperctl explain` and `doctor` on constructed trees, as root and as other
+//! uids (setpriv). Needs root (CI is root).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::*;
+
+fn ctl(args: &[&str]) -> Output {
+    let mut cmd = Command::new(bin("cachekeeperctl"));
+    cmd.args(args);
+    run(cmd, Duration::from_secs(60))
+}
+
+fn ctl_as(uid: u32, groups: &[u32], args: &[&str]) -> Output {
+    let mut cmd = setpriv(uid, groups);
+    cmd.arg(bin("cachekeeperctl")).args(args);
+    run(cmd, Duration::from_secs(60))
+}
+
+/// The explanation's line for `path` and the indented lines under it.
+fn section(text: &str, path: &Path) -> String {
+    let head = format!("  {}  ", path.display());
+    let mut lines = text.lines().skip_while(|l| !l.starts_with(&head));
+    let mut out = lines.next().unwrap_or_else(|| panic!("no line for {}:\n{text}", path.display())).to_owned();
+    for l in lines.take_while(|l| l.starts_with("    ")) {
+        out += "\n";
+        out += l;
+    }
+    out
+}
+
+fn config(t: &Tree, extra: &str) -> String {
+    let file = t.base.join("ck.toml");
+    std::fs::write(&file, format!("[[cache]]\npath = \"{}\"\n{extra}\n", t.root_str())).unwrap();
+    file.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn root_explain_names_the_directory_whose_other_bits_deny_create() {
+    require_root();
+    let t = Tree::new();
+    mkdir(&t.path("cache/download"), 0o755);
+    let target = t.path("cache/download/example.com");
+    let cfg = config(&t, "owner = 1001");
+    for out in [
+        ctl(&["explain", "--user", "1001", "--config", &cfg, target.to_str().unwrap()]),
+        ctl_as(1001, &[], &["explain", "--config", &cfg, target.to_str().unwrap()]),
+    ] {
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        let text = stdout(&out);
+        let s = section(&text, &t.path("cache/download"));
+        assert!(s.contains("create entries DENIED: you are other here, and other has r-x"), "{s}");
+        assert!(s.contains("fix: the owner model of") && s.contains("fixes it"), "{s}");
+        assert!(text.contains(&format!("{}  does not exist (to be created)", target.display())), "{text}");
+        assert!(text.ends_with("verdict: denied (see DENIED above)\n"), "{text}");
+    }
+    // Root may.
+    let out = ctl(&["explain", "--config", &cfg, target.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+}
+
+#[test]
+fn root_explain_names_a_missing_group_membership() {
+    require_root();
+    let t = Tree::new();
+    mkdir(&t.path("shared"), 0o775);
+    chown(&t.path("shared"), 0, 3300);
+    let file = t.path("shared/f");
+    let out = ctl_as(1001, &[], &["explain", "--config", "/nonexistent", file.to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    let s = section(&stdout(&out), &t.path("shared"));
+    assert!(s.contains("members of group gid 3300 may: you are not in that group"), "{s}");
+    assert!(s.contains("fix: no configured cache contains it"), "{s}");
+    let out = ctl_as(1001, &[3300], &["explain", "--config", "/nonexistent", file.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "a member may: {}", stdout(&out));
+    assert!(stdout(&out).contains("you are a member of its group here"), "{}", stdout(&out));
+}
+
+#[test]
+fn root_explain_names_a_read_only_filesystem() {
+    require_root();
+    let t = Tree::new();
+    mkdir(&t.path("ro"), 0o777);
+    let target = t.path("ro");
+    nix::mount::mount(Some(&target), &target, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>).unwrap();
+    let _unmount = scopeguard(&target);
+    nix::mount::mount(
+        None::<&str>,
+        &target,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .unwrap();
+    let out = ctl(&["explain", "--config", "/nonexistent", target.join("new").to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "even root cannot write there: {}", stdout(&out));
+    let s = section(&stdout(&out), &target);
+    assert!(s.contains("create entries DENIED: the filesystem is mounted read-only"), "{s}");
+}
+
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+fn scopeguard(p: &Path) -> Unmount {
+    Unmount(p.to_owned())
+}
+
+/// `system.posix_acl_access` in its xattr form: version 2, then (tag, perm, id).
+fn set_acl(path: &Path, entries: &[(u16, u16, u32)]) {
+    let mut value = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in entries {
+        value.extend(tag.to_le_bytes());
+        value.extend(perm.to_le_bytes());
+        value.extend(id.to_le_bytes());
+    }
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: NUL-terminated strings and a buffer of the given length.
+    let r = unsafe {
+        libc::setxattr(c.as_ptr(), c"system.posix_acl_access".as_ptr(), value.as_ptr().cast(), value.len(), 0)
+    };
+    assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn root_explain_follows_an_acl() {
+    require_root();
+    let t = Tree::new();
+    mkdir(&t.path("acl"), 0o755);
+    const UNDEFINED: u32 = u32::MAX;
+    // user::rwx, user:1001:rwx, group::r-x, mask::rwx, other::r-x
+    set_acl(
+        &t.path("acl"),
+        &[(0x01, 7, UNDEFINED), (0x02, 7, 1001), (0x04, 5, UNDEFINED), (0x10, 7, UNDEFINED), (0x20, 5, UNDEFINED)],
+    );
+    let target = t.path("acl/new");
+    let out = ctl_as(1001, &[], &["explain", "--config", "/nonexistent", target.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "uid 1001's ACL entry allows it: {}", stdout(&out));
+    assert!(stdout(&out).contains("an ACL applies (see getfacl): your own entry has rwx"), "{}", stdout(&out));
+    let out = ctl_as(1002, &[], &["explain", "--config", "/nonexistent", target.to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    assert!(stdout(&out).contains("you match no entry, and other has r-x"), "{}", stdout(&out));
+}
+
+fn doctor(t: &Tree, d: Option<&Daemon>, cfg: &str) -> Output {
+    let socket = d.map_or_else(|| t.base.join("none.sock"), |d| d.socket.clone());
+    let mut cmd = Command::new(bin("cachekeeperctl"));
+    cmd.arg("--socket").arg(socket).args(["doctor", "--config", cfg]).env("GOMODCACHE", t.root_str());
+    run(cmd, Duration::from_secs(60))
+}
+
+fn line<'a>(text: &'a str, check: &str) -> &'a str {
+    text.lines().find(|l| l.contains(&format!("] {check}"))).unwrap_or_else(|| panic!("no {check} line:\n{text}"))
+}
+
+#[test]
+fn root_doctor_passes_on_a_healthy_setup_and_names_each_broken_condition() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let caches = format!("[[cache]]\npath = \"{}\"\ngroup = 3200\n", t.root_str());
+    let mut d = Daemon::start(&t.base, &caches, "");
+    let cfg = d.config.to_str().unwrap().to_owned();
+    let out = doctor(&t, Some(&d), &cfg);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(line(&text, "service").starts_with("[ok  ]"), "{text}");
+    assert!(line(&text, "root ").starts_with("[ok  ]"), "{text}");
+    let out = cachekeeperctl_json(&t, &d, &cfg);
+    assert_eq!(out["schema_version"], 1);
+
+    // The service stops.
+    d.stop();
+    let out = doctor(&t, None, &cfg);
+    assert_eq!(code(&out), 1);
+    assert!(line(&stdout(&out), "service").starts_with("[FAIL]"), "{}", stdout(&out));
+
+    // The root diverges.
+    chmod(&t.root, 0o700);
+    let text = stdout(&doctor(&t, None, &cfg));
+    assert!(line(&text, "root ").starts_with("[FAIL]") && line(&text, "root ").contains("should be"), "{text}");
+
+    // A user outside the cache's group.
+    let mut cmd = setpriv(1001, &[]);
+    cmd.arg(bin("cachekeeperctl")).args(["--socket", "/nonexistent", "doctor", "--config", &cfg]);
+    let out = run(cmd, Duration::from_secs(60));
+    assert_eq!(code(&out), 1);
+    assert!(line(&stdout(&out), "group of").contains("you are not in gid 3200"), "{}", stdout(&out));
+
+    // A read-only filesystem.
+    nix::mount::mount(Some(&t.root), &t.root, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>).unwrap();
+    let _unmount = scopeguard(&t.root);
+    nix::mount::mount(
+        None::<&str>,
+        &t.root,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .unwrap();
+    let text = stdout(&doctor(&t, None, &cfg));
+    assert!(
+        line(&text, "filesystem").starts_with("[FAIL]") && line(&text, "filesystem").contains("read-only"),
+        "{text}"
+    );
+
+    // A broken configuration.
+    std::fs::write(t.base.join("bad.toml"), "[[cache]]\npath = 1\n").unwrap();
+    let text = stdout(&doctor(&t, None, t.base.join("bad.toml").to_str().unwrap()));
+    assert!(line(&text, "configuration").starts_with("[FAIL]"), "{text}");
+}
+
+fn cachekeeperctl_json(t: &Tree, d: &Daemon, cfg: &str) -> serde_json::Value {
+    let mut cmd = Command::new(bin("cachekeeperctl"));
+    cmd.arg("--socket").arg(&d.socket).args(["doctor", "--json", "--config", cfg]).env("GOMODCACHE", t.root_str());
+    serde_json::from_str(&stdout(&run(cmd, Duration::from_secs(60)))).unwrap()
+}
+
+#[test]
+fn root_doctor_warns_when_hardlinks_are_unprotected() {
+    require_root();
+    let _lock = sysctl_lock(true);
+    let t = Tree::new();
+    let cfg = config(&t, "");
+    let _sysctl = Sysctl::set("fs.protected_hardlinks", "0");
+    let text = stdout(&doctor(&t, None, &cfg));
+    assert!(line(&text, "fs.protected_hardlinks").starts_with("[WARN]"), "{text}");
+}
