@@ -108,6 +108,20 @@ pub struct Step {
     pub checks: Vec<Check>,
 }
 
+impl Step {
+    /// A component that does not exist (yet): the user is to create it.
+    fn missing(path: &Path) -> Step {
+        Step {
+            path: path.display().to_string(),
+            exists: false,
+            owner: None,
+            group: None,
+            mode: None,
+            checks: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     pub access: Access,
@@ -282,14 +296,7 @@ pub fn explain(who: &Who, path: &Path, caches: &[CacheConfig]) -> Explanation {
         let last = i + 1 == components.len();
         let meta = std::fs::metadata(&prefix);
         let Ok(meta) = meta else {
-            steps.push(Step {
-                path: prefix.display().to_string(),
-                exists: false,
-                owner: None,
-                group: None,
-                mode: None,
-                checks: Vec::new(),
-            });
+            steps.push(Step::missing(&prefix));
             break;
         };
         let next_missing = !last && std::fs::metadata(prefix.join(components[i + 1])).is_err();
@@ -321,14 +328,7 @@ pub fn explain(who: &Who, path: &Path, caches: &[CacheConfig]) -> Explanation {
             checks,
         });
         if next_missing {
-            steps.push(Step {
-                path: prefix.join(components[i + 1]).display().to_string(),
-                exists: false,
-                owner: None,
-                group: None,
-                mode: None,
-                checks: Vec::new(),
-            });
+            steps.push(Step::missing(&prefix.join(components[i + 1])));
             break;
         }
     }
