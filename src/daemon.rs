@@ -553,8 +553,7 @@ impl CacheRuntime {
                 Ok(w) => watcher = Some(w),
                 Err(e) => {
                     tracing::error!(root = %cache.path.display(), "cannot watch, falling back to polling: {e}");
-                    *degraded.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some("inotify is not available (fs.inotify.max_user_instances?): polling instead");
+                    *degraded.lock().unwrap_or_else(|p| p.into_inner()) = Some(watch::NO_INOTIFY_REASON.to_owned());
                 }
             }
         }
@@ -632,7 +631,7 @@ impl CacheRuntime {
         result
     }
 
-    fn set_degraded(&self, reason: Option<&'static str>) {
+    fn set_degraded(&self, reason: Option<String>) {
         *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = reason;
     }
 
@@ -653,7 +652,7 @@ impl CacheRuntime {
         let last = *self.stats.last_scan.lock().unwrap_or_else(|p| p.into_inner());
         let r = &self.stats.repairs;
         let c = &self.stats.counters;
-        let reason = self.degraded.lock().unwrap_or_else(|p| p.into_inner()).map(str::to_owned).or_else(|| {
+        let reason = self.degraded.lock().unwrap_or_else(|p| p.into_inner()).clone().or_else(|| {
             self.polled.then(|| {
                 format!(
                     "{} sends no events for other clients' writes: polled every {}s",
@@ -824,7 +823,7 @@ impl Worker {
             self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
         }
         if limit.load(Relaxed) {
-            self.runtime.set_degraded(Some(watch::WATCH_LIMIT_REASON));
+            self.runtime.set_degraded(Some(watch::WATCH_LIMIT_REASON.to_owned()));
         }
         self.runtime.stats.repairs.absorb(&tally);
     }
@@ -838,7 +837,8 @@ impl Worker {
         let watch: Option<&crate::walk::WatchHook<'_>> = if self.runtime.polled { None } else { Some(&hook) };
         let audit = self.audit_hook();
         let scan = Scan { cache, action: Action::Repair, tally: &tally, watch, audit: audit.as_deref() };
-        if let Err(e) = crate::cli::create_root(cache).map_err(io::Error::other).and_then(|()| scan.all()) {
+        let scanned = crate::cli::create_root(cache).map_err(io::Error::other).and_then(|()| scan.all());
+        if let Err(e) = &scanned {
             tracing::error!(root = %cache.path.display(), "full scan failed: {e}");
             self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
         }
@@ -857,8 +857,15 @@ impl Worker {
         self.runtime.stats.full_scan_ms.fetch_add(info.duration_ms, Relaxed);
         self.runtime.stats.repairs.absorb(&tally);
         // A full scan re-adds every watch, so after an overflow the cache is whole again;
-        // only a watch limit that still bites keeps it degraded.
-        self.runtime.set_degraded(limit.load(Relaxed).then_some(watch::WATCH_LIMIT_REASON));
+        // what keeps it degraded is a root that cannot be opened, a watch limit that still
+        // bites, or no inotify at all.
+        let degraded = match &scanned {
+            Err(e) => Some(format!("the cache root cannot be walked: {}", crate::sys::describe(e))),
+            Ok(_) if limit.load(Relaxed) => Some(watch::WATCH_LIMIT_REASON.to_owned()),
+            Ok(_) if !self.runtime.polled && !self.runtime.watched => Some(watch::NO_INOTIFY_REASON.to_owned()),
+            Ok(_) => None,
+        };
+        self.runtime.set_degraded(degraded);
         self.runtime.scanned.store(true, Relaxed);
         tracing::info!(
             root = %cache.path.display(),

@@ -66,6 +66,8 @@ impl Queue {
 
 pub const OVERFLOW_REASON: &str = "the inotify event queue overflowed and events were lost; a full reconcile \
      covers them (raise the sysctl fs.inotify.max_queued_events to avoid this)";
+pub const NO_INOTIFY_REASON: &str = "inotify is not available (raise the sysctl fs.inotify.max_user_instances?): \
+     the cache is reconciled every minute instead";
 pub const WATCH_LIMIT_REASON: &str = "the inotify watch limit is reached, so part of the cache is not watched \
      and is covered by periodic full reconciles (raise the sysctl fs.inotify.max_user_watches)";
 
@@ -82,7 +84,7 @@ pub struct Counters {
 pub type Waiters = Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<()>>>>;
 
 /// Why the cache is degraded, set by the notify thread on overflow.
-pub type Degradation = Arc<Mutex<Option<&'static str>>>;
+pub type Degradation = Arc<Mutex<Option<String>>>;
 
 /// The inotify mask: creations and renames (new entries), attribute changes (someone
 /// chmods or chowns) and removals/renames away (so notify forgets moved watches). No
@@ -115,7 +117,7 @@ impl Handler {
             Err(e) => {
                 self.counters.errors.fetch_add(1, Relaxed);
                 if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) {
-                    *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = Some(WATCH_LIMIT_REASON);
+                    *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = Some(WATCH_LIMIT_REASON.to_owned());
                     self.queue.send(Work::Rescan { done: None });
                 } else {
                     tracing::warn!(root = %self.root.display(), "watch error: {e}");
@@ -126,7 +128,7 @@ impl Handler {
         if event.need_rescan() {
             self.counters.overflows.fetch_add(1, Relaxed);
             tracing::warn!(root = %self.root.display(), "{OVERFLOW_REASON}");
-            *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = Some(OVERFLOW_REASON);
+            *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = Some(OVERFLOW_REASON.to_owned());
             self.queue.send(Work::Rescan { done: None });
             // The sentinel events of pending syncs may be among the lost ones. The
             // reconcile just queued covers everything that happened before them, so

@@ -350,3 +350,34 @@ print(sum(len(f.samples) for f in families))
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "not Prometheus text: {}\n{text}", stderr(&out));
 }
+
+#[test]
+fn root_without_inotify_instances_the_cache_is_reconciled_instead() {
+    require_root();
+    let _lock = sysctl_lock(true);
+    let t = Tree::new();
+    let sysctl = Sysctl::set("fs.inotify.max_user_instances", "0");
+    let d = start(&t);
+    drop(sysctl);
+    let s = d.status();
+    assert_eq!(s["caches"][0]["state"], "degraded", "{s}");
+    assert!(s["caches"][0]["reason"].as_str().unwrap().contains("fs.inotify.max_user_instances"), "{s}");
+    as_member(&t, "mkdir unwatched; : > unwatched/f");
+    // No events: sync reconciles instead.
+    d.sync();
+    d.assert_compliant();
+}
+
+#[test]
+fn root_a_root_that_cannot_be_walked_shows_as_degraded() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    write(&t.base.join("a-file"), 0o644);
+    let caches = format!("[[cache]]\npath = \"{}\"\n", t.base.join("a-file/mod").display());
+    let d = Daemon::start(&t.base, &caches, "");
+    let s = d.status();
+    assert_eq!(s["caches"][0]["state"], "degraded", "{s}");
+    assert!(s["caches"][0]["reason"].as_str().unwrap().contains("cannot"), "{s}");
+    assert_eq!(code(&d.ctl(&["status"])), 1);
+}
