@@ -381,3 +381,37 @@ fn root_a_root_that_cannot_be_walked_shows_as_degraded() {
     assert!(s["caches"][0]["reason"].as_str().unwrap().contains("cannot"), "{s}");
     assert_eq!(code(&d.ctl(&["status"])), 1);
 }
+
+#[test]
+fn root_a_fuse_root_is_polled_and_synced_by_reconciling() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let backing = t.base.join("backing");
+    mkdir(&backing, 0o755);
+    let mounted = std::process::Command::new("bindfs")
+        .arg(&backing)
+        .arg(&t.root)
+        .status()
+        .expect("bindfs, a FUSE filesystem standing in for a network one (.ci/run installs it)");
+    assert!(mounted.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("fusermount").arg("-u").arg(&self.0).status();
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _unmount = Unmount(t.root.clone());
+    let d = start(&t);
+    let s = d.status();
+    assert_eq!(s["caches"][0]["state"], "polling", "{s}");
+    assert_eq!(s["caches"][0]["filesystem"], "fuse", "{s}");
+    assert!(s["caches"][0]["reason"].as_str().unwrap().contains("polled"), "{s}");
+    assert_eq!(code(&d.ctl(&["status"])), 0, "polling is healthy");
+    // Written behind the mount's back, as another NFS client would: no event at all.
+    write(&backing.join("from-elsewhere/f.go"), 0o600);
+    d.sync();
+    d.assert_compliant();
+    assert_eq!(meta(&backing.join("from-elsewhere/f.go")).uid, OWNER);
+}
