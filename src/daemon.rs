@@ -34,6 +34,8 @@ const DEGRADED_RESCAN: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_secs(30);
 /// How often `daemon.metrics_textfile` is rewritten.
 const METRICS_INTERVAL: Duration = Duration::from_secs(15);
+/// How often systemd's STATUS= line is refreshed (when it changed).
+const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Why the service could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -177,10 +179,23 @@ async fn run_until_stopped(service: &Arc<Service>, started: Vec<oneshot::Receive
     }
     let n = service.snapshot().len();
     tracing::info!("first full scan done; watching {n} cache(s)");
-    let _ = sd_notify::notify(
-        false,
-        &[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&format!("watching {n} cache(s)"))],
-    );
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    // STATUS= for `systemctl status`: refreshed as states and counters change.
+    {
+        let service = Arc::clone(service);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(STATUS_INTERVAL);
+            let mut last = String::new();
+            loop {
+                tick.tick().await;
+                let line = status_line(&service.status());
+                if line != last {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&line)]);
+                    last = line;
+                }
+            }
+        });
+    }
     if let Some(path) = service.daemon.metrics_textfile.clone() {
         let service = Arc::clone(service);
         tokio::spawn(async move {
@@ -217,6 +232,21 @@ async fn run_until_stopped(service: &Arc<Service>, started: Vec<oneshot::Receive
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     Ok(())
+}
+
+/// One line for systemd's STATUS=: how many caches are in which state, and repairs.
+fn status_line(status: &Status) -> String {
+    let count = |state: CacheState| status.caches.iter().filter(|c| c.state == state).count();
+    let repairs: u64 = status.caches.iter().map(|c| c.repairs.entries).sum();
+    let mut parts = vec![format!("{} cache(s): {} healthy", status.caches.len(), count(CacheState::Healthy))];
+    for (state, name) in
+        [(CacheState::Polling, "polling"), (CacheState::Degraded, "degraded"), (CacheState::Starting, "starting")]
+    {
+        if count(state) > 0 {
+            parts.push(format!("{} {name}", count(state)));
+        }
+    }
+    format!("{}; {repairs} repairs since start", parts.join(", "))
 }
 
 /// A file replaced whole, so that node_exporter never reads half of it.

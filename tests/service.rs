@@ -415,3 +415,52 @@ fn root_a_fuse_root_is_polled_and_synced_by_reconciling() {
     d.assert_compliant();
     assert_eq!(meta(&backing.join("from-elsewhere/f.go")).uid, OWNER);
 }
+
+#[test]
+fn root_systemd_notifications_and_json_logs() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    // What systemd listens on for a Type=notify service with WatchdogSec=.
+    let notify_path = t.base.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let mut d = Daemon::start_with(&t.base, &shared_cache(&t.root), "log_format = \"json\"", |service| {
+        // systemd names the main process in WATCHDOG_PID: exec keeps the shell's pid.
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\""])
+            .arg(service.get_program())
+            .args(service.get_args())
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("WATCHDOG_USEC", "200000");
+        cmd
+    });
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !(seen.iter().any(|m: &String| m.contains("READY=1"))
+        && seen.iter().any(|m| m.contains("STATUS=1 cache(s): 1 healthy"))
+        && seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2)
+    {
+        let n = notify.recv(&mut buf).unwrap_or_else(|e| panic!("no notification ({e}); got {seen:?}"));
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    as_member(&t, ": > logged");
+    d.sync();
+    assert_eq!(d.stop().code(), Some(0));
+    let mut stopping = false;
+    while let Ok(n) = notify.recv(&mut buf) {
+        if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping, "no STOPPING=1");
+    // log_format = "json": one object a line; a repair names its path and what changed.
+    let log = d.log();
+    let lines: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let path = format!("{}/logged", t.root_str());
+    let repair = lines.iter().find(|l| l["fields"]["path"] == path.as_str()).unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(repair["level"], "INFO");
+    assert!(repair["fields"]["message"].as_str().unwrap().contains("owner 1002→1001"), "{repair}");
+}
