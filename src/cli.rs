@@ -190,7 +190,7 @@ fn cache_from_flags(args: &Args) -> Result<CacheConfig, Usage> {
         Some(p) => p.clone(),
         None => default_gomodcache().map_err(Usage)?,
     };
-    let path = config::cache_root(&path.to_string_lossy()).map_err(|m| Usage(format!("--path: {m}")))?;
+    let path = config::cache_root(&path).map_err(|m| Usage(format!("--path: {m}")))?;
     let flag_group = args
         .group
         .as_deref()

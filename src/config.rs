@@ -256,22 +256,24 @@ impl Default for DaemonConfig {
 
 /// Validates a cache root: absolute, without `..`, and not a directory whose contents
 /// must never be given the cache's modes (`/`, `/etc`, a home directory, ...).
-pub fn cache_root(path: &str) -> Result<PathBuf, String> {
-    let p = Path::new(path);
+/// Names are bytes: a root given on the command line need not be UTF-8.
+pub fn cache_root(path: impl AsRef<Path>) -> Result<PathBuf, String> {
+    let p = path.as_ref();
+    let shown = crate::names::Escaped(p.as_os_str().as_bytes());
     if !p.is_absolute() {
-        return Err(format!("`{path}` is not an absolute path"));
+        return Err(format!("`{shown}` is not an absolute path"));
     }
     if p.components().any(|c| c == Component::ParentDir) {
-        return Err(format!("`{path}` contains `..`; give the cache root itself"));
+        return Err(format!("`{shown}` contains `..`; give the cache root itself"));
     }
-    let clean = clean(path);
+    let clean = clean(p);
     refuse_system_directory(&clean)?;
     Ok(clean)
 }
 
 /// `path` without repeated or trailing slashes and `.` components, for comparisons.
-pub fn clean(path: &str) -> PathBuf {
-    Path::new(path).components().collect()
+pub fn clean(path: impl AsRef<Path>) -> PathBuf {
+    path.as_ref().components().collect()
 }
 
 /// A cache root gets group and other bits derived from the owner's, and files lose

@@ -237,7 +237,7 @@ fn go_env(l: &mut List, caches: &[CacheConfig]) {
     let mut lines = text.lines();
     let gomodcache = PathBuf::from(lines.next().unwrap_or("").trim());
     let goflags = lines.next().unwrap_or("").trim().to_owned();
-    if caches.iter().any(|c| c.path == crate::config::clean(&gomodcache.to_string_lossy())) {
+    if caches.iter().any(|c| c.path == crate::config::clean(&gomodcache)) {
         l.add("go env GOMODCACHE", Verdict::Ok, format!("{} is a configured cache", gomodcache.display()));
     } else {
         l.add(

@@ -426,3 +426,17 @@ fn root_an_unprivileged_user_repairs_its_own_cache_and_names_what_it_cannot() {
     assert!(err.contains("theirs") && err.contains("Operation not permitted"), "{err}");
     assert!(stdout(&out).contains("1 entries could not be made compliant"), "{}", stdout(&out));
 }
+
+#[test]
+fn root_a_cache_root_whose_name_is_not_utf8() {
+    require_root();
+    let t = Tree::new();
+    let root = t.base.join(OsStr::from_bytes(b"mod-\xff"));
+    write(&root.join("f"), 0o600);
+    let mut cmd = std::process::Command::new(bin("cachekeeper"));
+    cmd.args(["--init", "--owner", "1001", "--path"]).arg(&root);
+    let out = run(cmd, std::time::Duration::from_secs(60));
+    assert_ok(&out);
+    assert_attrs(&root.join("f"), 1001, 0, 0o644);
+    assert!(stdout(&out).contains("mod-\\xff: compliant"), "{}", stdout(&out));
+}
