@@ -18,7 +18,7 @@ use crate::protocol::{CacheState, Request, Response, Status};
 #[command(name = "cachekeeperctl", version, about = "Talk to the running cachekeeper service")]
 struct Args {
     /// Control socket [default: $CACHEKEEPER_SOCKET, else /run/cachekeeper/control.sock]
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
