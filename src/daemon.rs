@@ -622,13 +622,19 @@ impl CacheRuntime {
     fn state(&self) -> CacheState {
         if !self.scanned.load(Relaxed) {
             CacheState::Starting
-        } else if self.degraded.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+        } else if self.degraded_reason().is_some() {
             CacheState::Degraded
         } else if self.polled {
             CacheState::Polling
         } else {
             CacheState::Healthy
         }
+    }
+
+    /// Why events cannot be trusted now, if they cannot.
+    fn degraded_reason(&self) -> Option<String> {
+        let set = self.degraded.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        set.or_else(|| self.stats.counters.overflowed_recently().then(|| watch::OVERFLOW_REASON.to_owned()))
     }
 
     async fn rescan(&self) -> Result<(), ()> {
@@ -682,7 +688,7 @@ impl CacheRuntime {
         let last = *self.stats.last_scan.lock().unwrap_or_else(|p| p.into_inner());
         let r = &self.stats.repairs;
         let c = &self.stats.counters;
-        let reason = self.degraded.lock().unwrap_or_else(|p| p.into_inner()).clone().or_else(|| {
+        let reason = self.degraded_reason().or_else(|| {
             self.polled.then(|| {
                 format!(
                     "{} sends no events for other clients' writes: polled every {}s",

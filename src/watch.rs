@@ -64,8 +64,11 @@ impl Queue {
     }
 }
 
-pub const OVERFLOW_REASON: &str = "the inotify event queue overflowed and events were lost; a full reconcile \
-     covers them (raise the sysctl fs.inotify.max_queued_events to avoid this)";
+pub const OVERFLOW_REASON: &str = "the inotify event queue overflowed within the last 10 minutes and events \
+     were lost; full reconciles cover them (raise the sysctl fs.inotify.max_queued_events)";
+/// How long a cache stays degraded after an overflow: the queue is too small for its
+/// load, and the operator should hear of it even though the reconcile repaired all.
+pub const OVERFLOW_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
 pub const NO_INOTIFY_REASON: &str = "inotify is not available (raise the sysctl fs.inotify.max_user_instances?): \
      the cache is reconciled every minute instead";
 pub const WATCH_LIMIT_REASON: &str = "the inotify watch limit is reached, so part of the cache is not watched \
@@ -77,6 +80,14 @@ pub struct Counters {
     pub events: AtomicU64,
     pub overflows: AtomicU64,
     pub errors: AtomicU64,
+    pub last_overflow: Mutex<Option<std::time::Instant>>,
+}
+
+impl Counters {
+    /// An overflow happened within [`OVERFLOW_MEMORY`].
+    pub fn overflowed_recently(&self) -> bool {
+        self.last_overflow.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| t.elapsed() < OVERFLOW_MEMORY)
+    }
 }
 
 /// Waiters of `sync`, by token; a token is the name of a file created in the sentinel
@@ -127,8 +138,8 @@ impl Handler {
         };
         if event.need_rescan() {
             self.counters.overflows.fetch_add(1, Relaxed);
+            *self.counters.last_overflow.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
             tracing::warn!(root = %self.root.display(), "{OVERFLOW_REASON}");
-            *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = Some(OVERFLOW_REASON.to_owned());
             self.queue.send(Work::Rescan { done: None });
             // The sentinel events of pending syncs may be among the lost ones. The
             // reconcile just queued covers everything that happened before them, so
