@@ -275,8 +275,26 @@ fn bind_socket(daemon: &DaemonConfig) -> Result<std::os::unix::net::UnixListener
     if std::fs::symlink_metadata(path).is_ok() {
         std::fs::remove_file(path).map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
     }
-    if let Some(dir) = path.parent() {
+    if let Some(dir) = path.parent().filter(|d| !d.exists()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        // A directory made for the socket belongs to the service's user, who must be
+        // able to remove the socket on exit.
+        if let Some((uid, gid)) = daemon.user {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+                .map_err(|e| format!("cannot give {} to uid {uid}: {e}", dir.display()))?;
+        }
+    }
+    if let (Some((uid, _)), Some(dir)) = (daemon.user, path.parent()) {
+        let writable = std::fs::metadata(dir).is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.uid() == uid && m.mode() & 0o200 != 0
+        });
+        if !writable {
+            tracing::warn!(
+                "{} is not owned and writable by uid {uid} (daemon.user): the socket cannot be removed on exit",
+                dir.display()
+            );
+        }
     }
     let listener = std::os::unix::net::UnixListener::bind(path)
         .map_err(|e| format!("cannot bind control socket {}: {e}", path.display()))?;

@@ -145,3 +145,27 @@ fn root_without_daemon_user_stays_uid_0_with_four_capabilities() {
     assert_reduced(d.pid(), 0, FOUR);
     assert_still_repairs(&t, &d);
 }
+
+#[test]
+fn root_a_socket_directory_the_service_creates_belongs_to_daemon_user() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    // A socket directory that does not exist yet: the service creates it.
+    let socket_dir = t.base.join("fresh-run");
+    let socket = socket_dir.join("ck.sock");
+    let text = format!("{}[daemon]\nuser = {SERVICE_USER}\nsocket = \"{}\"\n", caches(&t.root), socket.display());
+    std::fs::write(t.base.join("ck.toml"), text).unwrap();
+    let mut service = Command::new(bin("cachekeeper"));
+    service.arg("--config").arg(t.base.join("ck.toml")).stderr(std::process::Stdio::null());
+    let mut child = service.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(std::time::Instant::now() < deadline, "no socket");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(meta(&socket_dir).uid, SERVICE_USER);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(!socket.exists(), "the service's user removed its socket");
+}
