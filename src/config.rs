@@ -421,7 +421,12 @@ fn first_line(message: &str) -> String {
 /// The dotted key a parse error at `offset` is about: the nearest `key =` at or above
 /// it, prefixed by the table it sits in.
 fn key_at(text: &str, offset: usize) -> String {
-    let upto = &text[..offset.min(text.len())];
+    // A span inside a multi-byte character must not panic: back up to its start.
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let upto = &text[..offset];
     let line_end = text[upto.len()..].find('\n').map_or(text.len(), |i| upto.len() + i);
     let mut key: Option<String> = None;
     for line in text[..line_end].lines().rev() {
@@ -525,12 +530,33 @@ audit_log = "/var/log/ck.jsonl"
             ),
             ("[[cache]]\npath = \"/c\"\npath = \"/d\"\n", "/etc/ck.toml:3: cache.path: duplicate key"),
             ("[daemon]\n", "/etc/ck.toml:1: cache: no [[cache]] table"),
+            (
+                "[[cache]]\npath = \"/c\"\nowner = \"ünknöwn-üser\"\n",
+                "/etc/ck.toml:3: cache.owner: user `ünknöwn-üser`",
+            ),
+            ("[[cache]]\npath = \"/c\"\n€ = 1\n", "/etc/ck.toml:3: "),
             ("[[cache]]\nowner = 1\n", "/etc/ck.toml:1: cache: missing field `path`"),
         ];
         for (text, want) in cases {
             let got = parse(text).unwrap_err();
             assert!(got.starts_with(want), "for {text:?}\n got: {got}\nwant: {want}…");
             assert!(!got.contains('\n'), "multi-line error: {got:?}");
+        }
+    }
+
+    #[test]
+    fn no_edit_of_a_valid_file_makes_the_parser_panic() {
+        let good = "[[cache]]\npath = \"/var/cache/go/mod\"\nowner = 1001\ngroup = \"0\"\nexclude = [\"a/**\"]\n\
+                    [daemon]\nfull_rescan = \"6h\"\nlog_format = \"json\"\n";
+        let boundaries: Vec<usize> = (0..=good.len()).filter(|&i| good.is_char_boundary(i)).collect();
+        for &at in &boundaries {
+            for insert in ["\"", "[", "]", "=", "\n", "é", "€", "\u{0}", "#", "-1", "'''", "ü = 1\n"] {
+                let text = format!("{}{insert}{}", &good[..at], &good[at..]);
+                if let Err(e) = Config::parse(Path::new("/f.toml"), &text) {
+                    assert!(!e.to_string().contains('\n'), "multi-line error for {text:?}: {e}");
+                }
+            }
+            let _ = Config::parse(Path::new("/f.toml"), &good[..at]);
         }
     }
 
