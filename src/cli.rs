@@ -127,11 +127,7 @@ fn service(args: &Args) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let config = args
-        .config
-        .clone()
-        .or_else(|| std::env::var_os("CACHEKEEPER_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+    let config = config::path_or_default(args.config.as_deref());
     match crate::daemon::run(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(crate::daemon::DaemonError::Config(e)) => {

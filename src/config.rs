@@ -16,6 +16,14 @@ use crate::model::{Model, Other, Policy};
 pub const DEFAULT_PATH: &str = "/etc/cachekeeper/config.toml";
 pub const DEFAULT_SOCKET: &str = "/run/cachekeeper/control.sock";
 
+/// The configuration file: `given`, else `$CACHEKEEPER_CONFIG`, else [`DEFAULT_PATH`].
+pub fn path_or_default(given: Option<&Path>) -> PathBuf {
+    given
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("CACHEKEEPER_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+}
+
 /// The whole configuration file, validated.
 #[derive(Debug, Clone)]
 pub struct Config {

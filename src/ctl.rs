@@ -144,10 +144,7 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
 
 /// `doctor`: exit 1 when any line fails.
 fn doctor(socket: &std::path::Path, config: Option<&std::path::Path>, json: bool) -> ExitCode {
-    let config = config
-        .map(std::path::Path::to_path_buf)
-        .or_else(|| std::env::var_os("CACHEKEEPER_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_PATH));
+    let config = crate::config::path_or_default(config);
     let status = match call(socket, &Request::Status, Some(Duration::from_secs(30))) {
         Ok(Response::Status(s)) => Ok(*s),
         Ok(other) => Err(format!("unexpected answer: {other:?}")),

@@ -153,7 +153,7 @@ fn mount_of(path: &Path) -> Option<(String, String)> {
 fn filesystem(l: &mut List, path: &Path) {
     let name = format!("filesystem {}", path.display());
     let (fs, network) = crate::watch::filesystem(path);
-    let ro = nix::sys::statvfs::statvfs(path).is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    let ro = crate::sys::read_only(path);
     let mount = mount_of(path);
     if ro {
         l.add(name, Verdict::Fail, format!("{fs} is mounted read-only: nothing can be repaired or downloaded"));
@@ -275,10 +275,7 @@ fn membership(l: &mut List, cache: &CacheConfig, gid: u32) {
     let member = uid == 0
         || nix::unistd::getgid().as_raw() == gid
         || nix::unistd::getgroups().unwrap_or_default().iter().any(|g| g.as_raw() == gid);
-    let group = match nix::unistd::Group::from_gid(gid.into()) {
-        Ok(Some(g)) => g.name,
-        _ => format!("gid {gid}"),
-    };
+    let group = crate::explain::group_name(gid);
     let name = format!("group of {}", cache.path.display());
     if uid == 0 {
         l.add(name, Verdict::Ok, format!("{group}; you are root"));

@@ -60,7 +60,7 @@ fn user_name(uid: u32) -> String {
     }
 }
 
-fn group_name(gid: u32) -> String {
+pub fn group_name(gid: u32) -> String {
     match nix::unistd::Group::from_gid(gid.into()) {
         Ok(Some(g)) => g.name,
         _ => format!("gid {gid}"),
@@ -142,7 +142,7 @@ pub struct Explanation {
 /// What the kernel decides for `who` and `access` on an entry, and why.
 fn decide(who: &Who, meta: &std::fs::Metadata, path: &Path, access: Access) -> (bool, String) {
     let wants_write = access.bits() & 0o2 != 0;
-    if wants_write && read_only(path) {
+    if wants_write && crate::sys::read_only(path) {
         return (false, "the filesystem is mounted read-only".into());
     }
     if who.uid == 0 {
@@ -176,10 +176,6 @@ fn decide(who: &Who, meta: &std::fs::Metadata, path: &Path, access: Access) -> (
 fn rwx(bits: u32) -> String {
     let f = |b: u32, c: char| if bits & b != 0 { c } else { '-' };
     format!("{}{}{}", f(4, 'r'), f(2, 'w'), f(1, 'x'))
-}
-
-fn read_only(path: &Path) -> bool {
-    nix::sys::statvfs::statvfs(path).is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
 }
 
 /// A POSIX access ACL, from the `system.posix_acl_access` xattr.
@@ -258,7 +254,7 @@ fn fix(who: &Who, path: &Path, meta: &std::fs::Metadata, access: Access, caches:
             "no configured cache contains it".into()
         };
     };
-    if read_only(path) {
+    if crate::sys::read_only(path) {
         return "no owner model can help: remount the filesystem read-write".into();
     }
     let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
@@ -366,9 +362,5 @@ pub fn render(e: &Explanation) -> String {
 /// The caches of the configuration at `path`, if it can be read; explain works
 /// without one.
 pub fn configured_caches(path: Option<&Path>) -> Vec<CacheConfig> {
-    let path = path
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("CACHEKEEPER_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_PATH));
-    Config::load(&path).map(|c| c.caches).unwrap_or_default()
+    Config::load(&crate::config::path_or_default(path)).map(|c| c.caches).unwrap_or_default()
 }

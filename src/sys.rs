@@ -50,6 +50,11 @@ impl Stat {
     }
 }
 
+/// The filesystem holding `path` is mounted read-only.
+pub fn read_only(path: &std::path::Path) -> bool {
+    nix::sys::statvfs::statvfs(path).is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+}
+
 /// An OS error as a short phrase ("Permission denied"), without Rust's "(os error 13)".
 pub fn describe(e: &io::Error) -> String {
     match e.raw_os_error() {
