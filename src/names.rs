@@ -15,6 +15,11 @@ pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     rel
 }
 
+/// The parent part of a relative path (`a/b` of `a/b/c`; empty for `c`).
+pub fn parent(rel: &[u8]) -> &[u8] {
+    rel.iter().rposition(|&b| b == b'/').map_or(&[][..], |i| &rel[..i])
+}
+
 /// Shows a byte path: valid printable UTF-8 as it is, `\n`, `\t`, `\\` and other
 /// control characters escaped, invalid bytes as `\xNN`.
 #[derive(Clone, Copy, Debug)]
@@ -69,6 +74,8 @@ mod tests {
     fn joins_relative_paths() {
         assert_eq!(join(b"", b"a"), b"a");
         assert_eq!(join(b"a/b", b"c"), b"a/b/c");
+        assert_eq!(parent(b"a/b/c"), b"a/b");
+        assert_eq!(parent(b"c"), b"");
         assert_eq!(display(Path::new("/m"), b""), "/m");
         assert_eq!(display(Path::new("/m"), b"x/y"), "/m/x/y");
     }

@@ -196,7 +196,7 @@ pub enum TypeHint {
 
 /// Reads every entry name of a directory (without `.` and `..`) with `getdents64`.
 /// The descriptor's offset is consumed; other tasks may still use it for `*at` calls.
-pub fn read_dir(dir: BorrowedFd<'_>, mut each: impl FnMut(&[u8], TypeHint)) -> io::Result<()> {
+pub fn read_dir(dir: BorrowedFd<'_>, mut each: impl FnMut(&CStr, TypeHint)) -> io::Result<()> {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         // SAFETY: getdents64 writes at most `buf.len()` bytes into `buf`.
@@ -216,10 +216,11 @@ pub fn read_dir(dir: BorrowedFd<'_>, mut each: impl FnMut(&[u8], TypeHint)) -> i
                 return Err(io::Error::new(io::ErrorKind::InvalidData, "malformed directory entry"));
             }
             let d_type = buf[off + 18];
-            let name_field = &buf[off + 19..off + reclen];
-            let len = name_field.iter().position(|&b| b == 0).unwrap_or(name_field.len());
-            let name = &name_field[..len];
-            if name != b"." && name != b".." {
+            // d_name is NUL-terminated within the record: no copy is needed.
+            let Ok(name) = CStr::from_bytes_until_nul(&buf[off + 19..off + reclen]) else {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "unterminated directory entry name"));
+            };
+            if name != c"." && name != c".." {
                 let hint = match d_type {
                     libc::DT_DIR => TypeHint::Dir,
                     libc::DT_UNKNOWN => TypeHint::Unknown,
@@ -248,7 +249,7 @@ mod tests {
         let mut names = Vec::new();
         let mut dirs = 0;
         read_dir(root.as_fd(), |name, hint| {
-            names.push(name.to_vec());
+            names.push(name.to_bytes().to_vec());
             dirs += usize::from(hint == TypeHint::Dir);
         })
         .unwrap();

@@ -219,7 +219,7 @@ impl<'a> Scan<'a> {
             Ok(st) if st.file_type == FileType::Dir => {
                 walker.open_directory(s, Arc::clone(&parent), &name, rel.to_vec(), deep)
             }
-            Ok(st) => walker.leaf(parent.as_fd(), &name, rel.to_vec(), st),
+            Ok(st) => walker.leaf(parent.as_fd(), &name, names::parent(rel), st),
             Err(_) => {}
         });
         Ok(walker.into_notes())
@@ -278,23 +278,23 @@ impl<'s> Walker<'s> {
         s: &rayon::Scope<'a>,
         parent: &Arc<OwnedFd>,
         parent_rel: &[u8],
-        name: &[u8],
+        name: &CStr,
         hint: TypeHint,
     ) {
-        let rel = names::join(parent_rel, name);
-        if self.cache.exclude.matches(&rel) {
+        // The relative path costs an allocation: the common case, a compliant file in
+        // a cache without excludes, never builds it.
+        let rel = || names::join(parent_rel, name.to_bytes());
+        if !self.cache.exclude.is_empty() && self.cache.exclude.matches(&rel()) {
             return Tally::bump(&self.tally.excluded);
         }
-        // Names from getdents64 never contain NUL.
-        let Ok(name) = CString::new(name) else { return };
         if hint == TypeHint::Dir {
-            return self.spawn_directory(s, parent, name, rel);
+            return self.spawn_directory(s, parent, name.to_owned(), rel());
         }
-        match sys::stat_at(parent.as_fd(), &name) {
-            Ok(st) if st.file_type == FileType::Dir => self.spawn_directory(s, parent, name, rel),
-            Ok(st) => self.leaf(parent.as_fd(), &name, rel, st),
+        match sys::stat_at(parent.as_fd(), name) {
+            Ok(st) if st.file_type == FileType::Dir => self.spawn_directory(s, parent, name.to_owned(), rel()),
+            Ok(st) => self.leaf(parent.as_fd(), name, parent_rel, st),
             Err(e) if vanished(&e) => {}
-            Err(e) => self.fail(rel, format!("cannot stat: {e}")),
+            Err(e) => self.fail(rel(), format!("cannot stat: {e}")),
         }
     }
 
@@ -312,7 +312,7 @@ impl<'s> Walker<'s> {
             // Not a directory (any more): a symlink (ELOOP) or a file (ENOTDIR) took its place.
             Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
                 return match sys::stat_at(parent.as_fd(), name) {
-                    Ok(st) if st.file_type != FileType::Dir => self.leaf(parent.as_fd(), name, rel, st),
+                    Ok(st) if st.file_type != FileType::Dir => self.leaf(parent.as_fd(), name, names::parent(&rel), st),
                     Ok(_) => self.fail(rel, "directory was replaced during the walk".into()),
                     Err(e) if vanished(&e) => {}
                     Err(e) => self.fail(rel, format!("cannot stat: {e}")),
@@ -352,41 +352,43 @@ impl<'s> Walker<'s> {
         Ok(sys::stat_fd(fd.as_fd())?.same_inode(&st).then_some(fd))
     }
 
-    /// Any entry but a directory, as `statx` saw it a moment ago through `parent`.
-    fn leaf(&self, parent: BorrowedFd<'_>, name: &CStr, rel: Vec<u8>, st: Stat) {
+    /// Any entry but a directory, as `statx` saw it a moment ago through `parent`,
+    /// whose path relative to the root is `parent_rel`.
+    fn leaf(&self, parent: BorrowedFd<'_>, name: &CStr, parent_rel: &[u8], st: Stat) {
         Tally::bump(&self.tally.entries);
+        let rel = || names::join(parent_rel, name.to_bytes());
         let kind = match self.classify(&st) {
             Ok(kind) => kind,
-            Err(reason) => return self.report(rel, reason),
+            Err(reason) => return self.report(rel(), reason),
         };
         // The common case: already compliant, one statx and nothing more.
         let Some(d) = self.divergence(kind, &st) else { return };
         if self.action == Action::Check {
-            return self.diverges(rel, d);
+            return self.diverges(rel(), d);
         }
         let pin = match sys::pin_at(parent, name) {
             Ok(pin) => pin,
             Err(e) if vanished(&e) => return,
-            Err(e) => return self.fail(rel, format!("cannot pin: {e}")),
+            Err(e) => return self.fail(rel(), format!("cannot pin: {e}")),
         };
         let pinned = match sys::stat_fd(pin.as_fd()) {
             Ok(p) => p,
-            Err(e) => return self.fail(rel, format!("cannot stat: {e}")),
+            Err(e) => return self.fail(rel(), format!("cannot stat: {e}")),
         };
         // The name may now lead to another inode, or the same one may have gained a
         // hard link: decide again on what is pinned, the only thing we will touch.
         if pinned != st {
             let kind = match self.classify(&pinned) {
-                Ok(Kind::Dir) => return self.fail(rel, "replaced by a directory during the walk".into()),
+                Ok(Kind::Dir) => return self.fail(rel(), "replaced by a directory during the walk".into()),
                 Ok(kind) => kind,
-                Err(reason) => return self.report(rel, reason),
+                Err(reason) => return self.report(rel(), reason),
             };
             if let Some(d) = self.divergence(kind, &pinned) {
-                self.settle(pin.as_fd(), &rel, d);
+                self.settle(pin.as_fd(), &rel(), d);
             }
             return;
         }
-        self.settle(pin.as_fd(), &rel, d);
+        self.settle(pin.as_fd(), &rel(), d);
     }
 
     /// The model's kind for an entry, or why it is only reported.
@@ -520,7 +522,7 @@ mod tests {
         symlink(tmp.path().join("outside/secret"), &f).unwrap();
 
         let tally = Tally::default();
-        walker(&cache, &root, &tally).leaf(root.as_fd(), c"f", b"f".to_vec(), st);
+        walker(&cache, &root, &tally).leaf(root.as_fd(), c"f", b"", st);
         assert_eq!(mode_of(&tmp.path().join("outside/secret")), 0o600, "the symlink's target was changed");
         assert_eq!(tally.reported(Reason::Symlink), 1);
         assert_eq!(tally.changed.load(Relaxed), 0);
@@ -535,7 +537,7 @@ mod tests {
         std::fs::hard_link(&f, tmp.path().join("outside/link")).unwrap();
 
         let tally = Tally::default();
-        walker(&cache, &root, &tally).leaf(root.as_fd(), c"f", b"f".to_vec(), st);
+        walker(&cache, &root, &tally).leaf(root.as_fd(), c"f", b"", st);
         assert_eq!(mode_of(&f), 0o600);
         assert_eq!(tally.reported(Reason::HardLink), 1);
     }
@@ -562,7 +564,7 @@ mod tests {
         let st = sys::stat_at(root.as_fd(), c"gone").unwrap();
         std::fs::remove_file(&f).unwrap();
         let tally = Tally::default();
-        walker(&cache, &root, &tally).leaf(root.as_fd(), c"gone", b"gone".to_vec(), st);
+        walker(&cache, &root, &tally).leaf(root.as_fd(), c"gone", b"", st);
         assert_eq!(tally.failed.load(Relaxed), 0);
         assert_eq!(tally.changed.load(Relaxed), 0);
     }
