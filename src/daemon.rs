@@ -739,6 +739,38 @@ impl CacheRuntime {
     }
 }
 
+/// Work taken from the queue and not done yet: checks, each path once (deep if any
+/// asked so), and whether a full reconcile is due, which makes them moot.
+#[derive(Default)]
+struct Pending {
+    checks: Vec<(Vec<u8>, bool)>,
+    index: HashMap<Vec<u8>, usize>,
+    rescan: bool,
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Pending {
+    fn check(&mut self, rel: Vec<u8>, deep: bool) {
+        if self.rescan {
+            return;
+        }
+        match self.index.get(&rel) {
+            Some(&i) => self.checks[i].1 |= deep,
+            None => {
+                self.index.insert(rel.clone(), self.checks.len());
+                self.checks.push((rel, deep));
+            }
+        }
+    }
+
+    fn rescan(&mut self, done: Option<oneshot::Sender<()>>) {
+        self.rescan = true;
+        self.checks.clear();
+        self.index.clear();
+        self.waiters.extend(done);
+    }
+}
+
 /// The thread that does all of one cache's checks and reconciles, in queue order.
 struct Worker {
     runtime: Arc<CacheRuntime>,
@@ -767,37 +799,21 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            let mut checks: Vec<(Vec<u8>, bool)> = Vec::new();
-            let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-            let mut rescan_waiters: Vec<oneshot::Sender<()>> = Vec::new();
-            let mut rescan = false;
-            let mut stop = false;
             let n = batch.len() as u64;
+            let mut pending = Pending::default();
+            let mut stop = false;
             for work in batch {
                 match work {
-                    // A pending full reconcile covers every check queued before it ran.
-                    Work::Check { .. } if rescan => {}
-                    Work::Check { rel, deep } => match index.get(&rel) {
-                        Some(&i) => checks[i].1 |= deep,
-                        None => {
-                            index.insert(rel.clone(), checks.len());
-                            checks.push((rel, deep));
-                        }
-                    },
-                    Work::Rescan { done } => {
-                        rescan = true;
-                        checks.clear();
-                        index.clear();
-                        rescan_waiters.extend(done);
-                    }
+                    Work::Check { rel, deep } => pending.check(rel, deep),
+                    Work::Rescan { done } => pending.rescan(done),
                     Work::Barrier(tx) => {
-                        self.flush(&mut checks, &mut index, &mut rescan, &mut rescan_waiters, &mut next_scan);
+                        self.finish(&mut pending, &mut next_scan);
                         let _ = tx.send(());
                     }
                     Work::Stop => stop = true,
                 }
             }
-            self.flush(&mut checks, &mut index, &mut rescan, &mut rescan_waiters, &mut next_scan);
+            self.finish(&mut pending, &mut next_scan);
             self.runtime.queue.taken(n);
             if stop {
                 return;
@@ -805,25 +821,20 @@ impl Worker {
         }
     }
 
-    fn flush(
-        &self,
-        checks: &mut Vec<(Vec<u8>, bool)>,
-        index: &mut HashMap<Vec<u8>, usize>,
-        rescan: &mut bool,
-        waiters: &mut Vec<oneshot::Sender<()>>,
-        next_scan: &mut Instant,
-    ) {
-        if std::mem::take(rescan) {
+    /// Does the pending work: a due full reconcile (which covers every check queued
+    /// before it), else each check once.
+    fn finish(&self, pending: &mut Pending, next_scan: &mut Instant) {
+        let Pending { checks, rescan, waiters, .. } = std::mem::take(pending);
+        if rescan {
             self.full_scan();
             *next_scan = Instant::now() + self.interval();
-            for tx in waiters.drain(..) {
+            for tx in waiters {
                 let _ = tx.send(());
             }
         }
-        for (rel, deep) in checks.drain(..) {
+        for (rel, deep) in checks {
             self.check(&rel, deep);
         }
-        index.clear();
     }
 
     fn interval(&self) -> Duration {
