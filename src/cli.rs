@@ -4,7 +4,6 @@
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::Relaxed;
@@ -160,7 +159,7 @@ fn run(args: &Args) -> Result<bool, Usage> {
     let mut summaries = Vec::new();
     for cache in &caches {
         if action == Action::Repair {
-            create_root(cache).map_err(Usage)?;
+            crate::repair::create_root(cache).map_err(Usage)?;
         }
         let tally = Tally::default();
         let started = Instant::now();
@@ -266,40 +265,6 @@ fn default_gomodcache() -> Result<PathBuf, String> {
     }
     home.map(|h| h.join("go/pkg/mod"))
         .ok_or_else(|| "cannot find the Go module cache: set GOMODCACHE, GOPATH or HOME, or pass --path".into())
-}
-
-/// `--init` creates a missing root and its missing parents, like Go's `MkdirAll(0777)`,
-/// and gives the parents it creates to the cache's owner and group, so that a cache
-/// created under sudo in `~/go` leaves no root-owned `~/go` behind.
-pub fn create_root(cache: &CacheConfig) -> Result<(), String> {
-    let mut missing = Vec::new();
-    let mut p = cache.path.as_path();
-    while std::fs::symlink_metadata(p).is_err() {
-        missing.push(p);
-        match p.parent() {
-            Some(parent) => p = parent,
-            None => break,
-        }
-    }
-    for dir in missing.into_iter().rev() {
-        use std::os::unix::fs::DirBuilderExt;
-        match std::fs::DirBuilder::new().mode(0o777).create(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(format!("cannot create cache root {}: {}", dir.display(), sys::describe(&e))),
-        }
-        let policy = cache.policy;
-        if policy.owner.is_some() || policy.group.is_some() {
-            let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
-            let chowned = sys::open_root(&c).and_then(|fd| {
-                sys::chown_fd(fd.as_fd(), policy.owner.unwrap_or(u32::MAX), policy.group.unwrap_or(u32::MAX))
-            });
-            if let Err(e) = chowned {
-                return Err(format!("cannot give {} to the cache owner: {}", dir.display(), sys::describe(&e)));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Runs `f`, showing a live count on the terminal when both stdout and stderr are one.

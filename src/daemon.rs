@@ -64,7 +64,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         return Err(DaemonError::Startup(e));
     }
     for cache in &config.caches {
-        if let Err(e) = crate::cli::create_root(cache) {
+        if let Err(e) = crate::repair::create_root(cache) {
             tracing::error!("{e}");
         }
     }
@@ -902,7 +902,7 @@ impl Worker {
         let watch: Option<&crate::walk::WatchHook<'_>> = if self.runtime.polled { None } else { Some(&hook) };
         let audit = self.audit_hook();
         let scan = Scan { cache, action: Action::Repair, tally: &tally, watch, audit: audit.as_deref() };
-        let scanned = crate::cli::create_root(cache).map_err(io::Error::other).and_then(|()| scan.all());
+        let scanned = crate::repair::create_root(cache).map_err(io::Error::other).and_then(|()| scan.all());
         if let Err(e) = &scanned {
             tracing::error!(root = %cache.path.display(), "full scan failed: {e}");
             self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
