@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::io::{LineWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -44,14 +43,12 @@ struct Record {
 
 impl AuditLog {
     /// Opened once, before privileges are dropped, and kept open: the service's user
-    /// need not be able to open it itself.
-    pub fn open(path: &Path) -> Result<AuditLog, String> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(path)
-            .map_err(|e| format!("cannot open audit log {}: {}", path.display(), crate::sys::describe(&e)))?;
+    /// need not be able to open it itself. Opened relative to its directory, resolved
+    /// safely ([`crate::sidefile`]), and never a file someone else planted or linked there.
+    pub fn open(path: &Path, trusted: &[u32]) -> Result<AuditLog, String> {
+        let (dir, name) = crate::sidefile::split(path).map_err(|e| format!("daemon.audit_log: {e}"))?;
+        let dir = crate::sidefile::SafeDir::open(dir).map_err(|e| format!("daemon.audit_log: {e}"))?;
+        let file = dir.append(name, 0o640, trusted).map_err(|e| format!("daemon.audit_log: {e}"))?;
         Ok(AuditLog { file: Mutex::new(LineWriter::new(file)) })
     }
 

@@ -13,6 +13,7 @@ use clap::Parser;
 
 use crate::config::{self, CacheConfig, Config, Excludes};
 use crate::model::{Model, Other, Policy};
+use crate::root::{self, Origin, Root};
 use crate::summary::{self, CacheSummary};
 use crate::sys;
 use crate::walk::{self, Action, Tally};
@@ -51,6 +52,14 @@ struct Args {
     /// Give directories the owner's (and so the group's) write bit, like `go -modcacherw`
     #[arg(long)]
     writable: bool,
+    /// Accept a non-empty root that does not look like a Go cache (no cache/download/,
+    /// nor README and trim.txt)
+    #[arg(long)]
+    force: bool,
+    /// Make the cache's parent directory a mount of its own (a bind mount on itself), so
+    /// that no file from elsewhere can be hard-linked into the cache; needs root
+    #[arg(long, requires = "init")]
+    isolate: bool,
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
@@ -68,6 +77,7 @@ impl Args {
             || self.other != "read"
             || !self.exclude.is_empty()
             || self.writable
+            || self.force
     }
 }
 
@@ -143,27 +153,30 @@ fn service(args: &Args) -> ExitCode {
 /// True when every cache is compliant at exit.
 fn run(args: &Args) -> Result<bool, Usage> {
     let action = if args.init { Action::Repair } else { Action::Check };
-    let caches = if args.config.is_some() && args.has_cache_flags() {
+    let (caches, origin) = if args.config.is_some() && args.has_cache_flags() {
         return Err(Usage(
             "give either --config or the cache on the command line (--path, --owner, ...), not both".into(),
         ));
     } else if let Some(path) = &args.config {
-        Config::load(path).map_err(|e| Usage(e.to_string()))?.caches
+        (Config::load(path).map_err(|e| Usage(e.to_string()))?.caches, Origin::Admin)
     } else if let (false, Some(path)) = (args.has_cache_flags(), std::env::var_os("CACHEKEEPER_CONFIG")) {
-        Config::load(Path::new(&path)).map_err(|e| Usage(e.to_string()))?.caches
+        (Config::load(Path::new(&path)).map_err(|e| Usage(e.to_string()))?.caches, Origin::Admin)
     } else {
-        vec![cache_from_flags(args)?]
+        let (cache, origin) = cache_from_flags(args)?;
+        (vec![cache], origin)
     };
 
+    // Every root is resolved and checked before the first one is changed.
+    let mut roots = Vec::new();
+    for cache in &caches {
+        roots.push(open_cache(cache, &origin, action, args.isolate)?);
+    }
     let mut all_compliant = true;
     let mut summaries = Vec::new();
-    for cache in &caches {
-        if action == Action::Repair {
-            crate::repair::create_root(cache).map_err(Usage)?;
-        }
+    for (cache, root) in caches.iter().zip(&roots) {
         let tally = Tally::default();
         let started = Instant::now();
-        let notes = with_progress(!args.json, &tally, || walk::walk(cache, action, &tally))
+        let notes = with_progress(!args.json, &tally, || walk::walk(cache, root, action, &tally))
             .map_err(|e| Usage(format!("cannot open cache root {}: {}", cache.path.display(), sys::describe(&e))))?;
         let s = CacheSummary::new(cache, action, &tally, notes, started.elapsed());
         all_compliant &= s.compliant;
@@ -179,10 +192,46 @@ fn run(args: &Args) -> Result<bool, Usage> {
     Ok(all_compliant)
 }
 
-/// The cache described by `--path`, `--owner`, ... with Go's and sudo's defaults.
-fn cache_from_flags(args: &Args) -> Result<CacheConfig, Usage> {
-    let path = match &args.path {
-        Some(p) => p.clone(),
+/// Creates a missing root (for `--init`), resolves and pins it, isolates it when asked,
+/// and refuses to change a cache that hard links from outside could reach.
+fn open_cache(cache: &CacheConfig, origin: &Origin, action: Action, isolate: bool) -> Result<Root, Usage> {
+    let usage = |e: root::RootError| Usage(e.0);
+    if action == Action::Repair {
+        let own = root::Ownership {
+            parents: parents_owner(&cache.path),
+            root: (cache.policy.owner, cache.policy.group),
+            root_mode: 0o700,
+        };
+        root::create(&cache.path, origin, own).map_err(usage)?;
+    }
+    let mut pinned = root::resolve(&cache.path, origin, cache.force).map_err(usage)?;
+    if isolate && root::isolate(&pinned).map_err(usage)? {
+        let parent = pinned.path().parent().unwrap_or(pinned.path()).display().to_string();
+        eprintln!(
+            "cachekeeper: isolated {parent} (bind-mounted on itself): no file from elsewhere can be hard-linked into              the cache; to keep it across reboots add `{parent} {parent} none bind 0 0` to /etc/fstab"
+        );
+        // Pin the root again on the new mount, which is the one users reach.
+        pinned = root::resolve(&cache.path, origin, cache.force).map_err(usage)?;
+    }
+    if action == Action::Repair {
+        root::hard_link_guard(&root::isolation(&pinned), root::protected_hardlinks(), pinned.path()).map_err(usage)?;
+    }
+    Ok(pinned)
+}
+
+/// Who gets the missing parents `--init` creates: under sudo, inside the caller's own
+/// home, the caller (no root-owned `~/go` left behind); otherwise whoever runs it.
+fn parents_owner(path: &Path) -> Option<(u32, u32)> {
+    let (uid, gid) = config::sudo_ids()?;
+    let home = nix::unistd::User::from_uid(uid.into()).ok().flatten()?.dir;
+    path.starts_with(&home).then_some((uid, gid))
+}
+
+/// The cache described by `--path`, `--owner`, ... with Go's and sudo's defaults, and
+/// where its path came from.
+fn cache_from_flags(args: &Args) -> Result<(CacheConfig, Origin), Usage> {
+    let (path, origin) = match &args.path {
+        Some(p) => (p.clone(), Origin::Admin),
         None => default_gomodcache().map_err(Usage)?,
     };
     let path = config::cache_root(&path).map_err(|m| Usage(format!("--path: {m}")))?;
@@ -229,42 +278,56 @@ fn cache_from_flags(args: &Args) -> Result<CacheConfig, Usage> {
     };
     let other = if args.other == "none" { Other::None } else { Other::Read };
     let exclude = Excludes::new(&args.exclude).map_err(|m| Usage(format!("--exclude: {m}")))?;
-    Ok(CacheConfig {
+    let cache = CacheConfig {
         path,
         policy: Policy { owner: Some(owner), group, model, other, writable: args.writable },
         exclude,
-    })
+        force: args.force,
+    };
+    Ok((cache, origin))
 }
 
 /// Go's rule for `GOMODCACHE`, as the invoking user would see it: the environment, then
-/// the `go env -w` file, then `$GOPATH[0]/pkg/mod`, then `~/go/pkg/mod`.
-fn default_gomodcache() -> Result<PathBuf, String> {
-    let home = match config::sudo_ids() {
+/// the `go env -w` file, then `$GOPATH[0]/pkg/mod`, then `~/go/pkg/mod`. Under sudo all of
+/// these are the caller's to choose, so the root must then lie beneath the caller's home
+/// and is resolved from it without symlinks ([`Origin::Home`]).
+fn default_gomodcache() -> Result<(PathBuf, Origin), String> {
+    let sudo = config::sudo_ids();
+    let home = match sudo {
         Some((uid, _)) => nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.dir),
         None => std::env::var_os("HOME")
             .filter(|h| !h.is_empty())
             .map(PathBuf::from)
             .or_else(|| nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.dir)),
     };
-    let env_file = match (config::sudo_ids(), std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty())) {
-        (None, Some(xdg)) => Some(PathBuf::from(xdg).join("go/env")),
-        _ => home.as_ref().map(|h| h.join(".config/go/env")),
-    };
-    let go_env = env_file.and_then(|f| std::fs::read_to_string(f).ok()).unwrap_or_default();
+    let go_env = match (sudo, &home, std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty())) {
+        (Some(_), Some(home), _) => root::read_home_file(home, &[c".config", c"go", c"env"]),
+        (None, _, Some(xdg)) => std::fs::read_to_string(PathBuf::from(xdg).join("go/env")).ok(),
+        (None, Some(home), None) => std::fs::read_to_string(home.join(".config/go/env")).ok(),
+        _ => None,
+    }
+    .unwrap_or_default();
     let lookup = |key: &str| -> Option<String> {
         if let Some(v) = std::env::var_os(key).filter(|v| !v.is_empty()) {
             return Some(v.to_string_lossy().into_owned());
         }
         go_env.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).map(str::to_owned).filter(|v| !v.is_empty())
     };
-    if let Some(m) = lookup("GOMODCACHE") {
-        return Ok(PathBuf::from(m));
-    }
-    if let Some(first) = lookup("GOPATH").and_then(|p| p.split(':').find(|e| !e.is_empty()).map(str::to_owned)) {
-        return Ok(Path::new(&first).join("pkg/mod"));
-    }
-    home.map(|h| h.join("go/pkg/mod"))
-        .ok_or_else(|| "cannot find the Go module cache: set GOMODCACHE, GOPATH or HOME, or pass --path".into())
+    let path = if let Some(m) = lookup("GOMODCACHE") {
+        PathBuf::from(m)
+    } else if let Some(first) = lookup("GOPATH").and_then(|p| p.split(':').find(|e| !e.is_empty()).map(str::to_owned)) {
+        Path::new(&first).join("pkg/mod")
+    } else {
+        home.as_ref()
+            .map(|h| h.join("go/pkg/mod"))
+            .ok_or("cannot find the Go module cache: set GOMODCACHE, GOPATH or HOME, or pass --path")?
+    };
+    let origin = match (sudo, home) {
+        (Some(_), Some(home)) => Origin::Home(config::clean(home)),
+        (Some((uid, _)), None) => return Err(format!("uid {uid} (SUDO_UID) has no home directory: pass --path")),
+        (None, _) => Origin::Admin,
+    };
+    Ok((path, origin))
 }
 
 /// Runs `f`, showing a live count on the terminal when both stdout and stderr are one.

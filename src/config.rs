@@ -37,6 +37,8 @@ pub struct CacheConfig {
     pub path: PathBuf,
     pub policy: Policy,
     pub exclude: Excludes,
+    /// Accept a non-empty root that does not look like a Go cache.
+    pub force: bool,
 }
 
 /// `[daemon]`, validated.
@@ -127,6 +129,8 @@ struct RawCache {
     exclude: Vec<Spanned<String>>,
     #[serde(default)]
     writable: bool,
+    #[serde(default)]
+    force: bool,
 }
 
 #[derive(Deserialize)]
@@ -200,6 +204,7 @@ impl Config {
                     writable: c.writable,
                 },
                 exclude,
+                force: c.force,
             });
         }
         let daemon = match raw.daemon {
@@ -262,8 +267,10 @@ impl Default for DaemonConfig {
     }
 }
 
-/// Validates a cache root: absolute, without `..`, and not a directory whose contents
-/// must never be given the cache's modes (`/`, `/etc`, a home directory, ...).
+/// Validates the spelling of a cache root: absolute, normalised (`//`, `/./`, `..`,
+/// trailing slashes), and not a path that may never be a cache (`/`, `/etc`, a home
+/// directory, ...). The same rules are applied again to the physical path when the root
+/// is resolved ([`crate::root`]); this early check names the file and line.
 /// Names are bytes: a root given on the command line need not be UTF-8.
 pub fn cache_root(path: impl AsRef<Path>) -> Result<PathBuf, String> {
     let p = path.as_ref();
@@ -271,76 +278,25 @@ pub fn cache_root(path: impl AsRef<Path>) -> Result<PathBuf, String> {
     if !p.is_absolute() {
         return Err(format!("`{shown}` is not an absolute path"));
     }
-    if p.components().any(|c| c == Component::ParentDir) {
-        return Err(format!("`{shown}` contains `..`; give the cache root itself"));
-    }
     let clean = clean(p);
-    refuse_system_directory(&clean)?;
+    crate::root::refuse_by_structure(&clean, &crate::root::Homes::load()).map_err(|e| e.0)?;
     Ok(clean)
 }
 
-/// `path` without repeated or trailing slashes and `.` components, for comparisons.
+/// `path` without repeated or trailing slashes and `.` components, with `..` taken
+/// lexically, for comparisons and messages.
 pub fn clean(path: impl AsRef<Path>) -> PathBuf {
-    path.as_ref().components().collect()
-}
-
-/// A cache root gets group and other bits derived from the owner's, and files lose
-/// setuid: applied to `/usr` or a home directory (`~/.ssh`!) that would be a disaster,
-/// so such roots are refused outright.
-fn refuse_system_directory(path: &Path) -> Result<(), String> {
-    const SYSTEM: &[&str] = &[
-        "/",
-        "/bin",
-        "/boot",
-        "/dev",
-        "/etc",
-        "/home",
-        "/lib",
-        "/lib32",
-        "/lib64",
-        "/media",
-        "/mnt",
-        "/opt",
-        "/proc",
-        "/root",
-        "/run",
-        "/sbin",
-        "/srv",
-        "/sys",
-        "/tmp",
-        "/usr",
-        "/usr/local",
-        "/var",
-        "/var/tmp",
-        "/var/lib",
-        "/var/cache",
-        "/Users",
-        "/Library",
-        "/System",
-        "/private",
-        "/Applications",
-    ];
-    if SYSTEM.iter().any(|s| Path::new(s) == path) {
-        return Err(format!(
-            "refusing to manage `{}`: it is a system directory, not a Go module cache",
-            path.display()
-        ));
+    let mut out = PathBuf::new();
+    for c in path.as_ref().components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
     }
-    let mut homes: Vec<PathBuf> = std::env::var_os("HOME").map(PathBuf::from).into_iter().collect();
-    if let Ok(Some(u)) = nix::unistd::User::from_uid(nix::unistd::getuid()) {
-        homes.push(u.dir);
-    }
-    if let Some(Ok(Some(u))) = sudo_ids().map(|(uid, _)| nix::unistd::User::from_uid(uid.into())) {
-        homes.push(u.dir);
-    }
-    if homes.iter().any(|h| h.as_path() != Path::new("/") && h.components().collect::<PathBuf>() == path) {
-        return Err(format!(
-            "refusing to manage `{}`: it is a home directory, not a Go module cache (the default cache is `{}`)",
-            path.display(),
-            path.join("go/pkg/mod").display()
-        ));
-    }
-    Ok(())
+    out
 }
 
 /// The invoking user under `sudo`: `SUDO_UID` and `SUDO_GID`, when running as root.

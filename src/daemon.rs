@@ -8,10 +8,9 @@
 //! reconciles; a periodic one (`full_rescan`) is the last safety net.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -26,6 +25,9 @@ use tokio::sync::oneshot;
 use crate::audit::AuditLog;
 use crate::config::{CacheConfig, Config, DaemonConfig, LogFormat};
 use crate::protocol::{self, CacheState, CacheStatus, Repairs, Reported, Request, Response, ScanInfo, Status};
+use crate::root::{self, Origin, Root};
+use crate::sidefile::{self, SafeDir};
+use crate::sys;
 use crate::walk::{Action, Reason, Scan, Tally};
 use crate::watch::{self, Counters, Degradation, Handler, Queue, Waiters, Work};
 
@@ -51,37 +53,17 @@ pub enum DaemonError {
 pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     let config = Config::load(config_path)?;
     init_logging(config.daemon.log_format);
-    // Everything that needs root's full power happens before the capabilities go:
-    // binding the socket, the sentinel directory, missing cache roots.
-    let listener = bind_socket(&config.daemon).map_err(DaemonError::Startup)?;
-    let sentinel_root = sentinel_root(&config.daemon.socket);
-    let cleanup = || {
-        let _ = std::fs::remove_file(&config.daemon.socket);
-        let _ = std::fs::remove_dir_all(&sentinel_root);
-    };
-    if let Err(e) = make_sentinel_root(&sentinel_root, config.daemon.user) {
-        cleanup();
-        return Err(DaemonError::Startup(e));
-    }
+    // Everything that needs root's full power happens before the capabilities go, and
+    // every side file is checked before the first cache is touched: binding the socket,
+    // the sentinel directory, the audit log, then missing cache roots and isolation.
+    let (listener, side) = SideFiles::open(&config.daemon).map_err(DaemonError::Startup)?;
     for cache in &config.caches {
-        if let Err(e) = crate::repair::create_root(cache) {
-            tracing::error!("{e}");
-        }
+        prepare_root(cache);
     }
-    let audit = match &config.daemon.audit_log {
-        Some(path) => match AuditLog::open(path) {
-            Ok(log) => Some(Arc::new(log)),
-            Err(e) => {
-                cleanup();
-                return Err(DaemonError::Startup(e));
-            }
-        },
-        None => None,
-    };
     // Before any thread exists: capabilities are per thread, and threads started
     // later (tokio, rayon, notify) inherit the reduced set.
     if let Err(e) = crate::privilege::reduce(config.daemon.user) {
-        cleanup();
+        side.remove();
         return Err(DaemonError::Startup(e));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -89,19 +71,99 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(|e| DaemonError::Startup(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(serve(config_path.to_owned(), config, listener, sentinel_root, audit))
+    runtime.block_on(serve(config_path.to_owned(), config, listener, side))
 }
 
-/// `<socket>.sync`, fresh, private to the service's user.
-fn make_sentinel_root(dir: &Path, user: Option<(u32, u32)>) -> Result<(), String> {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir(dir)
-        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
-        .and_then(|()| match user {
-            Some((uid, gid)) => std::os::unix::fs::chown(dir, Some(uid), Some(gid)),
-            None => Ok(()),
-        })
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))
+/// The service's own files: control socket, sync markers, audit log, metrics textfile,
+/// each reached through a directory resolved and pinned by [`crate::sidefile`].
+struct SideFiles {
+    socket_dir: SafeDir,
+    socket_name: OsString,
+    sentinel_root: SafeDir,
+    audit: Option<Arc<AuditLog>>,
+    metrics: Option<(SafeDir, OsString)>,
+}
+
+impl SideFiles {
+    fn open(daemon: &DaemonConfig) -> Result<(std::os::unix::net::UnixListener, SideFiles), String> {
+        let trusted: Vec<u32> =
+            [Some(nix::unistd::geteuid().as_raw()), daemon.user.map(|u| u.0)].into_iter().flatten().collect();
+        let (listener, socket_dir, socket_name) = bind_socket(daemon, &trusted)?;
+        let remove_socket = || {
+            let _ = socket_dir.remove_file(&socket_name);
+        };
+        let mut sync_name = socket_name.clone();
+        sync_name.push(".sync");
+        let sentinel_root = match socket_dir.fresh_subdir(&sync_name, 0o700, daemon.user) {
+            Ok(d) => d,
+            Err(e) => {
+                remove_socket();
+                return Err(e);
+            }
+        };
+        let audit = daemon.audit_log.as_deref().map(|p| AuditLog::open(p, &trusted)).transpose();
+        let metrics = daemon
+            .metrics_textfile
+            .as_deref()
+            .map(|p| {
+                let (dir, name) = sidefile::split(p)?;
+                Ok::<_, String>((
+                    SafeDir::open(dir).map_err(|e| format!("daemon.metrics_textfile: {e}"))?,
+                    name.to_owned(),
+                ))
+            })
+            .transpose();
+        match (audit, metrics) {
+            (Ok(audit), Ok(metrics)) => Ok((
+                listener,
+                SideFiles { socket_dir, socket_name, sentinel_root, audit: audit.map(Arc::new), metrics },
+            )),
+            (Err(e), _) | (_, Err(e)) => {
+                remove_socket();
+                let _ = socket_dir.remove_subdir(&sync_name);
+                Err(e)
+            }
+        }
+    }
+
+    /// On every way out: the socket and the sync markers go.
+    fn remove(&self) {
+        if let Err(e) = self.socket_dir.remove_file(&self.socket_name) {
+            tracing::warn!("{e} (its directory must be writable by the service's user)");
+        }
+        if let Some(name) = self.sentinel_root.path().file_name() {
+            let _ = self.socket_dir.remove_subdir(name);
+        }
+    }
+}
+
+/// Creates a missing root as the administrator configured it, and isolates it when the
+/// service may: as root, in the host's own mount namespace (a mount made in a private
+/// namespace, such as systemd's sandbox, would protect no one outside it).
+fn prepare_root(cache: &CacheConfig) {
+    let own = root::Ownership { parents: None, root: (cache.policy.owner, cache.policy.group), root_mode: 0o700 };
+    if let Err(e) = root::create(&cache.path, &Origin::Admin, own) {
+        tracing::error!("{e}");
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let host_namespace = std::fs::read_link("/proc/self/ns/mnt").ok() == std::fs::read_link("/proc/1/ns/mnt").ok();
+    match root::resolve(&cache.path, &Origin::Admin, cache.force) {
+        Ok(pinned) if !root::isolation(&pinned).isolated() && !host_namespace => tracing::info!(
+            root = %cache.path.display(),
+            "not isolating: the service runs in a mount namespace of its own; use the shipped mount unit or fstab"
+        ),
+        Ok(pinned) => match root::isolate(&pinned) {
+            Ok(true) => {
+                tracing::info!(root = %cache.path.display(), "{}", root::isolation(&pinned).describe(pinned.path()))
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("{e}"),
+        },
+        Err(e) => tracing::error!("{e}"),
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -118,29 +180,32 @@ fn init_logging(format: LogFormat) {
 struct Service {
     config_path: PathBuf,
     daemon: DaemonConfig,
-    sentinel_root: PathBuf,
+    side: SideFiles,
     started: Instant,
     caches: Mutex<Arc<Vec<Arc<CacheRuntime>>>>,
     next_token: AtomicU64,
-    audit: Option<Arc<AuditLog>>,
 }
 
 async fn serve(
     config_path: PathBuf,
     config: Config,
     listener: std::os::unix::net::UnixListener,
-    sentinel_root: PathBuf,
-    audit: Option<Arc<AuditLog>>,
+    side: SideFiles,
 ) -> Result<(), DaemonError> {
-    let listener = UnixListener::from_std(listener).map_err(|e| DaemonError::Startup(e.to_string()))?;
+    let listener = match UnixListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            side.remove();
+            return Err(DaemonError::Startup(e.to_string()));
+        }
+    };
     let service = Arc::new(Service {
         config_path,
         daemon: config.daemon.clone(),
-        sentinel_root,
+        side,
         started: Instant::now(),
         caches: Mutex::new(Arc::new(Vec::new())),
         next_token: AtomicU64::new(1),
-        audit,
     });
     let accept = tokio::spawn(accept_loop(Arc::clone(&service), listener));
 
@@ -150,13 +215,7 @@ async fn serve(
     accept.abort();
     let caches = service.snapshot();
     tokio::task::spawn_blocking(move || caches.iter().for_each(|c| c.stop())).await.ok();
-    if let Err(e) = std::fs::remove_file(&service.daemon.socket) {
-        tracing::warn!(
-            "cannot remove {}: {e} (its directory must be writable by the service's user)",
-            service.daemon.socket.display()
-        );
-    }
-    let _ = std::fs::remove_dir_all(&service.sentinel_root);
+    service.side.remove();
     tracing::info!("stopped");
     result
 }
@@ -196,14 +255,15 @@ async fn run_until_stopped(service: &Arc<Service>, started: Vec<oneshot::Receive
             }
         });
     }
-    if let Some(path) = service.daemon.metrics_textfile.clone() {
+    if service.side.metrics.is_some() {
         let service = Arc::clone(service);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(METRICS_INTERVAL);
             loop {
                 tick.tick().await;
-                if let Err(e) = write_atomically(&path, crate::metrics::render(&service.status()).as_bytes()) {
-                    tracing::warn!("cannot write {}: {e}", path.display());
+                let Some((dir, name)) = &service.side.metrics else { return };
+                if let Err(e) = dir.replace(name, crate::metrics::render(&service.status()).as_bytes(), 0o644) {
+                    tracing::warn!("{e}");
                 }
             }
         });
@@ -249,67 +309,42 @@ fn status_line(status: &Status) -> String {
     format!("{}; {repairs} repairs since start", parts.join(", "))
 }
 
-/// A file replaced whole, so that node_exporter never reads half of it.
-fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, content)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
-    std::fs::rename(&tmp, path)
-}
-
-/// `<socket>.sync`: where `sync` creates its sentinel files, one directory per cache.
-fn sentinel_root(socket: &Path) -> PathBuf {
-    let mut name = socket.as_os_str().to_owned();
-    name.push(".sync");
-    PathBuf::from(name)
-}
-
-/// Binds the control socket: refuses to start when another service answers there,
-/// removes a stale socket file, and limits access to root and `socket_group`.
-fn bind_socket(daemon: &DaemonConfig) -> Result<std::os::unix::net::UnixListener, String> {
-    let path = &daemon.socket;
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(format!("another cachekeeper is already running at {}", path.display()));
-    }
-    if std::fs::symlink_metadata(path).is_ok() {
-        std::fs::remove_file(path).map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.exists()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        // A directory made for the socket belongs to the service's user, who must be
-        // able to remove the socket on exit.
-        if let Some((uid, gid)) = daemon.user {
-            std::os::unix::fs::chown(dir, Some(uid), Some(gid))
-                .map_err(|e| format!("cannot give {} to uid {uid}: {e}", dir.display()))?;
-        }
-    }
-    if let (Some((uid, _)), Some(dir)) = (daemon.user, path.parent()) {
-        let writable = std::fs::metadata(dir).is_ok_and(|m| {
-            use std::os::unix::fs::MetadataExt;
-            m.uid() == uid && m.mode() & 0o200 != 0
-        });
+/// Binds the control socket in its directory, resolved safely and writable only by root
+/// and the service's user: refuses to start when another service answers there, removes
+/// a stale socket file, and limits access to root and `socket_group`.
+fn bind_socket(
+    daemon: &DaemonConfig,
+    trusted: &[u32],
+) -> Result<(std::os::unix::net::UnixListener, SafeDir, OsString), String> {
+    let (dir_path, name) = sidefile::split(&daemon.socket).map_err(|e| format!("daemon.socket: {e}"))?;
+    // A directory made for the socket belongs to the service's user, who must be able to
+    // remove the socket on exit; members must reach the socket inside it.
+    let dir = SafeDir::create(dir_path, 0o755, daemon.user).map_err(|e| format!("daemon.socket: {e}"))?;
+    dir.require_private(trusted).map_err(|e| format!("daemon.socket: {e}"))?;
+    if let Some((uid, _)) = daemon.user {
+        let writable = sys::stat_fd(dir.fd()).is_ok_and(|st| st.uid == uid && st.mode & 0o200 != 0);
         if !writable {
             tracing::warn!(
                 "{} is not owned and writable by uid {uid} (daemon.user): the socket cannot be removed on exit",
-                dir.display()
+                dir.path().display()
             );
         }
     }
-    let listener = std::os::unix::net::UnixListener::bind(path)
-        .map_err(|e| format!("cannot bind control socket {}: {e}", path.display()))?;
-    let mode = match daemon.socket_group {
-        Some(gid) => {
-            std::os::unix::fs::chown(path, None, Some(gid))
-                .map_err(|e| format!("cannot give {} to group {gid}: {e}", path.display()))?;
-            0o660
-        }
-        None => 0o600,
-    };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    Ok(listener)
+    let shown = daemon.socket.display();
+    let at = dir.proc_path(name);
+    if std::os::unix::net::UnixStream::connect(&at).is_ok() {
+        return Err(format!("another cachekeeper is already running at {shown}"));
+    }
+    dir.remove_file(name).map_err(|e| format!("cannot remove the stale socket: {e}"))?;
+    let listener = std::os::unix::net::UnixListener::bind(&at)
+        .map_err(|e| format!("cannot bind control socket {shown}: {}", sys::describe(&e)))?;
+    let mode = if daemon.socket_group.is_some() { 0o660 } else { 0o600 };
+    let access = dir.set_socket_access(name, daemon.socket_group, mode);
+    if let Err(e) = access.and_then(|()| listener.set_nonblocking(true).map_err(|e| e.to_string())) {
+        let _ = dir.remove_file(name);
+        return Err(e);
+    }
+    Ok((listener, dir, name.to_owned()))
 }
 
 async fn accept_loop(service: Arc<Service>, listener: UnixListener) {
@@ -343,13 +378,9 @@ impl Service {
         let mut started = Vec::new();
         for (i, cache) in caches.iter().enumerate() {
             let stats = previous.get(&cache.path).cloned().unwrap_or_default();
-            let (runtime, rx) = CacheRuntime::start(
-                cache.clone(),
-                self.sentinel_root.join(i.to_string()),
-                stats,
-                self.daemon.full_rescan,
-                self.audit.clone(),
-            );
+            let sentinel = self.side.sentinel_root.fresh_subdir(OsStr::new(&i.to_string()), 0o700, None);
+            let (runtime, rx) =
+                CacheRuntime::start(cache.clone(), sentinel, stats, self.daemon.full_rescan, self.side.audit.clone());
             runtimes.push(runtime);
             started.push(rx);
         }
@@ -549,7 +580,8 @@ struct CacheRuntime {
     cache: Arc<CacheConfig>,
     stats: Arc<Stats>,
     queue: Queue,
-    sentinel: PathBuf,
+    /// Where `sync` creates its marker files, watched by this cache's inotify instance.
+    sentinel: Result<SafeDir, String>,
     filesystem: String,
     polled: bool,
     /// An inotify watcher exists (it may not: not polled, yet inotify failed).
@@ -560,12 +592,23 @@ struct CacheRuntime {
     stopped: AtomicBool,
     full_rescan: Duration,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set by the worker each time it looks at the pinned root.
+    isolation: Mutex<Option<IsolationState>>,
+}
+
+/// Whether hard links from outside can reach a cache, and whether that stops repairs.
+#[derive(Debug, Clone)]
+struct IsolationState {
+    isolated: bool,
+    description: String,
+    /// Why files are not changed (the hard-link guard), if they are not.
+    refused: Option<String>,
 }
 
 impl CacheRuntime {
     fn start(
         cache: CacheConfig,
-        sentinel: PathBuf,
+        sentinel: Result<SafeDir, String>,
         stats: Arc<Stats>,
         full_rescan: Duration,
         audit: Option<Arc<AuditLog>>,
@@ -586,15 +629,15 @@ impl CacheRuntime {
         } else {
             let handler = Handler {
                 root: cache.path.clone(),
-                sentinel: sentinel.clone(),
+                sentinel: sentinel.as_ref().map(|d| d.path().to_owned()).unwrap_or_default(),
                 queue: queue.clone(),
                 counters: Arc::clone(&stats.counters),
                 waiters: Arc::clone(&waiters),
                 degraded: Arc::clone(&degraded),
             };
-            let made = std::fs::create_dir_all(&sentinel).map_err(notify::Error::io).and_then(|()| {
+            let made = sentinel.as_ref().map_err(|e| notify::Error::generic(e)).and_then(|dir| {
                 let mut w = handler.watcher()?;
-                w.watch(&sentinel, RecursiveMode::NonRecursive)?;
+                w.watch(dir.path(), RecursiveMode::NonRecursive)?;
                 Ok(w)
             });
             match made {
@@ -622,8 +665,10 @@ impl CacheRuntime {
             stopped: AtomicBool::new(false),
             full_rescan,
             thread: Mutex::new(None),
+            isolation: Mutex::new(None),
         });
-        let worker = Worker { runtime: Arc::clone(&runtime), watcher: Mutex::new(watcher), audit };
+        let worker =
+            Worker { runtime: Arc::clone(&runtime), watcher: Mutex::new(watcher), audit, root: Mutex::default() };
         let name = format!("ck-{}", runtime.cache.path.display());
         let handle = std::thread::Builder::new().name(name).spawn(move || worker.run(rx));
         match handle {
@@ -674,14 +719,16 @@ impl CacheRuntime {
             }
             waiters.insert(token, tx);
         }
-        let marker = self.sentinel.join(token.to_string());
-        let created = std::fs::File::create(&marker);
+        let marker = OsString::from(token.to_string());
+        let created = self.sentinel.as_ref().map_err(String::clone).and_then(|dir| dir.create_file(&marker));
         let result = match created {
-            Ok(_) => rx.await.map_err(|_| "the worker stopped".to_owned()),
-            Err(e) => Err(format!("cannot create the sync marker {}: {e}", marker.display())),
+            Ok(()) => rx.await.map_err(|_| "the worker stopped".to_owned()),
+            Err(e) => Err(format!("cannot create the sync marker: {e}")),
         };
         self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&token);
-        let _ = std::fs::remove_file(&marker);
+        if let Ok(dir) = &self.sentinel {
+            let _ = dir.remove_file(&marker);
+        }
         result
     }
 
@@ -704,6 +751,7 @@ impl CacheRuntime {
 
     fn status(&self) -> CacheStatus {
         let last = *self.stats.last_scan.lock().unwrap_or_else(|p| p.into_inner());
+        let isolation = self.isolation.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let r = &self.stats.repairs;
         let c = &self.stats.counters;
         let reason = self.degraded_reason().or_else(|| {
@@ -735,6 +783,8 @@ impl CacheRuntime {
             queue_depth: self.queue.depth(),
             events_received: c.events.load(Relaxed),
             overflows: c.overflows.load(Relaxed),
+            isolated: isolation.as_ref().map(|i| i.isolated),
+            isolation: isolation.map(|i| i.description),
         }
     }
 }
@@ -776,6 +826,8 @@ struct Worker {
     runtime: Arc<CacheRuntime>,
     watcher: Mutex<Option<RecommendedWatcher>>,
     audit: Option<Arc<AuditLog>>,
+    /// The pinned root; every scan and check starts from it.
+    root: Mutex<Option<Arc<Root>>>,
 }
 
 impl Worker {
@@ -876,13 +928,55 @@ impl Worker {
         Some(Box::new(move |rel: &[u8], d: &crate::model::Divergence| log.record(root, rel, d)))
     }
 
+    /// The pinned root, resolved anew (with every rule of [`root`]) when there is none yet
+    /// or the pinned one was removed: Go's `go clean -modcache` deletes the root, and the
+    /// next `go` command makes a new one. Never re-resolved for a scan otherwise.
+    fn root(&self) -> Result<Arc<Root>, String> {
+        let mut slot = self.root.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pinned) = slot.as_ref().filter(|r| !r.removed()) {
+            return Ok(Arc::clone(pinned));
+        }
+        *slot = None;
+        let cache = &self.runtime.cache;
+        let own = root::Ownership { parents: None, root: (cache.policy.owner, cache.policy.group), root_mode: 0o700 };
+        root::create(&cache.path, &Origin::Admin, own).map_err(|e| e.0)?;
+        let pinned = Arc::new(root::resolve(&cache.path, &Origin::Admin, cache.force).map_err(|e| e.0)?);
+        *slot = Some(Arc::clone(&pinned));
+        Ok(pinned)
+    }
+
+    /// Whether this cache's files may be changed, as of now (see [`root::hard_link_guard`]);
+    /// recorded for `status`.
+    fn guard(&self, pinned: &Root) -> Action {
+        let isolation = root::isolation(pinned);
+        let guard = root::hard_link_guard(&isolation, root::protected_hardlinks(), pinned.path());
+        let action = if guard.is_ok() { Action::Repair } else { Action::Check };
+        *self.runtime.isolation.lock().unwrap_or_else(|p| p.into_inner()) = Some(IsolationState {
+            isolated: isolation.isolated(),
+            description: isolation.describe(pinned.path()),
+            refused: guard.err().map(|e| e.0),
+        });
+        action
+    }
+
     fn check(&self, rel: &[u8], deep: bool) {
         let tally = Tally::default();
         let limit = AtomicBool::new(false);
         let hook = self.watch_hook(&limit);
         let cache = &self.runtime.cache;
         let audit = self.audit_hook();
-        let scan = Scan { cache, action: Action::Repair, tally: &tally, watch: Some(&hook), audit: audit.as_deref() };
+        let pinned = match self.root() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("{e}");
+                self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
+                return;
+            }
+        };
+        let refused =
+            self.runtime.isolation.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|i| i.refused.is_some());
+        let action = if refused == Some(false) { Action::Repair } else { self.guard(&pinned) };
+        let scan = Scan { cache, root: &pinned, action, tally: &tally, watch: Some(&hook), audit: audit.as_deref() };
         if let Err(e) = scan.path(rel, deep) {
             tracing::warn!(root = %cache.path.display(), "cannot open the cache root: {e}");
             self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
@@ -901,8 +995,21 @@ impl Worker {
         let started = Instant::now();
         let watch: Option<&crate::walk::WatchHook<'_>> = if self.runtime.polled { None } else { Some(&hook) };
         let audit = self.audit_hook();
-        let scan = Scan { cache, action: Action::Repair, tally: &tally, watch, audit: audit.as_deref() };
-        let scanned = crate::repair::create_root(cache).map_err(io::Error::other).and_then(|()| scan.all());
+        let mut refused = None;
+        let scanned = self.root().and_then(|pinned| {
+            let action = self.guard(&pinned);
+            if action == Action::Check {
+                refused = self
+                    .runtime
+                    .isolation
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .and_then(|i| i.refused.clone());
+            }
+            let scan = Scan { cache, root: &pinned, action, tally: &tally, watch, audit: audit.as_deref() };
+            scan.all().map_err(|e| format!("the cache root cannot be walked: {}", sys::describe(&e)))
+        });
         if let Err(e) = &scanned {
             tracing::error!(root = %cache.path.display(), "full scan failed: {e}");
             self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
@@ -925,7 +1032,8 @@ impl Worker {
         // what keeps it degraded is a root that cannot be opened, a watch limit that still
         // bites, or no inotify at all.
         let degraded = match &scanned {
-            Err(e) => Some(format!("the cache root cannot be walked: {}", crate::sys::describe(e))),
+            Err(e) => Some(e.clone()),
+            Ok(_) if refused.is_some() => refused,
             Ok(_) if limit.load(Relaxed) => Some(watch::WATCH_LIMIT_REASON.to_owned()),
             Ok(_) if !self.runtime.polled && !self.runtime.watched => Some(watch::NO_INOTIFY_REASON.to_owned()),
             Ok(_) => None,

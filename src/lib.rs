@@ -3,7 +3,9 @@
 //! descriptor-pinned, race-safe changes, once (`--init`, `--check`) or continuously.
 //!
 //! The pure parts ([`model`], [`config`], [`names`]) do no I/O; only [`repair`]
-//! changes files, reached through the descriptor-based [`walk`].
+//! changes files, reached through the descriptor-based [`walk`] from a root that
+//! [`root`] resolved safely and pinned. [`sidefile`] keeps the service's own files
+//! (audit log, metrics, socket, sync markers) out of reach of the tree's users.
 
 pub mod audit;
 pub mod cli;
@@ -18,6 +20,8 @@ pub mod names;
 pub mod privilege;
 pub mod protocol;
 pub mod repair;
+pub mod root;
+pub mod sidefile;
 pub mod summary;
 pub mod sys;
 pub mod walk;

@@ -101,6 +101,13 @@ pub struct CacheStatus {
     pub queue_depth: u64,
     pub events_received: u64,
     pub overflows: u64,
+    /// The root (or its parent) is a mount of its own, so no file from elsewhere can be
+    /// hard-linked in; `null` until the root has been resolved.
+    #[serde(default)]
+    pub isolated: Option<bool>,
+    /// What `isolated` means for this cache, in words.
+    #[serde(default)]
+    pub isolation: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,10 +1,10 @@
-//! The one place that changes files (and creates a missing cache root). Every change goes through a descriptor that pins
+//! The one place that changes entries of a cache. Every change goes through a descriptor that pins
 //! the inode the walk classified, in the order narrow → chown → final mode, so that
 //! there is never a moment with more access than before or after (the
 //! systemd-tmpfiles `fd_set_perms` order; CVE-2017-18078, CVE-2018-6954).
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 
 use crate::model::{Attrs, Divergence};
 use crate::sys;
@@ -50,40 +50,6 @@ pub fn apply(fd: BorrowedFd<'_>, d: &Divergence) -> io::Result<()> {
     if now != to {
         let show = |a: Attrs| format!("{}:{} {:04o}", a.uid, a.gid, a.mode);
         return Err(io::Error::other(NotApplied { now: show(now), want: show(to) }));
-    }
-    Ok(())
-}
-
-/// `--init` and the service create a missing root and its missing parents, like Go's `MkdirAll(0777)`,
-/// and gives the parents it creates to the cache's owner and group, so that a cache
-/// created under sudo in `~/go` leaves no root-owned `~/go` behind.
-pub fn create_root(cache: &crate::config::CacheConfig) -> Result<(), String> {
-    let mut missing = Vec::new();
-    let mut p = cache.path.as_path();
-    while std::fs::symlink_metadata(p).is_err() {
-        missing.push(p);
-        match p.parent() {
-            Some(parent) => p = parent,
-            None => break,
-        }
-    }
-    for dir in missing.into_iter().rev() {
-        use std::os::unix::fs::DirBuilderExt;
-        match std::fs::DirBuilder::new().mode(0o777).create(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(format!("cannot create cache root {}: {}", dir.display(), sys::describe(&e))),
-        }
-        let policy = cache.policy;
-        if policy.owner.is_some() || policy.group.is_some() {
-            let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
-            let chowned = sys::open_root(&c).and_then(|fd| {
-                sys::chown_fd(fd.as_fd(), policy.owner.unwrap_or(u32::MAX), policy.group.unwrap_or(u32::MAX))
-            });
-            if let Err(e) = chowned {
-                return Err(format!("cannot give {} to the cache owner: {}", dir.display(), sys::describe(&e)));
-            }
-        }
     }
     Ok(())
 }

@@ -1,12 +1,14 @@
 //! Thin safe wrappers over the descriptor-relative Linux calls the walk is built on
-//! (`statx`, `openat`, `getdents64`, `fchownat`, `fchmodat2`). Nothing here takes a
-//! full path except `open_root`: every other call is relative to a directory descriptor,
-//! so no name in the tree can redirect it and depth never meets `PATH_MAX`.
+//! (`statx`, `openat`, `getdents64`, `fchownat`, `fchmodat2`, `readlinkat`, `mkdirat`,
+//! `unlinkat`, `renameat`). Nothing here takes a full path except `open_slash` (the
+//! directory every safe resolution starts from) and the bind mount: every other call is
+//! relative to a directory descriptor, so no name in the tree can redirect it and depth
+//! never meets `PATH_MAX`.
 
 use std::ffi::CStr;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::model::MODE_BITS;
@@ -35,6 +37,8 @@ pub struct Stat {
     /// Mount id (Linux 5.8+); `None` on kernels that do not report it, where the
     /// device number is the only mount check left.
     pub mnt_id: Option<u64>,
+    /// A socket (one of the `Special` kind).
+    pub socket: bool,
 }
 
 impl Stat {
@@ -100,6 +104,7 @@ fn statx_raw(dirfd: libc::c_int, name: &CStr, flags: libc::c_int) -> io::Result<
         mode: u32::from(st.stx_mode) & MODE_BITS,
         nlink: st.stx_nlink,
         mnt_id: (st.stx_mask & libc::STATX_MNT_ID != 0).then_some(st.stx_mnt_id),
+        socket: fmt == libc::S_IFSOCK,
     })
 }
 
@@ -131,10 +136,109 @@ pub fn pin_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     open_raw(dir.as_raw_fd(), name, libc::O_PATH | libc::O_NOFOLLOW)
 }
 
-/// Opens the cache root. Its path is the administrator's, so symlinks in it are
-/// followed; everything below it is reached through the returned descriptor only.
-pub fn open_root(path: &CStr) -> io::Result<OwnedFd> {
-    open_raw(libc::AT_FDCWD, path, libc::O_RDONLY | libc::O_DIRECTORY)
+/// `/`, where every safe resolution of a configured path starts (see `root`).
+pub fn open_slash() -> io::Result<OwnedFd> {
+    open_raw(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY)
+}
+
+/// Pins a directory below `dir` (`O_PATH`): for resolving paths, not for listing.
+pub fn pin_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    open_raw(dir.as_raw_fd(), name, libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+}
+
+/// Opens (or creates) a file below `dir` for writing, never through a symlink.
+/// `flags` adds `O_APPEND`, `O_CREAT`, `O_EXCL` or `O_TRUNC`.
+pub fn open_file_at(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int, mode: u32) -> io::Result<std::fs::File> {
+    // SAFETY: `name` is NUL-terminated; the returned descriptor is owned by us.
+    let fd = cvt(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            flags | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY,
+            mode as libc::c_uint,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by openat and nothing else owns it.
+    Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Reads a regular file below `dir` of at most `limit` bytes, never through a symlink
+/// and never blocking on a FIFO put in its place.
+pub fn read_small_file_at(dir: BorrowedFd<'_>, name: &CStr, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let fd = open_raw(dir.as_raw_fd(), name, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK)?;
+    if stat_fd(fd.as_fd())?.file_type != FileType::File {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd).take(limit).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The target of the symlink `name` below `dir`.
+pub fn read_link_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: readlinkat writes at most `buf.len()` bytes into `buf`.
+    let n = unsafe { libc::readlinkat(dir.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+/// Removes `name` below `dir`: a file, a symlink (never its target), or with `dir_entry`
+/// an empty directory.
+pub fn unlink_at(dir: BorrowedFd<'_>, name: &CStr, dir_entry: bool) -> io::Result<()> {
+    let flags = if dir_entry { libc::AT_REMOVEDIR } else { 0 };
+    // SAFETY: `name` is NUL-terminated.
+    cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) }).map(drop)
+}
+
+/// Renames `from` to `to`, both below `dir`.
+pub fn rename_at(dir: BorrowedFd<'_>, from: &CStr, to: &CStr) -> io::Result<()> {
+    // SAFETY: both names are NUL-terminated.
+    cvt(unsafe { libc::renameat(dir.as_raw_fd(), from.as_ptr(), dir.as_raw_fd(), to.as_ptr()) }).map(drop)
+}
+
+/// `/proc/self/fd/N`: a path the kernel resolves to the pinned inode itself, for the
+/// calls that take no descriptor (bind, connect, mount, inotify_add_watch).
+pub fn proc_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Bind-mounts the directory pinned by `fd` on itself, so that it becomes a mount of its
+/// own: `link(2)` and `rename(2)` across its edge then fail with `EXDEV`.
+pub fn bind_onto_itself(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let p = proc_path(fd);
+    nix::mount::mount(Some(&p), &p, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| io::Error::from_raw_os_error(e as i32))
+}
+
+/// Home directories of the password database, with the uid they belong to.
+pub fn passwd_homes() -> Vec<(u32, std::path::PathBuf)> {
+    use std::os::unix::ffi::OsStrExt;
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let mut homes = Vec::new();
+    // SAFETY: getpwent's iteration state is process-wide; the lock above keeps this the
+    // only iteration in this program, and each record is copied before the next call.
+    unsafe {
+        libc::setpwent();
+        loop {
+            let pw = libc::getpwent();
+            if pw.is_null() {
+                break;
+            }
+            let dir = (*pw).pw_dir;
+            if !dir.is_null() {
+                let bytes = CStr::from_ptr(dir).to_bytes();
+                homes.push(((*pw).pw_uid, std::path::PathBuf::from(std::ffi::OsStr::from_bytes(bytes))));
+            }
+        }
+        libc::endpwent();
+    }
+    homes
 }
 
 /// Creates a directory below `dir`.
@@ -236,7 +340,6 @@ pub fn read_dir(dir: BorrowedFd<'_>, mut each: impl FnMut(&CStr, TypeHint)) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd;
 
     #[test]
     fn read_dir_lists_every_name_once() {
@@ -245,7 +348,7 @@ mod tests {
             std::fs::write(tmp.path().join(format!("file-{i:05}-{}", "x".repeat(40))), b"").unwrap();
         }
         std::fs::create_dir(tmp.path().join("sub")).unwrap();
-        let root = open_root(&std::ffi::CString::new(tmp.path().as_os_str().as_encoded_bytes()).unwrap()).unwrap();
+        let root: OwnedFd = std::fs::File::open(tmp.path()).unwrap().into();
         let mut names = Vec::new();
         let mut dirs = 0;
         read_dir(root.as_fd(), |name, hint| {
@@ -263,7 +366,7 @@ mod tests {
     fn chmod_through_an_o_path_pin() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("f"), b"").unwrap();
-        let root = open_root(&std::ffi::CString::new(tmp.path().as_os_str().as_encoded_bytes()).unwrap()).unwrap();
+        let root: OwnedFd = std::fs::File::open(tmp.path()).unwrap().into();
         let pin = pin_at(root.as_fd(), c"f").unwrap();
         chmod_fd(pin.as_fd(), 0o640).unwrap();
         assert_eq!(stat_fd(pin.as_fd()).unwrap().mode, 0o640);

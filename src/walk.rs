@@ -1,4 +1,5 @@
-//! The descriptor-based walk of one cache (SPEC §6). Each directory is opened relative
+//! The descriptor-based walk of one cache (SPEC §6). It starts from the pinned root
+//! ([`crate::root`]), never from a path. Each directory is opened relative
 //! to its parent's descriptor with `O_DIRECTORY | O_NOFOLLOW` and checked through that
 //! descriptor; each other entry is classified with one `statx(AT_SYMLINK_NOFOLLOW)` and,
 //! only when it diverges, pinned with `O_PATH` and re-checked before [`repair`] acts on
@@ -11,7 +12,6 @@
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +21,7 @@ use crate::config::CacheConfig;
 use crate::model::{Attrs, Divergence, Kind};
 use crate::names;
 use crate::repair;
+use crate::root::Root;
 use crate::sys::{self, FileType, Stat, TypeHint};
 
 /// Change what diverges, or only list it.
@@ -124,10 +125,10 @@ impl Tally {
     }
 }
 
-/// Walks the cache at `cache.path` and repairs or lists every divergent entry. The
+/// Walks the cache pinned as `root` and repairs or lists every divergent entry. The
 /// findings come back sorted by path; counts accumulate in `tally`.
-pub fn walk(cache: &CacheConfig, action: Action, tally: &Tally) -> io::Result<Vec<Note>> {
-    Scan { cache, action, tally, watch: None, audit: None }.all()
+pub fn walk(cache: &CacheConfig, root: &Root, action: Action, tally: &Tally) -> io::Result<Vec<Note>> {
+    Scan { cache, root, action, tally, watch: None, audit: None }.all()
 }
 
 /// Called with the relative path of each directory before it is listed, so that a
@@ -141,6 +142,7 @@ pub type AuditHook<'a> = dyn Fn(&[u8], &Divergence) + Sync + 'a;
 #[derive(Clone, Copy)]
 pub struct Scan<'a> {
     pub cache: &'a CacheConfig,
+    pub root: &'a Root,
     pub action: Action,
     pub tally: &'a Tally,
     pub watch: Option<&'a WatchHook<'a>>,
@@ -166,9 +168,9 @@ impl<'a> Scan<'a> {
         }
     }
 
+    /// The pinned root, opened anew so that this walk lists it with its own offset.
     fn open_root(&self) -> io::Result<(OwnedFd, Stat)> {
-        let path = CString::new(self.cache.path.as_os_str().as_bytes())?;
-        let root = sys::open_root(&path)?;
+        let root = self.root.reopen()?;
         let st = sys::stat_fd(root.as_fd())?;
         Ok((root, st))
     }
@@ -479,7 +481,7 @@ mod tests {
 
     /// A cache at `<tmp>/mod` with a private model for the current user, so that the
     /// test needs no root: only modes change.
-    fn setup() -> (tempfile::TempDir, CacheConfig, OwnedFd) {
+    fn setup() -> (tempfile::TempDir, CacheConfig, Root) {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tmp.path().join("mod")).unwrap();
         std::fs::create_dir_all(tmp.path().join("outside/dir")).unwrap();
@@ -497,14 +499,14 @@ mod tests {
                 writable: false,
             },
             exclude: Excludes::none(),
+            force: false,
         };
-        let root = sys::open_root(&CString::new(cache.path.as_os_str().as_bytes()).unwrap()).unwrap();
+        let root = crate::root::resolve(&cache.path, &crate::root::Origin::Admin, true).unwrap();
         (tmp, cache, root)
     }
 
-    fn walker<'a>(cache: &'a CacheConfig, root: &OwnedFd, tally: &'a Tally) -> Walker<'a> {
-        let root = sys::stat_fd(root.as_fd()).unwrap();
-        Scan { cache, action: Action::Repair, tally, watch: None, audit: None }.walker(root)
+    fn walker<'a>(cache: &'a CacheConfig, root: &'a Root, tally: &'a Tally) -> Walker<'a> {
+        Scan { cache, root, action: Action::Repair, tally, watch: None, audit: None }.walker(*root.stat())
     }
 
     fn write_private(p: &Path) {
@@ -517,12 +519,12 @@ mod tests {
         let (tmp, cache, root) = setup();
         let f = cache.path.join("f");
         write_private(&f);
-        let st = sys::stat_at(root.as_fd(), c"f").unwrap();
+        let st = sys::stat_at(root.fd(), c"f").unwrap();
         std::fs::rename(&f, cache.path.join("f.away")).unwrap();
         symlink(tmp.path().join("outside/secret"), &f).unwrap();
 
         let tally = Tally::default();
-        walker(&cache, &root, &tally).leaf(root.as_fd(), c"f", b"", st);
+        walker(&cache, &root, &tally).leaf(root.fd(), c"f", b"", st);
         assert_eq!(mode_of(&tmp.path().join("outside/secret")), 0o600, "the symlink's target was changed");
         assert_eq!(tally.reported(Reason::Symlink), 1);
         assert_eq!(tally.changed.load(Relaxed), 0);
@@ -533,11 +535,11 @@ mod tests {
         let (tmp, cache, root) = setup();
         let f = cache.path.join("f");
         write_private(&f);
-        let st = sys::stat_at(root.as_fd(), c"f").unwrap();
+        let st = sys::stat_at(root.fd(), c"f").unwrap();
         std::fs::hard_link(&f, tmp.path().join("outside/link")).unwrap();
 
         let tally = Tally::default();
-        walker(&cache, &root, &tally).leaf(root.as_fd(), c"f", b"", st);
+        walker(&cache, &root, &tally).leaf(root.fd(), c"f", b"", st);
         assert_eq!(mode_of(&f), 0o600);
         assert_eq!(tally.reported(Reason::HardLink), 1);
     }
@@ -548,7 +550,7 @@ mod tests {
         symlink(tmp.path().join("outside/dir"), cache.path.join("d")).unwrap();
         let tally = Tally::default();
         let w = walker(&cache, &root, &tally);
-        let root = Arc::new(root);
+        let root = Arc::new(root.reopen().unwrap());
         // The walk saw `d` as a directory (d_type), and now it is a symlink.
         rayon::scope(|s| w.open_directory(s, Arc::clone(&root), c"d", b"d".to_vec(), true));
         assert_eq!(mode_of(&tmp.path().join("outside/dir/inner")), 0o600);
@@ -561,10 +563,10 @@ mod tests {
         let (_tmp, cache, root) = setup();
         let f = cache.path.join("gone");
         write_private(&f);
-        let st = sys::stat_at(root.as_fd(), c"gone").unwrap();
+        let st = sys::stat_at(root.fd(), c"gone").unwrap();
         std::fs::remove_file(&f).unwrap();
         let tally = Tally::default();
-        walker(&cache, &root, &tally).leaf(root.as_fd(), c"gone", b"", st);
+        walker(&cache, &root, &tally).leaf(root.fd(), c"gone", b"", st);
         assert_eq!(tally.failed.load(Relaxed), 0);
         assert_eq!(tally.changed.load(Relaxed), 0);
     }

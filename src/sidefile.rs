@@ -1,0 +1,262 @@
+//! Files the service keeps outside every cache (SPEC §6, side files): the audit log, the
+//! metrics textfile, the control socket and its directory, and the `sync` markers. The
+//! service may hold root's power when it makes them, so each lives in a directory
+//! resolved like a cache root ([`crate::root`]: root's own symlinks only, no unsafe
+//! ownership transition) and pinned, and each is reached relative to that descriptor with
+//! `O_NOFOLLOW`: a member who can write somewhere on the configured path can neither
+//! redirect a write (a symlink), nor make the service append to or chmod someone else's
+//! file (a hard link or a planted file), nor swap the directory itself.
+
+use std::ffi::{CString, OsStr};
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::root::{self, Origin, Ownership};
+use crate::sys::{self, FileType};
+
+/// A directory for side files, resolved safely and pinned.
+#[derive(Debug)]
+pub struct SafeDir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+fn cstr(name: &OsStr) -> Result<CString, String> {
+    CString::new(name.as_bytes()).map_err(|_| format!("`{}` contains a NUL byte", name.to_string_lossy()))
+}
+
+/// The directory and the file name of a configured side file.
+pub fn split(path: &Path) -> Result<(&Path, &OsStr), String> {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => Ok((dir, name)),
+        _ => Err(format!("{} names no file", path.display())),
+    }
+}
+
+impl SafeDir {
+    /// The existing directory at `path`.
+    pub fn open(path: &Path) -> Result<SafeDir, String> {
+        let (fd, _, path) = root::open_dir(path).map_err(|e| e.0)?;
+        Ok(SafeDir { fd, path })
+    }
+
+    /// The directory at `path`, created when missing (missing parents root's `0755`, the
+    /// directory itself `mode`, given to `owner`).
+    pub fn create(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> Result<SafeDir, String> {
+        let own = Ownership { parents: None, root: (owner.map(|o| o.0), owner.map(|o| o.1)), root_mode: mode };
+        root::make_dirs(path, &Origin::Admin, own, |_| Ok(())).map_err(|e| e.0)?;
+        SafeDir::open(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn shown(&self, name: &OsStr) -> String {
+        self.path.join(name).display().to_string()
+    }
+
+    /// Refuses a directory that anyone but root and `trusted` could write into without
+    /// the sticky bit: they could swap the names the service creates there.
+    pub fn require_private(&self, trusted: &[u32]) -> Result<(), String> {
+        let st = sys::stat_fd(self.fd.as_fd()).map_err(|e| format!("cannot stat {}: {e}", self.path.display()))?;
+        if st.uid != 0 && !trusted.contains(&st.uid) {
+            return Err(format!(
+                "{} belongs to uid {}, neither root nor the service's user: it must not hold the service's files",
+                self.path.display(),
+                st.uid
+            ));
+        }
+        if st.mode & 0o022 != 0 && st.mode & crate::model::S_ISVTX == 0 {
+            return Err(format!(
+                "{} is writable by its group or by everyone ({:04o}): others could swap the service's files there",
+                self.path.display(),
+                st.mode
+            ));
+        }
+        Ok(())
+    }
+
+    /// Opens `name` for appending, creating it `mode` when missing. An existing file must
+    /// be a regular file with one link, owned by root or `trusted`: never a file someone
+    /// planted or linked there.
+    pub fn append(&self, name: &OsStr, mode: u32, trusted: &[u32]) -> Result<std::fs::File, String> {
+        let c = cstr(name)?;
+        let shown = self.shown(name);
+        let file = sys::open_file_at(self.fd.as_fd(), &c, libc::O_APPEND | libc::O_CREAT, mode)
+            .map_err(|e| format!("cannot open {shown}: {}", sys::describe(&e)))?;
+        let st = sys::stat_fd(file.as_fd()).map_err(|e| format!("cannot stat {shown}: {e}"))?;
+        if st.file_type != FileType::File || st.nlink != 1 || (st.uid != 0 && !trusted.contains(&st.uid)) {
+            return Err(format!(
+                "refusing to write {shown}: it is not a plain file of the service's own (uid {}, {} links)",
+                st.uid, st.nlink
+            ));
+        }
+        Ok(file)
+    }
+
+    /// Replaces `name` whole: a new file (`O_EXCL`, so nothing planted is reused) renamed
+    /// over the old one, so that a reader never sees half of it.
+    pub fn replace(&self, name: &OsStr, content: &[u8], mode: u32) -> Result<(), String> {
+        let shown = self.shown(name);
+        let mut tmp_name = OsStr::new(".").to_owned();
+        tmp_name.push(name);
+        tmp_name.push(".tmp");
+        let (c, tmp) = (cstr(name)?, cstr(&tmp_name)?);
+        let fail = |what: &str, e: std::io::Error| format!("cannot {what} {shown}: {}", sys::describe(&e));
+        match sys::unlink_at(self.fd.as_fd(), &tmp, false) {
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(fail("clear the temporary file of", e)),
+            _ => {}
+        }
+        let mut file = sys::open_file_at(self.fd.as_fd(), &tmp, libc::O_CREAT | libc::O_EXCL, mode)
+            .map_err(|e| fail("create the temporary file of", e))?;
+        let written = file
+            .write_all(content)
+            .and_then(|()| sys::chmod_fd(file.as_fd(), mode))
+            .and_then(|()| sys::rename_at(self.fd.as_fd(), &tmp, &c));
+        if let Err(e) = written {
+            let _ = sys::unlink_at(self.fd.as_fd(), &tmp, false);
+            return Err(fail("write", e));
+        }
+        Ok(())
+    }
+
+    /// Creates an empty file `name`; fails if anything has that name already.
+    pub fn create_file(&self, name: &OsStr) -> Result<(), String> {
+        let c = cstr(name)?;
+        sys::open_file_at(self.fd.as_fd(), &c, libc::O_CREAT | libc::O_EXCL, 0o600)
+            .map(drop)
+            .map_err(|e| format!("cannot create {}: {}", self.shown(name), sys::describe(&e)))
+    }
+
+    /// Removes `name` (a symlink itself, never its target); absent is fine.
+    pub fn remove_file(&self, name: &OsStr) -> Result<(), String> {
+        let c = cstr(name)?;
+        match sys::unlink_at(self.fd.as_fd(), &c, false) {
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
+                Err(format!("cannot remove {}: {}", self.shown(name), sys::describe(&e)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A new, empty subdirectory `name` of `mode` for `owner`, replacing whatever was
+    /// there (the service's own leftovers: it removes only through descriptors).
+    pub fn fresh_subdir(&self, name: &OsStr, mode: u32, owner: Option<(u32, u32)>) -> Result<SafeDir, String> {
+        let c = cstr(name)?;
+        let shown = self.shown(name);
+        remove_tree(self.fd.as_fd(), &c, 3).map_err(|e| format!("cannot remove {shown}: {}", sys::describe(&e)))?;
+        sys::mkdir_at(self.fd.as_fd(), &c, 0o700)
+            .map_err(|e| format!("cannot create {shown}: {}", sys::describe(&e)))?;
+        let fd =
+            sys::pin_dir_at(self.fd.as_fd(), &c).map_err(|e| format!("cannot open {shown}: {}", sys::describe(&e)))?;
+        let set = owner
+            .map_or(Ok(()), |(uid, gid)| sys::chown_fd(fd.as_fd(), uid, gid))
+            .and_then(|()| sys::chmod_fd(fd.as_fd(), mode));
+        set.map_err(|e| format!("cannot prepare {shown}: {}", sys::describe(&e)))?;
+        Ok(SafeDir { fd, path: self.path.join(name) })
+    }
+
+    /// Removes the subdirectory `name` and what is in it; absent is fine.
+    pub fn remove_subdir(&self, name: &OsStr) -> Result<(), String> {
+        let c = cstr(name)?;
+        remove_tree(self.fd.as_fd(), &c, 3)
+            .map_err(|e| format!("cannot remove {}: {}", self.shown(name), sys::describe(&e)))
+    }
+
+    /// A path to `name` that the kernel resolves through this directory's descriptor,
+    /// for the calls that take no descriptor (`bind`, `connect`, inotify).
+    pub fn proc_path(&self, name: &OsStr) -> PathBuf {
+        sys::proc_path(self.fd.as_fd()).join(name)
+    }
+
+    /// Gives the socket `name`, just bound here, its group and mode, through a pin that
+    /// is checked to be a socket.
+    pub fn set_socket_access(&self, name: &OsStr, gid: Option<u32>, mode: u32) -> Result<(), String> {
+        let c = cstr(name)?;
+        let shown = self.shown(name);
+        let pin =
+            sys::pin_at(self.fd.as_fd(), &c).map_err(|e| format!("cannot open {shown}: {}", sys::describe(&e)))?;
+        let st = sys::stat_fd(pin.as_fd()).map_err(|e| format!("cannot stat {shown}: {e}"))?;
+        if !st.socket {
+            return Err(format!("refusing to change {shown}: it is not the socket just bound"));
+        }
+        if let Some(gid) = gid {
+            sys::chown_fd(pin.as_fd(), u32::MAX, gid)
+                .map_err(|e| format!("cannot give {shown} to group {gid}: {}", sys::describe(&e)))?;
+        }
+        sys::chmod_fd(pin.as_fd(), mode).map_err(|e| format!("cannot set the mode of {shown}: {}", sys::describe(&e)))
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Removes `name` below `dir` and, `depth` levels deep, what is in it, through
+/// descriptors only: a symlink is removed, never followed.
+fn remove_tree(dir: BorrowedFd<'_>, name: &std::ffi::CStr, depth: u32) -> std::io::Result<()> {
+    match sys::stat_at(dir, name) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) => Err(e),
+        Ok(st) if st.file_type != FileType::Dir => sys::unlink_at(dir, name, false),
+        Ok(_) if depth == 0 => sys::unlink_at(dir, name, true),
+        Ok(_) => {
+            let sub = sys::open_dir_at(dir, name)?;
+            let mut names = Vec::new();
+            sys::read_dir(sub.as_fd(), |n, _| names.push(n.to_owned()))?;
+            for n in names {
+                remove_tree(sub.as_fd(), &n, depth - 1)?;
+            }
+            sys::unlink_at(dir, name, true)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn a_planted_symlink_or_link_is_never_written_through() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        std::fs::write(&victim, b"secret\n").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let dir = t.path().join("logs");
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("audit.jsonl")).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join(".metrics.prom.tmp")).unwrap();
+        std::fs::hard_link(&victim, dir.join("linked")).unwrap();
+
+        let safe = SafeDir::open(&dir).unwrap();
+        assert!(safe.append(OsStr::new("audit.jsonl"), 0o640, &[]).is_err());
+        assert!(safe.append(OsStr::new("linked"), 0o640, &[]).unwrap_err().contains("2 links"));
+        safe.replace(OsStr::new("metrics.prom"), b"m 1\n", 0o644).unwrap();
+        assert_eq!(std::fs::read(dir.join("metrics.prom")).unwrap(), b"m 1\n");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"secret\n");
+        assert_eq!(std::fs::metadata(&victim).unwrap().mode() & 0o7777, 0o600);
+        assert!(safe.create_file(OsStr::new("audit.jsonl")).is_err(), "a planted name is not reused");
+    }
+
+    #[test]
+    fn a_fresh_subdir_replaces_leftovers_without_following_them() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), b"x").unwrap();
+        let dir = t.path().join("run");
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("ck.sock.sync")).unwrap();
+        let safe = SafeDir::open(&dir).unwrap();
+        let sub = safe.fresh_subdir(OsStr::new("ck.sock.sync"), 0o700, None).unwrap();
+        assert!(outside.join("keep").exists(), "the symlink's target was emptied");
+        assert_eq!(std::fs::symlink_metadata(sub.path()).unwrap().mode() & 0o7777, 0o700);
+        sub.create_file(OsStr::new("1")).unwrap();
+        safe.remove_subdir(OsStr::new("ck.sock.sync")).unwrap();
+        assert!(!dir.join("ck.sock.sync").exists());
+    }
+}
