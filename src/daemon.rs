@@ -939,8 +939,9 @@ impl Worker {
         *slot = None;
         let cache = &self.runtime.cache;
         let own = root::Ownership { parents: None, root: (cache.policy.owner, cache.policy.group), root_mode: 0o700 };
-        root::create(&cache.path, &Origin::Admin, own).map_err(|e| e.0)?;
-        let pinned = Arc::new(root::resolve(&cache.path, &Origin::Admin, cache.force).map_err(|e| e.0)?);
+        let unusable = |e: root::RootError| format!("the cache root cannot be used: {e}");
+        root::create(&cache.path, &Origin::Admin, own).map_err(unusable)?;
+        let pinned = Arc::new(root::resolve(&cache.path, &Origin::Admin, cache.force).map_err(unusable)?);
         *slot = Some(Arc::clone(&pinned));
         Ok(pinned)
     }

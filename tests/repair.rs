@@ -354,34 +354,36 @@ fn root_sudo_defaults_to_the_invoking_user_and_go_default_path() {
     require_root();
     let t = Tree::new();
     let home = t.base.join("home");
-    mkdir(&home, 0o755);
     let cache = home.join("go/pkg/mod");
+    // The classic: the cache is the user's, `sudo go mod download` left root's files in it.
+    for d in [&home, &home.join("go"), &home.join("go/pkg"), &cache] {
+        mkdir(d, 0o755);
+        chown(d, 1001, 1002);
+    }
     write(&cache.join("cache/download/x/@v/v1.0.0.mod"), 0o644);
-    let home_str = home.to_str().unwrap();
-    // Under sudo SUDO_UID names the user; the cache is found through that user's passwd
-    // entry, so use GOPATH here (uid 1001 has no passwd entry in CI).
+    let _user = TempUser::new(1001, &home);
     let gopath = home.join("go");
-    let out = cachekeeper(
-        &["--init"],
-        &[("SUDO_UID", "1001"), ("SUDO_GID", "1002"), ("HOME", home_str), ("GOPATH", gopath.to_str().unwrap())],
-    );
+    let out =
+        cachekeeper(&["--init"], &[("SUDO_UID", "1001"), ("SUDO_GID", "1002"), ("GOPATH", gopath.to_str().unwrap())]);
     assert_ok(&out);
     assert_attrs(&cache.join("cache/download/x/@v/v1.0.0.mod"), 1001, 1002, 0o644);
     assert_attrs(&cache, 1001, 1002, 0o755);
-    // GOMODCACHE wins over GOPATH.
-    let other = t.base.join("gomodcache");
-    write(&other.join("f"), 0o600);
+    // GOMODCACHE wins over GOPATH, inside the caller's home.
+    let other = home.join(".gomodcache");
+    mkdir(&other, 0o755);
+    chown(&other, 1001, 1002);
+    write(&other.join("cache/download/f"), 0o600);
     let out = cachekeeper(
         &["--init"],
         &[
-            ("SUDO_UID", "1003"),
-            ("SUDO_GID", "1003"),
+            ("SUDO_UID", "1001"),
+            ("SUDO_GID", "1002"),
             ("GOMODCACHE", other.to_str().unwrap()),
             ("GOPATH", "/nonexistent"),
         ],
     );
     assert_ok(&out);
-    assert_attrs(&other.join("f"), 1003, 1003, 0o644);
+    assert_attrs(&other.join("cache/download/f"), 1001, 1002, 0o644);
 }
 
 #[test]
@@ -392,8 +394,10 @@ fn root_init_creates_a_missing_root_and_parents_for_the_owner() {
     let out = cachekeeper(&["--init", "--path", root.to_str().unwrap(), "--owner", "1001:1001"], &[]);
     assert_ok(&out);
     assert_attrs(&root, 1001, 1001, 0o2775);
-    assert_eq!(meta(&t.base.join("new/go")).uid, 1001);
-    assert_eq!(meta(&t.base.join("new")).uid, 1001);
+    // Missing parents are root's: only the root itself is the cache's.
+    for parent in ["new", "new/go", "new/go/pkg"] {
+        assert_attrs(&t.base.join(parent), 0, 0, 0o755);
+    }
     // --check never creates anything.
     let missing = t.base.join("absent");
     let out = cachekeeper(&["--check", "--path", missing.to_str().unwrap()], &[]);
@@ -408,7 +412,14 @@ fn root_an_unprivileged_user_repairs_its_own_cache_and_names_what_it_cannot() {
     write(&t.path("mine/f"), 0o600);
     mkdir(&t.path("mine/ro@v1"), 0o500);
     write(&t.path("theirs"), 0o600);
-    for p in [t.root.clone(), t.path("mine"), t.path("mine/f"), t.path("mine/ro@v1")] {
+    for p in [
+        t.root.clone(),
+        t.path("cache"),
+        t.path("cache/download"),
+        t.path("mine"),
+        t.path("mine/f"),
+        t.path("mine/ro@v1"),
+    ] {
         chown(&p, 1001, 1001);
     }
     let mut cmd = std::process::Command::new("setpriv");
@@ -416,7 +427,7 @@ fn root_an_unprivileged_user_repairs_its_own_cache_and_names_what_it_cannot() {
         .arg(bin("cachekeeper"))
         .args(["--init", "--path", t.root_str()])
         .env_clear()
-        .env("HOME", &t.base);
+        .env("HOME", "/nonexistent");
     let out = run(cmd, std::time::Duration::from_secs(60));
     assert_eq!(code(&out), 1, "{}", stdout(&out));
     assert_attrs(&t.path("mine/f"), 1001, 1001, 0o644);
@@ -434,7 +445,7 @@ fn root_a_cache_root_whose_name_is_not_utf8() {
     let root = t.base.join(OsStr::from_bytes(b"mod-\xff"));
     write(&root.join("f"), 0o600);
     let mut cmd = std::process::Command::new(bin("cachekeeper"));
-    cmd.args(["--init", "--owner", "1001", "--path"]).arg(&root);
+    cmd.args(["--init", "--force", "--owner", "1001", "--path"]).arg(&root);
     let out = run(cmd, std::time::Duration::from_secs(60));
     assert_ok(&out);
     assert_attrs(&root.join("f"), 1001, 0, 0o644);

@@ -394,6 +394,9 @@ fn root_a_fuse_root_is_polled_and_synced_by_reconciling() {
     let t = Tree::new();
     let backing = t.base.join("backing");
     mkdir(&backing, 0o755);
+    // A FUSE mount point must be empty; the cache's shape moves to the backing tree.
+    std::fs::remove_dir_all(t.root.join("cache")).unwrap();
+    mkdir(&backing.join("cache/download"), 0o755);
     let mounted = std::process::Command::new("bindfs")
         .arg(&backing)
         .arg(&t.root)

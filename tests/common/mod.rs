@@ -80,7 +80,8 @@ impl Tree {
         let base = dir.path().to_owned();
         std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
         let root = base.join("mod");
-        std::fs::create_dir(&root).unwrap();
+        // Shaped like a Go module cache, which a non-empty root must be unless forced.
+        std::fs::create_dir_all(root.join("cache/download")).unwrap();
         Tree { _dir: dir, base, root }
     }
 
@@ -91,6 +92,19 @@ impl Tree {
     pub fn root_str(&self) -> &str {
         self.root.to_str().unwrap()
     }
+}
+
+impl Drop for Tree {
+    /// A service run as root isolates its caches (a bind mount of `base` on itself):
+    /// undo it, or the temp dir cannot be removed.
+    fn drop(&mut self) {
+        unmount_all(&self.base);
+    }
+}
+
+/// Detaches every mount stacked on `dir`.
+pub fn unmount_all(dir: &Path) {
+    while nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
 }
 
 /// Owner, group, mode bits and change time of an entry, without following symlinks.
@@ -298,5 +312,43 @@ impl Sysctl {
 impl Drop for Sysctl {
     fn drop(&mut self) {
         let _ = std::fs::write(&self.path, self.old.trim());
+    }
+}
+
+/// A user in the password database for the length of a test: the sudo rules look the
+/// caller's home up there. Removed on drop.
+pub struct TempUser {
+    pub name: String,
+}
+
+impl TempUser {
+    pub fn new(uid: u32, home: &Path) -> TempUser {
+        let name = format!("ck-test-{uid}");
+        let _ = Command::new("userdel").arg(&name).stderr(Stdio::null()).status();
+        // useradd locks the password database; tests running at the same time retry.
+        for _ in 0..50 {
+            let out = Command::new("useradd")
+                .args(["-M", "-N", "-o", "-u", &uid.to_string(), "-d"])
+                .arg(home)
+                .arg(&name)
+                .output()
+                .expect("useradd (Debian's passwd package)");
+            if out.status.success() {
+                return TempUser { name };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("cannot create user {name} with useradd");
+    }
+}
+
+impl Drop for TempUser {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if Command::new("userdel").arg(&self.name).stderr(Stdio::null()).status().is_ok_and(|s| s.success()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
