@@ -149,9 +149,14 @@ fn prepare_root(cache: &CacheConfig) {
     if !nix::unistd::geteuid().is_root() {
         return;
     }
-    let host_namespace = std::fs::read_link("/proc/self/ns/mnt").ok() == std::fs::read_link("/proc/1/ns/mnt").ok();
+    // Where PID 1's namespace cannot be read (a sandbox without CAP_SYS_PTRACE over it),
+    // the mount is tried: a service without the power to mount fails cleanly.
+    let private_namespace = match (std::fs::read_link("/proc/self/ns/mnt"), std::fs::read_link("/proc/1/ns/mnt")) {
+        (Ok(mine), Ok(init)) => mine != init,
+        _ => false,
+    };
     match root::resolve(&cache.path, &Origin::Admin, cache.force) {
-        Ok(pinned) if !root::isolation(&pinned).isolated() && !host_namespace => tracing::info!(
+        Ok(pinned) if !root::isolation(&pinned).isolated() && private_namespace => tracing::info!(
             root = %cache.path.display(),
             "not isolating: the service runs in a mount namespace of its own; use the shipped mount unit or fstab"
         ),
