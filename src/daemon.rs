@@ -53,6 +53,9 @@ pub enum DaemonError {
 pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     let config = Config::load(config_path)?;
     init_logging(config.daemon.log_format);
+    // A stop asked for during startup waits until the handlers exist, so that it still
+    // removes the socket; every thread started meanwhile keeps them blocked.
+    stop_signals().thread_block().map_err(|e| DaemonError::Startup(format!("cannot block signals: {e}")))?;
     // Everything that needs root's full power happens before the capabilities go, and
     // every side file is checked before the first cache is touched: binding the socket,
     // the sentinel directory, the audit log, then missing cache roots and isolation.
@@ -72,6 +75,16 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         .build()
         .map_err(|e| DaemonError::Startup(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(serve(config_path.to_owned(), config, listener, side))
+}
+
+/// SIGHUP, SIGTERM and SIGINT: what the service handles.
+fn stop_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::Signal;
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {
+        set.add(s);
+    }
+    set
 }
 
 /// The service's own files: control socket, sync markers, audit log, metrics textfile,
@@ -230,6 +243,8 @@ async fn run_until_stopped(service: &Arc<Service>, started: Vec<oneshot::Receive
     let sig = |kind| signal(kind).map_err(|e| DaemonError::Startup(format!("cannot handle signals: {e}")));
     let (mut hup, mut term, mut int) =
         (sig(SignalKind::hangup())?, sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?);
+    // This is the main thread (block_on): a stop that came during startup arrives now.
+    stop_signals().thread_unblock().map_err(|e| DaemonError::Startup(format!("cannot unblock signals: {e}")))?;
 
     let initial = async {
         for rx in started {

@@ -2,7 +2,6 @@
 //! usable, one verdict a line, with what to do about each problem. Exit 1 when any
 //! line fails.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -107,19 +106,19 @@ fn service(l: &mut List, status: &Result<Status, String>) {
     }
 }
 
+/// The root as the service resolves it (every rule of [`crate::root`]), whether it
+/// complies, and whether hard links from elsewhere can reach it.
 fn root(l: &mut List, cache: &CacheConfig) {
     let name = format!("root {}", cache.path.display());
-    let meta = match std::fs::metadata(&cache.path) {
-        Ok(m) => m,
-        Err(e) => {
-            return l.add(
-                name,
-                Verdict::Fail,
-                format!("{}: run cachekeeper --init to create it", crate::sys::describe(&e)),
-            )
+    let pinned = match crate::root::resolve(&cache.path, &crate::root::Origin::Admin, cache.force) {
+        Ok(r) => r,
+        Err(e) if e.0.contains("No such file") => {
+            return l.add(name, Verdict::Fail, format!("{e}: run cachekeeper --init to create it"));
         }
+        Err(e) => return l.add(name, Verdict::Fail, e.0),
     };
-    let now = Attrs { uid: meta.uid(), gid: meta.gid(), mode: meta.mode() & 0o7777 };
+    let st = pinned.stat();
+    let now = Attrs { uid: st.uid, gid: st.gid, mode: st.mode };
     let to = cache.policy.target(Kind::Dir, now);
     let show = |a: Attrs| format!("{}:{} {:04o}", a.uid, a.gid, a.mode);
     if to == now {
@@ -130,6 +129,18 @@ fn root(l: &mut List, cache: &CacheConfig) {
             Verdict::Fail,
             format!("{} should be {}: run cachekeeper --init or cachekeeperctl rescan", show(now), show(to)),
         );
+    }
+    let name = format!("isolation {}", cache.path.display());
+    let isolation = crate::root::isolation(&pinned);
+    let described = isolation.describe(pinned.path());
+    match crate::root::hard_link_guard(&isolation, crate::root::protected_hardlinks(), pinned.path()) {
+        Err(e) => l.add(name, Verdict::Fail, e.0),
+        Ok(()) if isolation.isolated() => l.add(name, Verdict::Ok, described),
+        Ok(()) => l.add(
+            name,
+            Verdict::Warn,
+            format!("{described}; a member can still link in files they may write (see README, Threat model)"),
+        ),
     }
 }
 
@@ -222,7 +233,7 @@ fn hardlinks(l: &mut List) {
         Some(v) => l.add(
             "fs.protected_hardlinks",
             Verdict::Warn,
-            format!("{v}: any user can hard-link others' files into the cache (cachekeeper leaves hard-linked files alone, but set it to 1)"),
+            format!("{v}: any user can hard-link others' files into a cache; cachekeeper changes no file in a cache that is not isolated until this is 1"),
         ),
         None => l.add("fs.protected_hardlinks", Verdict::Info, "not readable here"),
     }

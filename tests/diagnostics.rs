@@ -174,6 +174,11 @@ fn root_doctor_passes_on_a_healthy_setup_and_names_each_broken_condition() {
     let text = stdout(&out);
     assert!(line(&text, "service").starts_with("[ok  ]"), "{text}");
     assert!(line(&text, "root ").starts_with("[ok  ]"), "{text}");
+    // The service, as root, made the cache's parent a mount of its own.
+    assert!(
+        line(&text, "isolation ").starts_with("[ok  ]") && line(&text, "isolation ").contains("isolated"),
+        "{text}"
+    );
     let out = cachekeeperctl_json(&t, &d, &cfg);
     assert_eq!(out["schema_version"], 1);
 
@@ -233,4 +238,18 @@ fn root_doctor_warns_when_hardlinks_are_unprotected() {
     let _sysctl = Sysctl::set("fs.protected_hardlinks", "0");
     let text = stdout(&doctor(&t, None, &cfg));
     assert!(line(&text, "fs.protected_hardlinks").starts_with("[WARN]"), "{text}");
+    // Not isolated and unprotected: doctor fails the cache, and --init changes nothing.
+    assert!(line(&text, "isolation ").starts_with("[FAIL]"), "{text}");
+    write(&t.path("f"), 0o600);
+    let before = meta(&t.path("f"));
+    let mut cmd = std::process::Command::new(bin("cachekeeper"));
+    cmd.args(["--init", "--owner", "0", "--path", t.root_str()]);
+    let out = run(cmd, Duration::from_secs(60));
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("fs.protected_hardlinks is 0") && err.contains("--isolate") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert_eq!(meta(&t.path("f")), before);
 }

@@ -78,6 +78,7 @@ fn service_exit(config: &Path) -> Option<std::process::Output> {
 #[test]
 fn root_a_cache_root_swapped_for_a_symlink_by_its_owner_leads_nowhere() {
     require_root();
+    let _lock = sysctl_lock(false);
     let t = Tree::new();
     let canary = Canary::new(&t.base.join("root-only"));
     // The owner's own tree, as in /home/alice/go/pkg/mod: every component is theirs.
@@ -127,6 +128,7 @@ fn root_a_cache_root_swapped_for_a_symlink_by_its_owner_leads_nowhere() {
 #[test]
 fn root_sudo_never_takes_the_cache_from_outside_the_callers_home() {
     require_root();
+    let _lock = sysctl_lock(false);
     let t = Tree::new();
     let canary = Canary::new(&t.base.join("root-only"));
     let home = t.base.join("carol");
@@ -174,6 +176,7 @@ fn root_sudo_never_takes_the_cache_from_outside_the_callers_home() {
 #[test]
 fn root_system_directories_homes_and_symlinked_spellings_are_refused() {
     require_root();
+    let _lock = sysctl_lock(false);
     let t = Tree::new();
     let alice = t.base.join("alice-home");
     mkdir(&alice, 0o755);
@@ -237,6 +240,7 @@ print(linked, refused)
 #[test]
 fn root_no_hard_link_from_outside_enters_a_cache_the_service_keeps() {
     require_root();
+    let _lock = sysctl_lock(false);
     let t = Tree::new();
     // The cache and its parent (which the service isolates) inside the temp tree; the
     // canary elsewhere on the same filesystem: another user's file the member may write,
@@ -248,7 +252,7 @@ fn root_no_hard_link_from_outside_enters_a_cache_the_service_keeps() {
     let victim = outside.path().join("theirs");
     write(&victim, 0o666);
     chown(&victim, 1072, 1072);
-    let canary = Canary::of(&[victim.clone()]);
+    let canary = Canary::of(std::slice::from_ref(&victim));
     let caches = format!("[[cache]]\npath = \"{}\"\nowner = 1071\ngroup = 3710\n", root.display());
     let d = Daemon::start(&t.base, &caches, "");
     let s = d.status();
@@ -275,6 +279,7 @@ fn root_no_hard_link_from_outside_enters_a_cache_the_service_keeps() {
 #[test]
 fn root_init_isolate_stops_hard_links_and_says_so() {
     require_root();
+    let _lock = sysctl_lock(false);
     let t = Tree::new();
     let root = t.base.join("caches/mod");
     mkdir(&root.join("cache/download"), 0o755);
@@ -301,11 +306,12 @@ fn root_init_isolate_stops_hard_links_and_says_so() {
 #[test]
 fn root_side_files_in_a_members_directory_never_reach_outside() {
     require_root();
+    let _lock = sysctl_lock(false);
     let t = Tree::new();
     write(&t.path("divergent"), 0o600);
     let rc = t.base.join("root-rc");
     write(&rc, 0o600);
-    let canary = Canary::of(&[rc.clone()]);
+    let canary = Canary::of(std::slice::from_ref(&rc));
     // A member owns the directories the audit log and the metrics go to, and plants
     // symlinks where the service writes (the metrics' old temporary name included).
     let logs = t.base.join("member-logs");
@@ -344,10 +350,11 @@ fn root_side_files_in_a_members_directory_never_reach_outside() {
 #[test]
 fn root_a_socket_directory_a_member_can_write_is_refused() {
     require_root();
+    let _lock = sysctl_lock(false);
     let t = Tree::new();
     let rc = t.base.join("root-rc");
     write(&rc, 0o600);
-    let canary = Canary::of(&[rc.clone()]);
+    let canary = Canary::of(std::slice::from_ref(&rc));
     let run = t.base.join("run");
     mkdir(&run, 0o755);
     chown(&run, 1091, 1091);

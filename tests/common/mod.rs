@@ -26,6 +26,9 @@ pub fn bin(name: &str) -> PathBuf {
 /// `cachekeeper ARGS` with a clean environment apart from `env`, killed (and the test
 /// failed) if it runs longer than a minute: nothing may ever hang.
 pub fn cachekeeper(args: &[&str], env: &[(&str, &str)]) -> Output {
+    // A test that lowers fs.protected_hardlinks makes --init refuse caches that are not
+    // isolated: no --init runs while it holds the sysctl lock.
+    let _lock = args.contains(&"--init").then(|| sysctl_lock(false));
     let mut cmd = Command::new(bin("cachekeeper"));
     cmd.args(args).env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
     for (k, v) in env {
