@@ -15,6 +15,7 @@ if dpkg -s cachekeeper >/dev/null 2>&1; then dpkg --purge cachekeeper; fi
 dpkg -i "$deb"
 for f in /usr/bin/cachekeeper /usr/bin/cachekeeperctl /usr/lib/systemd/system/cachekeeper.service \
          /usr/lib/sysusers.d/cachekeeper.conf /usr/lib/tmpfiles.d/cachekeeper.conf \
+         /usr/lib/systemd/system/var-cache-go.mount \
          /etc/cachekeeper/config.toml /usr/share/doc/cachekeeper/README.md; do
     [ -e "$f" ] || fail "$f is not installed"
 done

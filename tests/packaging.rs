@@ -37,6 +37,17 @@ fn the_systemd_unit_verifies() {
 }
 
 #[test]
+fn the_isolating_mount_unit_verifies_and_binds_the_cache_parent_on_itself() {
+    let unit = shipped("systemd/var-cache-go.mount");
+    let out = tool(Command::new("systemd-analyze").arg("verify").arg(&unit));
+    assert!(out.status.success() && stderr(&out).trim().is_empty(), "{}{}", stdout(&out), stderr(&out));
+    let text = std::fs::read_to_string(&unit).unwrap();
+    for line in ["What=/var/cache/go", "Where=/var/cache/go", "Options=bind"] {
+        assert!(text.lines().any(|l| l == line), "{line} missing from {}", unit.display());
+    }
+}
+
+#[test]
 fn the_systemd_unit_exposure_is_at_most_2() {
     let t = Tree::new();
     let unit = unit_copy(&t.base);
