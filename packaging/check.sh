@@ -16,6 +16,10 @@ dpkg -i "$deb"
 for f in /usr/bin/cachekeeper /usr/bin/cachekeeperctl /usr/lib/systemd/system/cachekeeper.service \
          /usr/lib/sysusers.d/cachekeeper.conf /usr/lib/tmpfiles.d/cachekeeper.conf \
          /usr/lib/systemd/system/var-cache-go.mount \
+         /usr/share/man/man1/cachekeeper.1 /usr/share/man/man1/cachekeeperctl.1 \
+         /usr/share/bash-completion/completions/cachekeeper /usr/share/bash-completion/completions/cachekeeperctl \
+         /usr/share/zsh/vendor-completions/_cachekeeper /usr/share/zsh/vendor-completions/_cachekeeperctl \
+         /usr/share/fish/vendor_completions.d/cachekeeper.fish /usr/share/fish/vendor_completions.d/cachekeeperctl.fish \
          /etc/cachekeeper/config.toml /usr/share/doc/cachekeeper/README.md; do
     [ -e "$f" ] || fail "$f is not installed"
 done
@@ -41,7 +45,10 @@ cargo generate-rpm
 rpmfile=$(ls -t target/generate-rpm/cachekeeper-*.rpm | head -1)
 listing=$(rpm -qlp "$rpmfile")
 for f in /usr/bin/cachekeeper /usr/bin/cachekeeperctl /usr/lib/systemd/system/cachekeeper.service \
-         /usr/lib/sysusers.d/cachekeeper.conf /usr/lib/tmpfiles.d/cachekeeper.conf /etc/cachekeeper/config.toml; do
+         /usr/lib/sysusers.d/cachekeeper.conf /usr/lib/tmpfiles.d/cachekeeper.conf /etc/cachekeeper/config.toml \
+         /usr/lib/systemd/system/var-cache-go.mount /usr/share/man/man1/cachekeeper.1 \
+         /usr/share/man/man1/cachekeeperctl.1 /usr/share/bash-completion/completions/cachekeeperctl \
+         /usr/share/zsh/site-functions/_cachekeeperctl /usr/share/fish/vendor_completions.d/cachekeeperctl.fish; do
     grep -qx "$f" <<<"$listing" || fail "$f is missing from $rpmfile"
 done
 rpm -qcp "$rpmfile" | grep -qx /etc/cachekeeper/config.toml || fail "the RPM's config.toml is not %config"

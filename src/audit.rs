@@ -33,8 +33,8 @@ impl From<Attrs> for Side {
 
 #[derive(Serialize)]
 struct Record {
-    /// Unix time, seconds with fractions.
-    time: f64,
+    /// RFC 3339, UTC.
+    time: String,
     path: String,
     before: Side,
     after: Side,
@@ -53,7 +53,7 @@ impl AuditLog {
     }
 
     pub fn record(&self, root: &Path, rel: &[u8], d: &Divergence) {
-        let time = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |t| t.as_secs_f64());
+        let time = crate::protocol::rfc3339(SystemTime::now());
         let record = Record {
             time,
             path: names::display(root, rel),

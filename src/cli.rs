@@ -18,8 +18,31 @@ use crate::summary::{self, CacheSummary};
 use crate::sys;
 use crate::walk::{self, Action, Tally};
 
+const AFTER_HELP: &str = "\
+Without --init or --check, cachekeeper runs the service: it keeps every cache of the
+configuration compliant as it changes, until SIGTERM (see cachekeeperctl).
+
+Examples:
+  cachekeeper --init                       repair your own Go module cache
+  sudo cachekeeper --init                  after `sudo go ...`: the cache of the user who ran sudo
+  cachekeeper --check --path /var/cache/go/mod --owner gocache --group gobuild
+  sudo cachekeeper --init --isolate --config /etc/cachekeeper/config.toml
+  cachekeeper --config /etc/cachekeeper/config.toml   the service, in the foreground
+
+Exit codes:
+  0  compliant at exit (the service: stopped by SIGTERM or SIGINT)
+  1  some entries could not be made compliant (--check: some diverge); the service
+     could not start
+  2  usage or configuration error, or a root that may not be managed
+  130  interrupted (Ctrl-C)";
+
 #[derive(Debug, Parser)]
-#[command(name = "cachekeeper", version, about = "Keeps a shared Go module cache usable by everyone who shares it")]
+#[command(
+    name = "cachekeeper",
+    version,
+    about = "Keeps a shared Go module cache usable by everyone who shares it",
+    after_help = AFTER_HELP
+)]
 struct Args {
     /// Configuration file [default: $CACHEKEEPER_CONFIG, else /etc/cachekeeper/config.toml]
     #[arg(long, value_name = "PATH")]
@@ -93,8 +116,22 @@ pub fn parse<T: Parser>(argv: impl IntoIterator<Item = OsString>) -> Result<T, E
     })
 }
 
+/// The command line's definition, for man pages and completions.
+pub fn command() -> clap::Command {
+    <Args as clap::CommandFactory>::command()
+}
+
+/// `cachekeeper help` is `cachekeeper --help`: there are no subcommands to confuse it with.
+fn help_word(argv: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = argv.into_iter().collect();
+    if argv.len() == 2 && argv[1] == "help" {
+        argv[1] = "--help".into();
+    }
+    argv
+}
+
 pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let args: Args = match parse(argv) {
+    let args: Args = match parse(help_word(argv)) {
         Ok(args) => args,
         Err(code) => return code,
     };
@@ -112,20 +149,24 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
+/// Warnings only: what the walk finds is summarised by the summary (`-v` lists every
+/// entry, sorted); `-vv` shows the walk's own debug lines.
 fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
+    let level = if verbose >= 2 { "debug" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CACHEKEEPER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour(&std::io::stderr()))
         .without_time()
         .with_target(false)
         .init();
+}
+
+/// Colour only for a person at a terminal, and never when `NO_COLOR` is set (no-color.org).
+pub fn colour(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// `cachekeeper [--config PATH]`: the long-running service.
@@ -166,19 +207,42 @@ fn run(args: &Args) -> Result<bool, Usage> {
         (vec![cache], origin)
     };
 
+    if let (Some((uid, _)), false, Some(cache)) = (config::sudo_ids(), args.json, caches.first()) {
+        if args.config.is_none() {
+            let mut names = summary::Names::default();
+            let p = cache.policy;
+            let owner = p.owner.map_or("unchanged".to_owned(), |u| names.user(u));
+            let group = p.group.map_or("unchanged".to_owned(), |g| names.group(g));
+            println!(
+                "for {} (who ran sudo): owner {owner}, group {group}, model {}",
+                names.user(uid),
+                if p.model == Model::Shared { "shared" } else { "private" }
+            );
+        }
+    }
     // Every root is resolved and checked before the first one is changed.
     let mut roots = Vec::new();
     for cache in &caches {
         roots.push(open_cache(cache, &origin, action, args.isolate)?);
     }
+    let interrupted = Interrupt::watch(!args.json);
     let mut all_compliant = true;
     let mut summaries = Vec::new();
-    for (cache, root) in caches.iter().zip(&roots) {
-        let tally = Tally::default();
+    for (cache, (root, created)) in caches.iter().zip(roots) {
+        let tally = interrupted.track();
         let started = Instant::now();
-        let notes = with_progress(!args.json, &tally, || walk::walk(cache, root, action, &tally))
+        let repairs = std::sync::Mutex::new(Vec::new());
+        let record = |rel: &[u8], d: &crate::model::Divergence| {
+            repairs.lock().unwrap_or_else(|p| p.into_inner()).push((rel.to_vec(), *d));
+        };
+        let audit: Option<&walk::AuditHook<'_>> = if args.verbose > 0 { Some(&record) } else { None };
+        let scan = walk::Scan { cache, root: &root, action, tally: &tally, watch: None, audit };
+        let notes = with_progress(!args.json, &tally, || scan.all())
             .map_err(|e| Usage(format!("cannot open cache root {}: {}", cache.path.display(), sys::describe(&e))))?;
-        let s = CacheSummary::new(cache, action, &tally, notes, started.elapsed());
+        let mut s = CacheSummary::new(cache, action, &tally, notes, started.elapsed());
+        s.repairs = repairs.into_inner().unwrap_or_else(|p| p.into_inner());
+        s.repairs.sort_by(|a, b| a.0.cmp(&b.0));
+        s.created = created;
         all_compliant &= s.compliant;
         summaries.push(s);
     }
@@ -186,7 +250,7 @@ fn run(args: &Args) -> Result<bool, Usage> {
     let printed = if args.json {
         summary::write_json(&mut out, action, &summaries)
     } else {
-        summary::write_text(&mut out, &summaries)
+        summary::write_text(&mut out, &summaries, args.verbose > 0)
     };
     let _ = printed.and_then(|()| out.flush());
     Ok(all_compliant)
@@ -194,15 +258,22 @@ fn run(args: &Args) -> Result<bool, Usage> {
 
 /// Creates a missing root (for `--init`), resolves and pins it, isolates it when asked,
 /// and refuses to change a cache that hard links from outside could reach.
-fn open_cache(cache: &CacheConfig, origin: &Origin, action: Action, isolate: bool) -> Result<Root, Usage> {
+/// Returns the pinned root and the directories created for it.
+fn open_cache(
+    cache: &CacheConfig,
+    origin: &Origin,
+    action: Action,
+    isolate: bool,
+) -> Result<(Root, Vec<PathBuf>), Usage> {
     let usage = |e: root::RootError| Usage(e.0);
+    let mut created = Vec::new();
     if action == Action::Repair {
         let own = root::Ownership {
             parents: parents_owner(&cache.path),
             root: (cache.policy.owner, cache.policy.group),
             root_mode: 0o700,
         };
-        root::create(&cache.path, origin, own).map_err(usage)?;
+        created = root::create(&cache.path, origin, own).map_err(usage)?;
     }
     let mut pinned = root::resolve(&cache.path, origin, cache.force).map_err(usage)?;
     if isolate && root::isolate(&pinned).map_err(usage)? {
@@ -216,7 +287,49 @@ fn open_cache(cache: &CacheConfig, origin: &Origin, action: Action, isolate: boo
     if action == Action::Repair {
         root::hard_link_guard(&root::isolation(&pinned), root::protected_hardlinks(), pinned.path()).map_err(usage)?;
     }
-    Ok(pinned)
+    Ok((pinned, created))
+}
+
+/// Ctrl-C (or SIGTERM) during a walk: end the progress line and say how far it got,
+/// then exit 130 like a shell. The signals are taken by a thread of their own, blocked
+/// everywhere else (rayon's threads start later and inherit the mask).
+struct Interrupt {
+    current: std::sync::Arc<std::sync::Mutex<std::sync::Arc<Tally>>>,
+}
+
+impl Interrupt {
+    fn watch(progress: bool) -> Interrupt {
+        use nix::sys::signal::{SigSet, Signal};
+        let current = std::sync::Arc::new(std::sync::Mutex::new(std::sync::Arc::new(Tally::default())));
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGINT);
+        set.add(Signal::SIGTERM);
+        if set.thread_block().is_ok() {
+            let seen = std::sync::Arc::clone(&current);
+            let spawned = std::thread::Builder::new().name("interrupt".into()).spawn(move || {
+                let Ok(signal) = set.wait() else { return };
+                let t = std::sync::Arc::clone(&seen.lock().unwrap_or_else(|p| p.into_inner()));
+                let clear = if progress && std::io::stderr().is_terminal() { "\r\x1b[K" } else { "" };
+                eprintln!(
+                    "{clear}cachekeeper: interrupted ({signal}) after {} seen, {} changed; run it again to finish",
+                    summary::entries(t.entries.load(Relaxed)),
+                    t.changed.load(Relaxed)
+                );
+                std::process::exit(130);
+            });
+            if spawned.is_err() {
+                let _ = set.thread_unblock();
+            }
+        }
+        Interrupt { current }
+    }
+
+    /// A new tally for the next cache, which the interrupt message reads.
+    fn track(&self) -> std::sync::Arc<Tally> {
+        let t = std::sync::Arc::new(Tally::default());
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::clone(&t);
+        t
+    }
 }
 
 /// Who gets the missing parents `--init` creates: under sudo, inside the caller's own
@@ -230,11 +343,11 @@ fn parents_owner(path: &Path) -> Option<(u32, u32)> {
 /// The cache described by `--path`, `--owner`, ... with Go's and sudo's defaults, and
 /// where its path came from.
 fn cache_from_flags(args: &Args) -> Result<(CacheConfig, Origin), Usage> {
-    let (path, origin) = match &args.path {
-        Some(p) => (p.clone(), Origin::Admin),
+    let (path, origin, source) = match &args.path {
+        Some(p) => (p.clone(), Origin::Admin, "--path".to_owned()),
         None => default_gomodcache().map_err(Usage)?,
     };
-    let path = config::cache_root(&path).map_err(|m| Usage(format!("--path: {m}")))?;
+    let path = config::cache_root(&path).map_err(|m| Usage(format!("{source}: {m}")))?;
     let flag_group = args
         .group
         .as_deref()
@@ -291,7 +404,8 @@ fn cache_from_flags(args: &Args) -> Result<(CacheConfig, Origin), Usage> {
 /// the `go env -w` file, then `$GOPATH[0]/pkg/mod`, then `~/go/pkg/mod`. Under sudo all of
 /// these are the caller's to choose, so the root must then lie beneath the caller's home
 /// and is resolved from it without symlinks ([`Origin::Home`]).
-fn default_gomodcache() -> Result<(PathBuf, Origin), String> {
+/// Returns the path, where it may lead, and where it came from (for messages).
+fn default_gomodcache() -> Result<(PathBuf, Origin, String), String> {
     let sudo = config::sudo_ids();
     let home = match sudo {
         Some((uid, _)) => nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.dir),
@@ -307,27 +421,31 @@ fn default_gomodcache() -> Result<(PathBuf, Origin), String> {
         _ => None,
     }
     .unwrap_or_default();
-    let lookup = |key: &str| -> Option<String> {
+    let lookup = |key: &str| -> Option<(String, String)> {
         if let Some(v) = std::env::var_os(key).filter(|v| !v.is_empty()) {
-            return Some(v.to_string_lossy().into_owned());
+            return Some((v.to_string_lossy().into_owned(), key.to_owned()));
         }
-        go_env.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).map(str::to_owned).filter(|v| !v.is_empty())
+        let from_file = go_env.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('='));
+        from_file.filter(|v| !v.is_empty()).map(|v| (v.to_owned(), format!("{key} (from the `go env -w` file)")))
     };
-    let path = if let Some(m) = lookup("GOMODCACHE") {
-        PathBuf::from(m)
-    } else if let Some(first) = lookup("GOPATH").and_then(|p| p.split(':').find(|e| !e.is_empty()).map(str::to_owned)) {
-        Path::new(&first).join("pkg/mod")
+    let first_entry = |(list, source): (String, String)| {
+        list.split(':').find(|e| !e.is_empty()).map(|first| (Path::new(first).join("pkg/mod"), source))
+    };
+    let (path, source) = if let Some((m, source)) = lookup("GOMODCACHE") {
+        (PathBuf::from(m), source)
+    } else if let Some(found) = lookup("GOPATH").and_then(first_entry) {
+        found
     } else {
-        home.as_ref()
-            .map(|h| h.join("go/pkg/mod"))
-            .ok_or("cannot find the Go module cache: set GOMODCACHE, GOPATH or HOME, or pass --path")?
+        let home =
+            home.as_ref().ok_or("cannot find the Go module cache: set GOMODCACHE, GOPATH or HOME, or pass --path")?;
+        (home.join("go/pkg/mod"), "the default cache (~/go/pkg/mod)".to_owned())
     };
     let origin = match (sudo, home) {
         (Some(_), Some(home)) => Origin::Home(config::clean(home)),
         (Some((uid, _)), None) => return Err(format!("uid {uid} (SUDO_UID) has no home directory: pass --path")),
         (None, _) => Origin::Admin,
     };
-    Ok((path, origin))
+    Ok((path, origin, source))
 }
 
 /// Runs `f`, showing a live count on the terminal when both stdout and stderr are one.

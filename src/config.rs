@@ -69,10 +69,12 @@ pub struct Excludes {
 }
 
 impl Excludes {
-    /// `*` does not cross `/`; `**` does.
+    /// `*` does not cross `/`; `**` does. Patterns are always relative to the root, so a
+    /// leading `/` (the gitignore way of anchoring) is dropped rather than matching nothing.
     pub fn new(patterns: &[String]) -> Result<Self, String> {
         let mut builder = GlobSetBuilder::new();
         for p in patterns {
+            let p = p.trim_start_matches('/');
             let glob = GlobBuilder::new(p)
                 .literal_separator(true)
                 .build()
@@ -174,11 +176,15 @@ impl Config {
             let path_at = c.path.span().start;
             let path = cache_root(c.path.get_ref()).map_err(|m| at(path_at, "cache.path", m))?;
             if let Some(other) = caches.iter().find(|o| o.path.starts_with(&path) || path.starts_with(&o.path)) {
-                let message = format!(
-                    "`{}` overlaps the cache at `{}`: caches must not nest",
-                    path.display(),
-                    other.path.display()
-                );
+                let message = if other.path == path {
+                    format!("`{}` is listed twice: give each cache one [[cache]] table", path.display())
+                } else {
+                    format!(
+                        "`{}` overlaps the cache at `{}`: caches must not nest",
+                        path.display(),
+                        other.path.display()
+                    )
+                };
                 return Err(at(path_at, "cache.path", message));
             }
             let owner = match &c.owner {
@@ -452,6 +458,8 @@ audit_log = "/var/log/ck.jsonl"
             (Some(1001), Some(0), Model::Shared, Other::None, true)
         );
         assert!(c.caches[0].exclude.matches(b"cache/vcs/abc/objects"));
+        let anchored = Excludes::new(&["/cache/vcs/**".to_owned()]).unwrap();
+        assert!(anchored.matches(b"cache/vcs/abc"), "a leading / anchors at the root, as in .gitignore");
         assert!(!c.caches[0].exclude.matches(b"cache/download/x"));
         assert_eq!(c.caches[1].policy.model, Model::Private);
         assert_eq!(c.daemon.full_rescan, Duration::from_secs(1800));
@@ -491,6 +499,10 @@ audit_log = "/var/log/ck.jsonl"
             (
                 "[[cache]]\npath = \"/a/b\"\n[[cache]]\npath = \"/a\"\n",
                 "/etc/ck.toml:4: cache.path: `/a` overlaps the cache at `/a/b`",
+            ),
+            (
+                "[[cache]]\npath = \"/a/b\"\n[[cache]]\npath = \"/a/b/\"\n",
+                "/etc/ck.toml:4: cache.path: `/a/b` is listed twice",
             ),
             ("[[cache]]\npath = \"/c\"\npath = \"/d\"\n", "/etc/ck.toml:3: cache.path: duplicate key"),
             ("[daemon]\n", "/etc/ck.toml:1: cache: no [[cache]] table"),

@@ -14,8 +14,22 @@ use clap::{Parser, Subcommand};
 use crate::config::DEFAULT_SOCKET;
 use crate::protocol::{CacheState, Request, Response, Status};
 
+const AFTER_HELP: &str = "\
+Exit codes (as systemctl status):
+  0  healthy, done, allowed
+  1  degraded, failed, timed out, denied by the file system (explain), a FAIL (doctor)
+  2  usage error
+  3  the service is not running
+  4  you may not use the service (only root and members of daemon.socket_group)
+
+Examples:
+  cachekeeperctl status
+  cachekeeperctl sync --timeout 30s && go build ./...
+  cachekeeperctl explain --user bob /var/cache/go/mod/cache/download/example.com
+  cachekeeperctl doctor";
+
 #[derive(Debug, Parser)]
-#[command(name = "cachekeeperctl", version, about = "Talk to the running cachekeeper service")]
+#[command(name = "cachekeeperctl", version, about = "Talk to the running cachekeeper service", after_help = AFTER_HELP)]
 struct Args {
     /// Control socket [default: $CACHEKEEPER_SOCKET, else /run/cachekeeper/control.sock]
     #[arg(long, value_name = "PATH", global = true)]
@@ -26,7 +40,8 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Health of the service and of every cache it keeps (exit 0 healthy, 1 degraded)
+    /// Health of the service and of every cache it keeps (exit 0 healthy, 1 degraded,
+    /// 3 not running, 4 not permitted)
     Status {
         /// The stable JSON object (schema_version 1)
         #[arg(long)]
@@ -64,6 +79,11 @@ enum Command {
         json: bool,
         path: PathBuf,
     },
+}
+
+/// The command line's definition, for man pages and completions.
+pub fn command() -> clap::Command {
+    <Args as clap::CommandFactory>::command()
 }
 
 const FAILED: u8 = 1;
@@ -119,8 +139,18 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
             ExitCode::SUCCESS
         }
         (Response::Synced, _) => ExitCode::SUCCESS,
-        (Response::Rescanned { caches }, _) => {
-            println!("reconciled: {}", caches.join(", "));
+        (Response::Rescanned { caches, scans }, _) => {
+            for (i, path) in caches.iter().enumerate() {
+                match scans.get(i) {
+                    Some(s) => println!(
+                        "{path}: reconciled, {} seen, {} repaired in {:.2}s",
+                        crate::summary::entries(s.entries),
+                        s.repaired,
+                        s.duration_ms as f64 / 1000.0
+                    ),
+                    None => println!("{path}: reconciled"),
+                }
+            }
             ExitCode::SUCCESS
         }
         (Response::Reloaded { caches }, _) => {

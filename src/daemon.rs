@@ -200,8 +200,14 @@ struct Service {
     daemon: DaemonConfig,
     side: SideFiles,
     started: Instant,
+    started_at: SystemTime,
     caches: Mutex<Arc<Vec<Arc<CacheRuntime>>>>,
     next_token: AtomicU64,
+    /// One reload at a time: a second waits, so that no runtime is left running.
+    reloading: tokio::sync::Mutex<()>,
+    last_reload: Mutex<Option<protocol::ReloadResult>>,
+    /// The configuration file as the running configuration was read from it.
+    config_text: Mutex<Option<Vec<u8>>>,
 }
 
 async fn serve(
@@ -217,13 +223,18 @@ async fn serve(
             return Err(DaemonError::Startup(e.to_string()));
         }
     };
+    let config_text = std::fs::read(&config_path).ok();
     let service = Arc::new(Service {
         config_path,
         daemon: config.daemon.clone(),
         side,
         started: Instant::now(),
+        started_at: SystemTime::now(),
         caches: Mutex::new(Arc::new(Vec::new())),
         next_token: AtomicU64::new(1),
+        reloading: tokio::sync::Mutex::new(()),
+        last_reload: Mutex::new(None),
+        config_text: Mutex::new(config_text),
     });
     let accept = tokio::spawn(accept_loop(Arc::clone(&service), listener));
 
@@ -397,10 +408,20 @@ impl Service {
         let mut runtimes = Vec::new();
         let mut started = Vec::new();
         for (i, cache) in caches.iter().enumerate() {
-            let stats = previous.get(&cache.path).cloned().unwrap_or_default();
+            // A cache that was kept before a reload is not "starting" again: its tree was
+            // compliant a moment ago, and a readiness probe must not flap.
+            let kept = previous.get(&cache.path).cloned();
+            let scanned = kept.is_some();
+            let stats = kept.unwrap_or_default();
             let sentinel = self.side.sentinel_root.fresh_subdir(OsStr::new(&i.to_string()), 0o700, None);
-            let (runtime, rx) =
-                CacheRuntime::start(cache.clone(), sentinel, stats, self.daemon.full_rescan, self.side.audit.clone());
+            let (runtime, rx) = CacheRuntime::start(
+                cache.clone(),
+                sentinel,
+                stats,
+                self.daemon.full_rescan,
+                self.side.audit.clone(),
+                scanned,
+            );
             runtimes.push(runtime);
             started.push(rx);
         }
@@ -408,7 +429,24 @@ impl Service {
         started
     }
 
+    /// Re-reads the configuration (serialised; the outcome is kept for `status`).
     async fn reload(&self) -> Result<Vec<String>, String> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let text = std::fs::read(&self.config_path).ok();
+        let result = self.replace_runtimes().await;
+        let message = match &result {
+            Ok(paths) => paths.join(", "),
+            Err(e) => e.clone(),
+        };
+        if result.is_ok() {
+            *self.config_text.lock().unwrap_or_else(|p| p.into_inner()) = text;
+        }
+        let outcome = protocol::ReloadResult { at: protocol::rfc3339(SystemTime::now()), ok: result.is_ok(), message };
+        *self.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+        result
+    }
+
+    async fn replace_runtimes(&self) -> Result<Vec<String>, String> {
         let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
         if config.daemon.socket != self.daemon.socket || config.daemon.socket_group != self.daemon.socket_group {
             tracing::warn!("daemon.socket and daemon.socket_group take effect on restart");
@@ -491,12 +529,16 @@ impl Service {
                     let p = path.unwrap_or_default();
                     return Response::Failed { message: format!("no configured cache at {p}") };
                 }
+                let mut scans = Vec::new();
                 for c in &chosen {
                     if c.rescan().await.is_err() {
                         return Response::Failed { message: format!("{}: the worker stopped", c.cache.path.display()) };
                     }
+                    let last = c.stats.last_scan.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    scans.extend(last.map(|l| l.info));
                 }
-                Response::Rescanned { caches: chosen.iter().map(|c| c.cache.path.display().to_string()).collect() }
+                let caches = chosen.iter().map(|c| c.cache.path.display().to_string()).collect();
+                Response::Rescanned { caches, scans }
             }
             Request::Reload => match self.reload().await {
                 Ok(caches) => Response::Reloaded { caches },
@@ -543,6 +585,11 @@ impl Service {
                 capabilities: crate::privilege::effective(),
                 config: self.config_path.display().to_string(),
                 inotify_watches: inotify_watches(),
+                user: crate::summary::Names::default().user(nix::unistd::geteuid().as_raw()),
+                started: protocol::rfc3339(self.started_at),
+                last_reload: self.last_reload.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                config_changed: std::fs::read(&self.config_path).ok()
+                    != *self.config_text.lock().unwrap_or_else(|p| p.into_inner()),
             },
             caches,
         }
@@ -587,9 +634,12 @@ struct Stats {
     full_scans: AtomicU64,
     full_scan_ms: AtomicU64,
     last_scan: Mutex<Option<LastScan>>,
+    last_repair: Mutex<Option<protocol::LastRepair>>,
+    /// Directories watched by the last full scan, and since.
+    watches: AtomicU64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct LastScan {
     info: ScanInfo,
     reported: Reported,
@@ -632,6 +682,7 @@ impl CacheRuntime {
         stats: Arc<Stats>,
         full_rescan: Duration,
         audit: Option<Arc<AuditLog>>,
+        scanned: bool,
     ) -> (Arc<CacheRuntime>, oneshot::Receiver<()>) {
         let cache = Arc::new(cache);
         let (filesystem, polled) = watch::filesystem(&cache.path);
@@ -681,7 +732,7 @@ impl CacheRuntime {
             watched,
             waiters,
             degraded,
-            scanned: Arc::new(AtomicBool::new(false)),
+            scanned: Arc::new(AtomicBool::new(scanned)),
             stopped: AtomicBool::new(false),
             full_rescan,
             thread: Mutex::new(None),
@@ -770,7 +821,7 @@ impl CacheRuntime {
     }
 
     fn status(&self) -> CacheStatus {
-        let last = *self.stats.last_scan.lock().unwrap_or_else(|p| p.into_inner());
+        let last = self.stats.last_scan.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let isolation = self.isolation.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let r = &self.stats.repairs;
         let c = &self.stats.counters;
@@ -788,14 +839,14 @@ impl CacheRuntime {
             state: self.state(),
             reason,
             filesystem: self.filesystem.clone(),
-            entries: last.map_or(0, |l| l.info.entries),
+            entries: last.as_ref().map_or(0, |l| l.info.entries),
             repairs: Repairs {
                 entries: r.changed.load(Relaxed),
                 owner: r.owner.load(Relaxed),
                 group: r.group.load(Relaxed),
                 mode: r.mode.load(Relaxed),
             },
-            reported: last.map(|l| l.reported).unwrap_or_default(),
+            reported: last.as_ref().map(|l| l.reported).unwrap_or_default(),
             errors: c.errors.load(Relaxed) + r.failed.load(Relaxed),
             last_full_scan: last.map(|l| l.info),
             full_scans: self.stats.full_scans.load(Relaxed),
@@ -805,6 +856,9 @@ impl CacheRuntime {
             overflows: c.overflows.load(Relaxed),
             isolated: isolation.as_ref().map(|i| i.isolated),
             isolation: isolation.map(|i| i.description),
+            owner_model: Some(self.cache.policy),
+            watches: self.stats.watches.load(Relaxed),
+            last_repair: self.stats.last_repair.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 }
@@ -930,7 +984,9 @@ impl Worker {
             let root = &self.runtime.cache.path;
             let path = if rel.is_empty() { root.clone() } else { root.join(OsStr::from_bytes(rel)) };
             match watcher.watch(&path, RecursiveMode::NonRecursive) {
-                Ok(()) => {}
+                Ok(()) => {
+                    self.runtime.stats.watches.fetch_add(1, Relaxed);
+                }
                 Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
                     if !limit.swap(true, Relaxed) {
                         tracing::warn!(root = %self.runtime.cache.path.display(), "{}", watch::WATCH_LIMIT_REASON);
@@ -941,11 +997,34 @@ impl Worker {
         }
     }
 
-    /// Records each repair in `daemon.audit_log`, when one is configured.
-    fn audit_hook(&self) -> Option<Box<crate::walk::AuditHook<'_>>> {
-        let log = self.audit.as_ref()?;
+    /// What a walk left as it is or could not change, one line each.
+    fn log_findings(&self, notes: &[crate::walk::Note]) {
         let root = &self.runtime.cache.path;
-        Some(Box::new(move |rel: &[u8], d: &crate::model::Divergence| log.record(root, rel, d)))
+        for note in notes {
+            let path = crate::names::display(root, &note.rel);
+            match &note.finding {
+                crate::walk::Finding::Reported(r) => tracing::warn!(path = %path, "left as it is: {}", r.explain()),
+                crate::walk::Finding::Failed(f) => tracing::error!(path = %path, "{f}"),
+                crate::walk::Finding::Diverges(_) => {}
+            }
+        }
+    }
+
+    /// Records each repair as the cache's latest (for `status`) and in
+    /// `daemon.audit_log`, when one is configured.
+    fn audit_hook(&self) -> Box<crate::walk::AuditHook<'_>> {
+        let root = &self.runtime.cache.path;
+        Box::new(move |rel: &[u8], d: &crate::model::Divergence| {
+            let repair = protocol::LastRepair {
+                at: protocol::rfc3339(SystemTime::now()),
+                path: crate::names::display(root, rel),
+                change: d.to_string(),
+            };
+            *self.runtime.stats.last_repair.lock().unwrap_or_else(|p| p.into_inner()) = Some(repair);
+            if let Some(log) = &self.audit {
+                log.record(root, rel, d);
+            }
+        })
     }
 
     /// The pinned root, resolved anew (with every rule of [`root`]) when there is none yet
@@ -997,10 +1076,13 @@ impl Worker {
         let refused =
             self.runtime.isolation.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|i| i.refused.is_some());
         let action = if refused == Some(false) { Action::Repair } else { self.guard(&pinned) };
-        let scan = Scan { cache, root: &pinned, action, tally: &tally, watch: Some(&hook), audit: audit.as_deref() };
-        if let Err(e) = scan.path(rel, deep) {
-            tracing::warn!(root = %cache.path.display(), "cannot open the cache root: {e}");
-            self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
+        let scan = Scan { cache, root: &pinned, action, tally: &tally, watch: Some(&hook), audit: Some(&*audit) };
+        match scan.path(rel, deep) {
+            Ok(notes) => self.log_findings(&notes),
+            Err(e) => {
+                tracing::warn!(root = %cache.path.display(), "cannot open the cache root: {e}");
+                self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
+            }
         }
         if limit.load(Relaxed) {
             self.runtime.set_degraded(Some(watch::WATCH_LIMIT_REASON.to_owned()));
@@ -1010,6 +1092,8 @@ impl Worker {
 
     fn full_scan(&self) {
         let cache = &self.runtime.cache;
+        // Every watch is added again as the scan lists each directory.
+        self.runtime.stats.watches.store(0, Relaxed);
         let tally = Tally::default();
         let limit = AtomicBool::new(false);
         let hook = self.watch_hook(&limit);
@@ -1028,12 +1112,15 @@ impl Worker {
                     .as_ref()
                     .and_then(|i| i.refused.clone());
             }
-            let scan = Scan { cache, root: &pinned, action, tally: &tally, watch, audit: audit.as_deref() };
+            let scan = Scan { cache, root: &pinned, action, tally: &tally, watch, audit: Some(&*audit) };
             scan.all().map_err(|e| format!("the cache root cannot be walked: {}", sys::describe(&e)))
         });
-        if let Err(e) = &scanned {
-            tracing::error!(root = %cache.path.display(), "full scan failed: {e}");
-            self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
+        match &scanned {
+            Ok(notes) => self.log_findings(notes),
+            Err(e) => {
+                tracing::error!(root = %cache.path.display(), "full scan failed: {e}");
+                self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
+            }
         }
         let took = started.elapsed();
         let reported = Reported {
@@ -1044,10 +1131,17 @@ impl Worker {
         };
         let entries = tally.entries.load(Relaxed);
         let finished_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let info = ScanInfo { finished_at, duration_ms: took.as_millis() as u64, entries };
+        let info = ScanInfo {
+            finished_at,
+            duration_ms: took.as_millis() as u64,
+            entries,
+            finished: protocol::rfc3339(SystemTime::now()),
+            repaired: tally.changed.load(Relaxed),
+        };
+        let duration_ms = info.duration_ms;
         *self.runtime.stats.last_scan.lock().unwrap_or_else(|p| p.into_inner()) = Some(LastScan { info, reported });
         self.runtime.stats.full_scans.fetch_add(1, Relaxed);
-        self.runtime.stats.full_scan_ms.fetch_add(info.duration_ms, Relaxed);
+        self.runtime.stats.full_scan_ms.fetch_add(duration_ms, Relaxed);
         self.runtime.stats.repairs.absorb(&tally);
         // A full scan re-adds every watch, so after an overflow the cache is whole again;
         // what keeps it degraded is a root that cannot be opened, a watch limit that still

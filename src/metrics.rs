@@ -107,13 +107,13 @@ pub fn render(status: &Status) -> String {
         "cachekeeper_last_full_scan_duration_seconds",
         "gauge",
         "How long the last full reconcile took.",
-        per(&|c| format!("{:.3}", c.last_full_scan.map_or(0, |s| s.duration_ms) as f64 / 1000.0)),
+        per(&|c| format!("{:.3}", c.last_full_scan.as_ref().map_or(0, |s| s.duration_ms) as f64 / 1000.0)),
     );
     family(
         "cachekeeper_last_full_scan_timestamp_seconds",
         "gauge",
         "When the last full reconcile finished (unix time).",
-        per(&|c| c.last_full_scan.map_or(0, |s| s.finished_at).to_string()),
+        per(&|c| c.last_full_scan.as_ref().map_or(0, |s| s.finished_at).to_string()),
     );
     out
 }

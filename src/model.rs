@@ -38,7 +38,7 @@ pub enum Kind {
 }
 
 /// The configured owner model of one cache.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     pub owner: Option<u32>,
     pub group: Option<u32>,
@@ -53,7 +53,14 @@ pub struct Policy {
 pub struct Attrs {
     pub uid: u32,
     pub gid: u32,
+    /// In JSON an octal string (`"0755"`), as people write modes.
+    #[serde(serialize_with = "octal")]
     pub mode: u32,
+}
+
+/// A mode as JSON: `"0755"`, the one convention of every JSON output.
+pub fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
 }
 
 impl Policy {

@@ -31,6 +31,9 @@ pub enum Response {
     Synced,
     Rescanned {
         caches: Vec<String>,
+        /// What each reconcile found, in the order of `caches`.
+        #[serde(default)]
+        scans: Vec<ScanInfo>,
     },
     Reloaded {
         caches: Vec<String>,
@@ -66,6 +69,36 @@ pub struct DaemonStatus {
     pub config: String,
     /// inotify watches the service holds, over all caches.
     pub inotify_watches: u64,
+    /// The service's user, by name where it has one.
+    #[serde(default)]
+    pub user: String,
+    /// When the service started (RFC 3339).
+    #[serde(default)]
+    pub started: String,
+    /// The last reload (`reload`, SIGHUP): when, and whether the configuration was taken.
+    #[serde(default)]
+    pub last_reload: Option<ReloadResult>,
+    /// The configuration file differs from the one the service runs: a reload is due.
+    #[serde(default)]
+    pub config_changed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadResult {
+    /// RFC 3339.
+    pub at: String,
+    pub ok: bool,
+    /// The caches now kept, or why the configuration was refused.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRepair {
+    /// RFC 3339.
+    pub at: String,
+    pub path: String,
+    /// `owner 0→1001, mode 0600→0664`.
+    pub change: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +141,15 @@ pub struct CacheStatus {
     /// What `isolated` means for this cache, in words.
     #[serde(default)]
     pub isolation: Option<String>,
+    /// The owner model the cache is kept to.
+    #[serde(default)]
+    pub owner_model: Option<crate::model::Policy>,
+    /// Directories watched: those the last full scan watched, and those added since.
+    #[serde(default)]
+    pub watches: u64,
+    /// The latest repair.
+    #[serde(default)]
+    pub last_repair: Option<LastRepair>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,12 +168,18 @@ pub struct Reported {
     pub other_mount: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanInfo {
     /// Unix time, seconds.
     pub finished_at: u64,
     pub duration_ms: u64,
     pub entries: u64,
+    /// The same time, RFC 3339.
+    #[serde(default)]
+    pub finished: String,
+    /// Entries this scan repaired.
+    #[serde(default)]
+    pub repaired: u64,
 }
 
 impl Status {
@@ -162,5 +210,44 @@ mod tests {
         let text = serde_json::to_string(&r).unwrap();
         assert_eq!(text, r#"{"result":"denied","message":"no"}"#);
         assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), r);
+    }
+}
+
+/// A time as JSON: RFC 3339 in UTC with milliseconds (`2026-11-23T01:02:03.456Z`), the
+/// one convention of every JSON output (status keeps its unix-second fields as well).
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::rfc3339;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(951_782_400_123)), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_395_215)), "2026-11-23T00:53:35.000Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(4_107_542_399)), "2100-02-28T23:59:59.000Z");
     }
 }

@@ -1,6 +1,7 @@
 //! What `--init` and `--check` print: a one-screen summary per cache, or one JSON
 //! object (`schema_version` 1) for scripts.
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -9,9 +10,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::CacheConfig;
-use crate::model::Policy;
+use crate::model::{Divergence, Policy};
 use crate::names::{self, Escaped};
-use crate::walk::{Action, Finding, Note, Reason, Tally};
+use crate::walk::{Action, Failure, Finding, Note, Reason, Tally};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -29,6 +30,10 @@ pub struct CacheSummary {
     pub failed: u64,
     pub elapsed: Duration,
     pub notes: Vec<Note>,
+    /// Every repair, by path (relative to the root), when they were collected (`-v`).
+    pub repairs: Vec<(Vec<u8>, Divergence)>,
+    /// Directories `--init` created for the root.
+    pub created: Vec<PathBuf>,
     pub compliant: bool,
 }
 
@@ -61,6 +66,8 @@ impl CacheSummary {
             failed,
             elapsed,
             notes,
+            repairs: Vec::new(),
+            created: Vec::new(),
             compliant: failed == 0 && diverging == 0,
         }
     }
@@ -74,19 +81,117 @@ fn seconds(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
-/// Divergent entries one per line (for `--check`), then a few lines per cache.
-pub fn write_text(out: &mut impl Write, summaries: &[CacheSummary]) -> io::Result<()> {
+/// `1 entry`, `2 entries`.
+pub fn entries(n: u64) -> String {
+    if n == 1 {
+        "1 entry".to_owned()
+    } else {
+        format!("{n} entries")
+    }
+}
+
+/// User and group names for ids, looked up once each.
+#[derive(Debug, Default)]
+pub struct Names {
+    users: HashMap<u32, String>,
+    groups: HashMap<u32, String>,
+}
+
+impl Names {
+    pub fn user(&mut self, uid: u32) -> String {
+        self.users
+            .entry(uid)
+            .or_insert_with(|| match nix::unistd::User::from_uid(uid.into()) {
+                Ok(Some(u)) => u.name,
+                _ => uid.to_string(),
+            })
+            .clone()
+    }
+
+    pub fn group(&mut self, gid: u32) -> String {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| match nix::unistd::Group::from_gid(gid.into()) {
+                Ok(Some(g)) => g.name,
+                _ => gid.to_string(),
+            })
+            .clone()
+    }
+
+    /// `owner root→alice, mode 0644→0664`: only what changes, with names where they exist.
+    pub fn divergence(&mut self, d: &Divergence) -> String {
+        let mut parts = Vec::with_capacity(3);
+        if d.owner() {
+            parts.push(format!("owner {}→{}", self.user(d.from.uid), self.user(d.to.uid)));
+        }
+        if d.group() {
+            parts.push(format!("group {}→{}", self.group(d.from.gid), self.group(d.to.gid)));
+        }
+        if d.mode() {
+            parts.push(format!("mode {:04o}→{:04o}", d.from.mode, d.to.mode));
+        }
+        parts.join(", ")
+    }
+}
+
+/// Failures that share a cause, and what to do about it.
+struct Cause {
+    why: String,
+    paths: Vec<Vec<u8>>,
+}
+
+/// The cause of a failure in words a user can act on.
+fn cause(f: &Failure, root: &std::path::Path) -> String {
+    let root = root.display();
+    match f.errno {
+        Some(libc::EPERM) if !nix::unistd::geteuid().is_root() => {
+            "belong to other users, and only root may change them: run `sudo cachekeeper --init`".into()
+        }
+        Some(libc::EPERM) => {
+            "were refused by the kernel although this runs as root (an immutable attribute? see lsattr)".into()
+        }
+        Some(libc::EROFS) => {
+            format!("are on a read-only filesystem: remount {root} read-write, or repair where it is written")
+        }
+        Some(libc::EACCES) if !nix::unistd::geteuid().is_root() => {
+            "could not be read (permission denied): run `sudo cachekeeper`".into()
+        }
+        _ => format!("failed: {f}"),
+    }
+}
+
+/// How many example paths a summary line shows without `-v`.
+const EXAMPLES: usize = 3;
+
+/// Divergent entries one per line (for `--check`; with `verbose` also every repair,
+/// reported entry and failure, sorted by path), then a few lines per cache.
+pub fn write_text(out: &mut impl Write, summaries: &[CacheSummary], verbose: bool) -> io::Result<()> {
+    let mut names = Names::default();
     for s in summaries {
+        for dir in &s.created {
+            writeln!(out, "created {}", dir.display())?;
+        }
+        if verbose {
+            for (rel, d) in &s.repairs {
+                writeln!(out, "{}: {}", names::display(&s.path, rel), names.divergence(d))?;
+            }
+        }
         for note in &s.notes {
-            if let Finding::Diverges(d) = &note.finding {
-                writeln!(out, "{}: {d}", names::display(&s.path, &note.rel))?;
+            match &note.finding {
+                Finding::Diverges(d) => {
+                    writeln!(out, "{}: {}", names::display(&s.path, &note.rel), names.divergence(d))?
+                }
+                Finding::Reported(r) if verbose => {
+                    writeln!(out, "{}: left as it is: {}", names::display(&s.path, &note.rel), r.explain())?
+                }
+                _ => {}
             }
         }
         let verdict = match (s.compliant, s.action) {
             (true, _) => "compliant".to_owned(),
-            (false, Action::Check) if s.failed == 0 => format!("{} entries diverge from the owner model", s.diverging),
-            (false, Action::Check) => format!("{} entries diverge, {} could not be checked", s.diverging, s.failed),
-            (false, Action::Repair) => format!("{} entries could not be made compliant", s.failed),
+            (false, Action::Check) if s.failed == 0 => format!("{} diverge from the owner model", entries(s.diverging)),
+            (false, Action::Check) => format!("{} diverge, {} could not be checked", entries(s.diverging), s.failed),
+            (false, Action::Repair) => format!("{} could not be made compliant", entries(s.failed)),
         };
         writeln!(out, "{}: {verdict}", names::display(&s.path, b""))?;
         writeln!(out, "  entries    {} in {}", s.entries, seconds(s.elapsed))?;
@@ -105,7 +210,25 @@ pub fn write_text(out: &mut impl Write, summaries: &[CacheSummary]) -> io::Resul
             writeln!(out, "  excluded   {}", s.excluded)?;
         }
         if s.failed > 0 {
-            writeln!(out, "  failed     {} (see the errors above)", s.failed)?;
+            let mut causes: BTreeMap<String, Cause> = BTreeMap::new();
+            for note in &s.notes {
+                if let Finding::Failed(f) = &note.finding {
+                    let why = cause(f, &s.path);
+                    causes.entry(why.clone()).or_insert(Cause { why, paths: Vec::new() }).paths.push(note.rel.clone());
+                }
+            }
+            writeln!(out, "  failed     {}", s.failed)?;
+            let mut causes: Vec<Cause> = causes.into_values().collect();
+            causes.sort_by_key(|c| std::cmp::Reverse(c.paths.len()));
+            for c in causes {
+                let n = c.paths.len();
+                let shown = if verbose { n } else { n.min(EXAMPLES) };
+                let listed: Vec<String> = c.paths[..shown].iter().map(|p| Escaped(p).to_string()).collect();
+                let more =
+                    if shown < n { format!(" and {} more (-v lists them all)", n - shown) } else { String::new() };
+                writeln!(out, "    {} {}", entries(n as u64), c.why)?;
+                writeln!(out, "      {}{more}", listed.join(", "))?;
+            }
         }
     }
     Ok(())
@@ -194,7 +317,7 @@ pub fn write_json(out: &mut impl Write, action: Action, summaries: &[CacheSummar
                             reason: None,
                             from: None,
                             to: None,
-                            error: Some(e.clone()),
+                            error: Some(e.to_string()),
                         },
                     }
                 })

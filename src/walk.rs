@@ -78,7 +78,34 @@ impl Reason {
 pub enum Finding {
     Reported(Reason),
     Diverges(Divergence),
-    Failed(String),
+    Failed(Failure),
+}
+
+/// What the walk could not do to an entry, and the error number, so that callers can
+/// group failures by cause (no root, a read-only filesystem) instead of listing them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// "cannot repair (owner 0→1001)", "cannot list directory", ...
+    pub what: String,
+    pub errno: Option<i32>,
+    /// The error in words.
+    pub cause: String,
+}
+
+impl Failure {
+    fn new(what: impl Into<String>, e: &io::Error) -> Failure {
+        Failure { what: what.into(), errno: e.raw_os_error(), cause: sys::describe(e) }
+    }
+
+    fn raced(what: &str) -> Failure {
+        Failure { what: what.into(), errno: None, cause: "it changed during the walk".into() }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.what, self.cause)
+    }
 }
 
 /// A finding and the path, relative to the cache root, it is about.
@@ -270,7 +297,7 @@ impl<'s> Walker<'s> {
         let fd = Arc::new(fd);
         let listed = sys::read_dir(fd.as_fd(), |name, hint| self.visit(s, &fd, &rel, name, hint));
         match listed {
-            Err(e) if !vanished(&e) => self.fail(rel, format!("cannot list directory: {e}")),
+            Err(e) if !vanished(&e) => self.fail(rel, Failure::new("cannot list directory", &e)),
             _ => {}
         }
     }
@@ -296,7 +323,7 @@ impl<'s> Walker<'s> {
             Ok(st) if st.file_type == FileType::Dir => self.spawn_directory(s, parent, name.to_owned(), rel()),
             Ok(st) => self.leaf(parent.as_fd(), name, parent_rel, st),
             Err(e) if vanished(&e) => {}
-            Err(e) => self.fail(rel(), format!("cannot stat: {e}")),
+            Err(e) => self.fail(rel(), Failure::new("cannot stat", &e)),
         }
     }
 
@@ -315,9 +342,9 @@ impl<'s> Walker<'s> {
             Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
                 return match sys::stat_at(parent.as_fd(), name) {
                     Ok(st) if st.file_type != FileType::Dir => self.leaf(parent.as_fd(), name, names::parent(&rel), st),
-                    Ok(_) => self.fail(rel, "directory was replaced during the walk".into()),
+                    Ok(_) => self.fail(rel, Failure::raced("directory replaced")),
                     Err(e) if vanished(&e) => {}
-                    Err(e) => self.fail(rel, format!("cannot stat: {e}")),
+                    Err(e) => self.fail(rel, Failure::new("cannot stat", &e)),
                 };
             }
             // Without CAP_DAC_READ_SEARCH a directory lacking u+r cannot be listed until
@@ -326,16 +353,16 @@ impl<'s> Walker<'s> {
                 match self.unlock_directory(parent.as_fd(), name, &rel) {
                     Ok(Some(fd)) => fd,
                     Ok(None) => return,
-                    Err(e) => return self.fail(rel, format!("cannot open directory: {e}")),
+                    Err(e) => return self.fail(rel, Failure::new("cannot open directory", &e)),
                 }
             }
             Err(e) if vanished(&e) => return,
-            Err(e) => return self.fail(rel, format!("cannot open directory: {e}")),
+            Err(e) => return self.fail(rel, Failure::new("cannot open directory", &e)),
         };
         drop(parent);
         match sys::stat_fd(fd.as_fd()) {
             Ok(st) => self.directory(s, fd, st, rel, list),
-            Err(e) => self.fail(rel, format!("cannot stat: {e}")),
+            Err(e) => self.fail(rel, Failure::new("cannot stat", &e)),
         }
     }
 
@@ -371,17 +398,17 @@ impl<'s> Walker<'s> {
         let pin = match sys::pin_at(parent, name) {
             Ok(pin) => pin,
             Err(e) if vanished(&e) => return,
-            Err(e) => return self.fail(rel(), format!("cannot pin: {e}")),
+            Err(e) => return self.fail(rel(), Failure::new("cannot pin", &e)),
         };
         let pinned = match sys::stat_fd(pin.as_fd()) {
             Ok(p) => p,
-            Err(e) => return self.fail(rel(), format!("cannot stat: {e}")),
+            Err(e) => return self.fail(rel(), Failure::new("cannot stat", &e)),
         };
         // The name may now lead to another inode, or the same one may have gained a
         // hard link: decide again on what is pinned, the only thing we will touch.
         if pinned != st {
             let kind = match self.classify(&pinned) {
-                Ok(Kind::Dir) => return self.fail(rel(), "replaced by a directory during the walk".into()),
+                Ok(Kind::Dir) => return self.fail(rel(), Failure::raced("replaced by a directory")),
                 Ok(kind) => kind,
                 Err(reason) => return self.report(rel(), reason),
             };
@@ -436,7 +463,7 @@ impl<'s> Walker<'s> {
             }
             Err(e) if vanished(&e) => true,
             Err(e) => {
-                self.fail(rel.to_vec(), format!("cannot repair ({d}): {e}"));
+                self.fail(rel.to_vec(), Failure::new(format!("cannot repair ({d})"), &e));
                 false
             }
         }
@@ -444,7 +471,7 @@ impl<'s> Walker<'s> {
 
     fn report(&self, rel: Vec<u8>, reason: Reason) {
         Tally::bump(&self.tally.reported[reason as usize]);
-        tracing::warn!(path = %names::display(&self.cache.path, &rel), "left as it is: {}", reason.explain());
+        tracing::debug!(path = %names::display(&self.cache.path, &rel), "left as it is: {}", reason.explain());
         self.note(rel, Finding::Reported(reason));
     }
 
@@ -453,10 +480,12 @@ impl<'s> Walker<'s> {
         self.note(rel, Finding::Diverges(d));
     }
 
-    fn fail(&self, rel: Vec<u8>, message: String) {
+    /// The walk does not log what it finds (its callers summarise or log it); the
+    /// lines here are for `CACHEKEEPER_LOG=debug`.
+    fn fail(&self, rel: Vec<u8>, failure: Failure) {
         Tally::bump(&self.tally.failed);
-        tracing::error!(path = %names::display(&self.cache.path, &rel), "{message}");
-        self.note(rel, Finding::Failed(message));
+        tracing::debug!(path = %names::display(&self.cache.path, &rel), "{failure}");
+        self.note(rel, Finding::Failed(failure));
     }
 
     fn note(&self, rel: Vec<u8>, finding: Finding) {

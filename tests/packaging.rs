@@ -202,8 +202,18 @@ fn the_homebrew_formula_builds_with_cargo_and_runs_a_root_service() {
         "require_root true",
         "cachekeeper.service",
         "test do",
+        "man1.install \"packaging/man/cachekeeper.1\", \"packaging/man/cachekeeperctl.1\"",
+        "bash_completion.install",
+        "zsh_completion.install",
+        "fish_completion.install",
     ] {
         assert!(text.contains(needed), "the formula lacks {needed:?}");
+    }
+    // Every file the formula installs is in the tree.
+    for quoted in
+        text.split('"').skip(1).step_by(2).filter(|q| q.starts_with("packaging/") || q.starts_with("systemd/"))
+    {
+        assert!(shipped(quoted).exists(), "the formula installs {quoted}, which does not exist");
     }
     let opens = text
         .lines()

@@ -15,6 +15,11 @@ class Cachekeeper < Formula
     (etc/"cachekeeper").mkpath
     etc.install "systemd/config.toml" => "cachekeeper/config.toml" unless (etc/"cachekeeper/config.toml").exist?
     pkgshare.install "systemd/cachekeeper.service", "systemd/cachekeeper.sysusers", "systemd/cachekeeper.tmpfiles"
+    man1.install "packaging/man/cachekeeper.1", "packaging/man/cachekeeperctl.1"
+    bash_completion.install "packaging/completions/bash/cachekeeper", "packaging/completions/bash/cachekeeperctl"
+    zsh_completion.install "packaging/completions/zsh/_cachekeeper", "packaging/completions/zsh/_cachekeeperctl"
+    fish_completion.install "packaging/completions/fish/cachekeeper.fish",
+                            "packaging/completions/fish/cachekeeperctl.fish"
   end
 
   def caveats
