@@ -31,9 +31,14 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(name = "cachekeeperctl", version, about = "Talk to the running cachekeeper service", after_help = AFTER_HELP)]
 struct Args {
-    /// Control socket [default: $CACHEKEEPER_SOCKET, else /run/cachekeeper/control.sock]
+    /// Control socket [default: $CACHEKEEPER_SOCKET, else daemon.socket of the
+    /// configuration, else /run/cachekeeper/control.sock]
     #[arg(long, value_name = "PATH", global = true)]
     socket: Option<PathBuf>,
+    /// Configuration: its socket, and for doctor and explain its caches [default:
+    /// $CACHEKEEPER_CONFIG, else /etc/cachekeeper/config.toml]
+    #[arg(long, value_name = "PATH", global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,20 +66,18 @@ enum Command {
     Metrics,
     /// A checklist of everything that keeps a shared cache usable (exit 1 if anything fails)
     Doctor {
-        /// Configuration to check [default: $CACHEKEEPER_CONFIG, else /etc/cachekeeper/config.toml]
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
     /// Why a user may not do something at PATH, and what would fix it (no service needed)
     Explain {
+        /// The access to judge at PATH [default: what Go needs there: read for files of
+        /// an extracted module tree, create for directories under cache/download, ...]
+        #[arg(long, value_enum)]
+        access: Option<crate::explain::Access>,
         /// The user to explain for [default: you]
         #[arg(long, value_name = "USER")]
         user: Option<String>,
-        /// Configuration whose caches are considered [default: $CACHEKEEPER_CONFIG, else /etc/cachekeeper/config.toml]
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
         #[arg(long)]
         json: bool,
         path: PathBuf,
@@ -95,15 +98,21 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(args) => args,
         Err(code) => return code,
     };
-    if let Command::Explain { user, config, json, path } = &args.command {
-        return explain(user.as_deref(), config.as_deref(), *json, path);
+    let config = args.config.as_deref();
+    if let Command::Explain { access, user, json, path } = &args.command {
+        return explain(*access, user.as_deref(), config, *json, path);
     }
     let socket = args
         .socket
+        .clone()
         .or_else(|| std::env::var_os("CACHEKEEPER_SOCKET").filter(|s| !s.is_empty()).map(PathBuf::from))
+        .or_else(|| {
+            let file = crate::config::path_or_default(config);
+            crate::config::Config::load(&file).ok().map(|c| c.daemon.socket)
+        })
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
-    if let Command::Doctor { config, json } = &args.command {
-        return doctor(&socket, config.as_deref(), *json);
+    if let Command::Doctor { json } = &args.command {
+        return doctor(&socket, config, *json);
     }
     let (request, wait) = match &args.command {
         Command::Status { .. } | Command::Metrics => (Request::Status, Some(Duration::from_secs(30))),
@@ -191,7 +200,13 @@ fn doctor(socket: &std::path::Path, config: Option<&std::path::Path>, json: bool
 }
 
 /// `explain`: exit 0 when everything asked for is allowed, 1 when something is denied.
-fn explain(user: Option<&str>, config: Option<&std::path::Path>, json: bool, path: &std::path::Path) -> ExitCode {
+fn explain(
+    access: Option<crate::explain::Access>,
+    user: Option<&str>,
+    config: Option<&std::path::Path>,
+    json: bool,
+    path: &std::path::Path,
+) -> ExitCode {
     let who = match user {
         Some(u) => match crate::explain::Who::lookup(u) {
             Ok(w) => w,
@@ -209,7 +224,14 @@ fn explain(user: Option<&str>, config: Option<&std::path::Path>, json: bool, pat
             return ExitCode::from(2);
         }
     };
-    let e = crate::explain::explain(&who, &path, &crate::explain::configured_caches(config));
+    let caches = match crate::explain::configured_caches(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cachekeeperctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let e = crate::explain::explain(&who, &path, &caches, access);
     if json {
         println!("{}", serde_json::to_string(&e).unwrap_or_default());
     } else {

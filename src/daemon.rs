@@ -59,6 +59,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     // Everything that needs root's full power happens before the capabilities go, and
     // every side file is checked before the first cache is touched: binding the socket,
     // the sentinel directory, the audit log, then missing cache roots and isolation.
+    crate::privilege::check().map_err(DaemonError::Startup)?;
     let (listener, side) = SideFiles::open(&config.daemon).map_err(DaemonError::Startup)?;
     for cache in &config.caches {
         prepare_root(cache);

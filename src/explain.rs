@@ -67,7 +67,7 @@ pub fn group_name(gid: u32) -> String {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Access {
     Search,
@@ -133,10 +133,64 @@ pub struct Check {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Explanation {
+    pub schema_version: u32,
     pub user: Who,
     pub path: String,
+    /// The access judged at the path itself, and why that one.
+    pub access: Vec<Access>,
+    pub because: String,
     pub steps: Vec<Step>,
     pub allowed: bool,
+}
+
+/// What the go command needs at `path`, judged by where it lies in a Go cache
+/// (go-modcache.md): extracted module trees are read-only on purpose, so only reading
+/// them matters; below `cache/download` Go creates files and takes write locks.
+pub fn go_needs(path: &Path, is_dir: bool, caches: &[CacheConfig]) -> (Vec<Access>, String) {
+    use Access::*;
+    let rel = match caches.iter().find(|c| path.starts_with(&c.path)) {
+        Some(c) => path.strip_prefix(&c.path).ok().map(Path::to_path_buf),
+        None => {
+            let names: Vec<_> = path.components().collect();
+            let at = names.windows(2).position(|w| w[0].as_os_str() == "pkg" && w[1].as_os_str() == "mod");
+            at.map(|i| names[i + 2..].iter().collect::<PathBuf>())
+        }
+    };
+    let Some(rel) = rel else {
+        let all = if is_dir { vec![Search, Read, Create] } else { vec![Read, Write] };
+        return (all, "no Go module cache contains it: every access is judged".into());
+    };
+    let names: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    let name = names.last().map(String::as_str).unwrap_or("");
+    let in_download = names.len() >= 2 && names[0] == "cache" && names[1] == "download";
+    let say = |a: Vec<Access>, why: &str| (a, why.to_owned());
+    if names.is_empty() {
+        return say(vec![Search, Create], "the cache root: Go creates cache/ and module directories in it");
+    }
+    if names[0] == "cache" {
+        return match (is_dir, name) {
+            (true, _) => {
+                say(vec![Search, Create], "a directory of Go's download cache: Go creates files and locks in it")
+            }
+            (false, "lock") => say(vec![Write], "Go's cache lock: opened for writing to take the lock"),
+            (false, n) if n.ends_with(".lock") || n == "list" || n.ends_with(".ziphash") => {
+                say(vec![Write], "a lock, version list or zip hash: Go opens it for writing")
+            }
+            (false, _) if in_download => say(vec![Read], "a downloaded file: Go reads it (and replaces it by rename)"),
+            (false, _) => say(vec![Read, Write], "a file of Go's VCS cache: Go reads and writes it"),
+        };
+    }
+    if names.iter().any(|n| n.contains('@')) {
+        let what = if is_dir { vec![Search, Read] } else { vec![Read] };
+        return say(
+            what,
+            "part of an extracted module tree, which Go keeps read-only on purpose: only reading matters",
+        );
+    }
+    if is_dir {
+        return say(vec![Search, Create], "a module path directory: Go creates module directories in it");
+    }
+    say(vec![Read], "a file in the module cache: Go reads it")
 }
 
 /// What the kernel decides for `who` and `access` on an entry, and why.
@@ -280,9 +334,15 @@ fn fix(who: &Who, path: &Path, meta: &std::fs::Metadata, access: Access, caches:
     }
 }
 
-/// Explains what `who` may do on each component of `path`. `caches` are the
-/// configured caches, for the fixes.
-pub fn explain(who: &Who, path: &Path, caches: &[CacheConfig]) -> Explanation {
+/// Explains what `who` may do on each component of `path`: search on the way, and at
+/// the path itself `access`, or without it what Go needs there. `caches` are the
+/// configured caches, for what Go needs and for the fixes.
+pub fn explain(who: &Who, path: &Path, caches: &[CacheConfig], access: Option<Access>) -> Explanation {
+    let is_dir = std::fs::metadata(path).is_ok_and(|m| m.is_dir());
+    let (at_path, because) = match access {
+        Some(a) => (vec![a], format!("asked for {}", a.name())),
+        None => go_needs(path, is_dir, caches),
+    };
     let mut steps = Vec::new();
     let mut allowed = true;
     let mut prefix = PathBuf::new();
@@ -296,10 +356,8 @@ pub fn explain(who: &Who, path: &Path, caches: &[CacheConfig]) -> Explanation {
             break;
         };
         let next_missing = !last && std::fs::metadata(prefix.join(components[i + 1])).is_err();
-        let wanted: Vec<Access> = if last && meta.is_dir() {
-            vec![Access::Search, Access::Read, Access::Create]
-        } else if last {
-            vec![Access::Read, Access::Write]
+        let wanted: Vec<Access> = if last {
+            at_path.clone()
         } else if next_missing {
             // The next component is to be created here (Go's MkdirAll).
             vec![Access::Search, Access::Create]
@@ -328,7 +386,15 @@ pub fn explain(who: &Who, path: &Path, caches: &[CacheConfig]) -> Explanation {
             break;
         }
     }
-    Explanation { user: who.clone(), path: path.display().to_string(), steps, allowed }
+    Explanation {
+        schema_version: 1,
+        user: who.clone(),
+        path: path.display().to_string(),
+        access: at_path,
+        because,
+        steps,
+        allowed,
+    }
 }
 
 /// The human form.
@@ -339,6 +405,8 @@ pub fn render(e: &Explanation) -> String {
         format!("{} (uid {})", e.user.name, e.user.uid)
     };
     let mut out = format!("{who} at {}:\n", e.path);
+    let wanted: Vec<&str> = e.access.iter().map(|a| a.name()).collect();
+    out += &format!("  judged: {} ({})\n", wanted.join(", "), e.because);
     for s in &e.steps {
         if !s.exists {
             out += &format!("  {}  does not exist (to be created)\n", s.path);
@@ -359,8 +427,17 @@ pub fn render(e: &Explanation) -> String {
     out
 }
 
-/// The caches of the configuration at `path`, if it can be read; explain works
-/// without one.
-pub fn configured_caches(path: Option<&Path>) -> Vec<CacheConfig> {
-    Config::load(&crate::config::path_or_default(path)).map(|c| c.caches).unwrap_or_default()
+/// The caches of the configuration: the one given must be readable; the default one may
+/// be absent (explain works without one).
+pub fn configured_caches(path: Option<&Path>) -> Result<Vec<CacheConfig>, String> {
+    let file = crate::config::path_or_default(path);
+    match Config::load(&file) {
+        Ok(c) => Ok(c.caches),
+        Err(crate::config::ConfigError::Read { source, .. })
+            if path.is_none() && source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }

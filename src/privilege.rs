@@ -33,6 +33,22 @@ pub fn effective() -> Vec<String> {
     caps::read(None, CapSet::Effective).map(|s| names(&s)).unwrap_or_default()
 }
 
+/// Whether the service can hold what it needs: root can; anyone else must have been
+/// given the four. Checked before anything is changed, so that a service that cannot
+/// run leaves nothing behind.
+pub fn check() -> Result<(), String> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let permitted = caps::read(None, CapSet::Permitted).map_err(|e| format!("cannot read the permitted set: {e}"))?;
+    match NEEDED.iter().find(|c| !permitted.contains(c)) {
+        Some(missing) => {
+            Err(format!("running as uid {} without {missing}, which repairs need: {UNIT_HINT}", nix::unistd::geteuid()))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Reduces the process to [`NEEDED`]:
 /// * root with `user`: switch to `user` (uid, gid; no supplementary groups), keeping
 ///   exactly the four, permitted and effective;
@@ -64,13 +80,7 @@ pub fn reduce(user: Option<(u32, u32)>) -> Result<(), String> {
             nix::sys::prctl::set_keepcaps(false).map_err(|e| err("reset keepcaps", &e))?;
         }
     } else {
-        let permitted = caps::read(None, CapSet::Permitted).map_err(|e| err("read the permitted set", &e))?;
-        if let Some(missing) = NEEDED.iter().find(|c| !permitted.contains(c)) {
-            return Err(format!(
-                "running as uid {} without {missing}, which repairs need: {UNIT_HINT}",
-                nix::unistd::geteuid()
-            ));
-        }
+        check()?;
     }
     caps::clear(None, CapSet::Ambient).map_err(|e| err("clear the ambient set", &e))?;
     caps::clear(None, CapSet::Inheritable).map_err(|e| err("clear the inheritable set", &e))?;

@@ -9,15 +9,16 @@ use std::time::Duration;
 
 use common::*;
 
+/// `cachekeeperctl ARGS`, with no configuration unless ARGS name one.
 fn ctl(args: &[&str]) -> Output {
     let mut cmd = Command::new(bin("cachekeeperctl"));
-    cmd.args(args);
+    cmd.args(args).env("CACHEKEEPER_CONFIG", "/nonexistent/config.toml");
     run(cmd, Duration::from_secs(60))
 }
 
 fn ctl_as(uid: u32, groups: &[u32], args: &[&str]) -> Output {
     let mut cmd = setpriv(uid, groups);
-    cmd.arg(bin("cachekeeperctl")).args(args);
+    cmd.arg(bin("cachekeeperctl")).args(args).env("CACHEKEEPER_CONFIG", "/nonexistent/config.toml");
     run(cmd, Duration::from_secs(60))
 }
 
@@ -70,12 +71,12 @@ fn root_explain_names_a_missing_group_membership() {
     mkdir(&t.path("shared"), 0o775);
     chown(&t.path("shared"), 0, 3300);
     let file = t.path("shared/f");
-    let out = ctl_as(1001, &[], &["explain", "--config", "/nonexistent", file.to_str().unwrap()]);
+    let out = ctl_as(1001, &[], &["explain", file.to_str().unwrap()]);
     assert_eq!(code(&out), 1);
     let s = section(&stdout(&out), &t.path("shared"));
     assert!(s.contains("members of group gid 3300 may: you are not in that group"), "{s}");
     assert!(s.contains("fix: no configured cache contains it"), "{s}");
-    let out = ctl_as(1001, &[3300], &["explain", "--config", "/nonexistent", file.to_str().unwrap()]);
+    let out = ctl_as(1001, &[3300], &["explain", file.to_str().unwrap()]);
     assert_eq!(code(&out), 0, "a member may: {}", stdout(&out));
     assert!(stdout(&out).contains("you are a member of its group here"), "{}", stdout(&out));
 }
@@ -96,7 +97,7 @@ fn root_explain_names_a_read_only_filesystem() {
         None::<&str>,
     )
     .unwrap();
-    let out = ctl(&["explain", "--config", "/nonexistent", target.join("new").to_str().unwrap()]);
+    let out = ctl(&["explain", target.join("new").to_str().unwrap()]);
     assert_eq!(code(&out), 1, "even root cannot write there: {}", stdout(&out));
     let s = section(&stdout(&out), &target);
     assert!(s.contains("create entries DENIED: the filesystem is mounted read-only"), "{s}");
@@ -142,10 +143,10 @@ fn root_explain_follows_an_acl() {
         &[(0x01, 7, UNDEFINED), (0x02, 7, 1001), (0x04, 5, UNDEFINED), (0x10, 7, UNDEFINED), (0x20, 5, UNDEFINED)],
     );
     let target = t.path("acl/new");
-    let out = ctl_as(1001, &[], &["explain", "--config", "/nonexistent", target.to_str().unwrap()]);
+    let out = ctl_as(1001, &[], &["explain", target.to_str().unwrap()]);
     assert_eq!(code(&out), 0, "uid 1001's ACL entry allows it: {}", stdout(&out));
     assert!(stdout(&out).contains("an ACL applies (see getfacl): your own entry has rwx"), "{}", stdout(&out));
-    let out = ctl_as(1002, &[], &["explain", "--config", "/nonexistent", target.to_str().unwrap()]);
+    let out = ctl_as(1002, &[], &["explain", target.to_str().unwrap()]);
     assert_eq!(code(&out), 1);
     assert!(stdout(&out).contains("you match no entry, and other has r-x"), "{}", stdout(&out));
 }

@@ -187,6 +187,13 @@ fn the_example_dockerfile_runs_init_after_the_root_download_and_before_user_1001
         at(&|(w, a)| w == "RUN" && a.contains("cachekeeper --init --owner 1001:1001")).expect("cachekeeper --init");
     let user = at(&|(w, a)| w == "USER" && a == "1001").expect("USER 1001");
     assert!(download <= init && init < user, "download, then --init, then USER 1001");
+    // uid 1001 has no home: without a GOCACHE made for it, `go build` fails with
+    // "failed to initialize build cache at /.cache/go-build".
+    let gocache = at(&|(w, a)| w == "ENV" && a.contains("GOCACHE=")).expect("ENV GOCACHE");
+    let made =
+        at(&|(w, a)| w == "RUN" && a.contains("--path \"$GOCACHE\" --owner 1001:1001")).expect("a GOCACHE for 1001");
+    assert!(gocache < made && made < user, "GOCACHE set, then made for 1001, before USER 1001");
+    assert!(text.contains("./cachekeeper"), "the Dockerfile says where the cachekeeper source comes from");
     assert!(!ins[..download].iter().any(|(w, _)| w == "USER"), "the download runs as root");
 }
 

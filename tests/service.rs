@@ -241,6 +241,31 @@ fn root_status_json_matches_the_golden_shape() {
     assert_eq!(code(&d.ctl(&["status"])), 0);
     let human = stdout(&d.ctl(&["status"]));
     assert!(human.contains(&format!("{}: healthy", t.root_str())), "{human}");
+
+    // For a sysadmin: who runs it, since when, what it keeps to, what it did last.
+    assert_eq!(s["daemon"]["user"], "root");
+    assert!(s["daemon"]["started"].as_str().unwrap().ends_with('Z'), "{s}");
+    assert_eq!(s["caches"][0]["owner_model"]["owner"], OWNER);
+    assert_eq!(s["caches"][0]["owner_model"]["model"], "shared");
+    assert!(s["caches"][0]["watches"].as_u64().unwrap() >= 3, "the root, cache and cache/download: {s}");
+    assert!(s["caches"][0]["last_repair"]["path"].as_str().unwrap().starts_with(t.root_str()), "{s}");
+    assert_eq!(s["daemon"]["config_changed"], false);
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(&d.config, format!("{text}\n# edited\n")).unwrap();
+    assert_eq!(d.status()["daemon"]["config_changed"], true, "the file on disk differs from the running one");
+
+    // A reload does not make a kept cache "starting", nor the service unhealthy.
+    for i in 0..3000 {
+        write(&t.path(&format!("many/f{i}")), 0o644);
+    }
+    d.sync();
+    assert_eq!(code(&d.ctl(&["reload"])), 0);
+    let after = d.ctl(&["status", "--json"]);
+    assert_eq!(code(&after), 0, "{}", stdout(&after));
+    let s: serde_json::Value = serde_json::from_str(&stdout(&after)).unwrap();
+    assert_eq!(s["caches"][0]["state"], "healthy", "{s}");
+    assert_eq!(s["daemon"]["last_reload"]["ok"], true, "{s}");
+    assert_eq!(s["daemon"]["config_changed"], false, "{s}");
 }
 
 /// Every leaf replaced by its JSON type, so that the golden file pins keys and types.
@@ -315,7 +340,9 @@ fn root_audit_log_and_metrics() {
     assert_eq!(record["before"], serde_json::json!({"uid": MEMBER, "gid": GROUP, "mode": "0600"}));
     assert_eq!(record["after"], serde_json::json!({"uid": OWNER, "gid": GROUP, "mode": "0664"}));
     assert_eq!(record["creator_uid"], MEMBER);
-    assert!(record["time"].as_f64().unwrap() > 1.0e9);
+    // RFC 3339, like every time in JSON.
+    let time = record["time"].as_str().unwrap();
+    assert!(time.len() == 24 && time.starts_with("20") && time.ends_with('Z') && time.as_bytes()[10] == b'T', "{time}");
 
     let out = d.ctl(&["metrics"]);
     assert_eq!(code(&out), 0);
