@@ -120,7 +120,8 @@ fn root(l: &mut List, cache: &CacheConfig) {
     let st = pinned.stat();
     let now = Attrs { uid: st.uid, gid: st.gid, mode: st.mode };
     let to = cache.policy.target(Kind::Dir, now);
-    let show = |a: Attrs| format!("{}:{} {:04o}", a.uid, a.gid, a.mode);
+    let mut names = crate::summary::Names::default();
+    let mut show = |a: Attrs| format!("{}:{} {:04o}", names.user(a.uid), names.group(a.gid), a.mode);
     if to == now {
         l.add(name, Verdict::Ok, format!("{} complies", show(now)));
     } else {

@@ -338,10 +338,12 @@ fn fix(who: &Who, path: &Path, meta: &std::fs::Metadata, access: Access, caches:
 /// the path itself `access`, or without it what Go needs there. `caches` are the
 /// configured caches, for what Go needs and for the fixes.
 pub fn explain(who: &Who, path: &Path, caches: &[CacheConfig], access: Option<Access>) -> Explanation {
-    let is_dir = std::fs::metadata(path).is_ok_and(|m| m.is_dir());
-    let (at_path, because) = match access {
-        Some(a) => (vec![a], format!("asked for {}", a.name())),
-        None => go_needs(path, is_dir, caches),
+    let found = std::fs::metadata(path);
+    let is_dir = found.as_ref().is_ok_and(|m| m.is_dir());
+    let (at_path, because) = match (access, found.is_ok()) {
+        (_, false) => (Vec::new(), "it does not exist yet: what matters is creating it in the directory above".into()),
+        (Some(a), true) => (vec![a], format!("asked for {}", a.name())),
+        (None, true) => go_needs(path, is_dir, caches),
     };
     let mut steps = Vec::new();
     let mut allowed = true;
@@ -406,7 +408,11 @@ pub fn render(e: &Explanation) -> String {
     };
     let mut out = format!("{who} at {}:\n", e.path);
     let wanted: Vec<&str> = e.access.iter().map(|a| a.name()).collect();
-    out += &format!("  judged: {} ({})\n", wanted.join(", "), e.because);
+    if wanted.is_empty() {
+        out += &format!("  judged: {}\n", e.because);
+    } else {
+        out += &format!("  judged: {} ({})\n", wanted.join(", "), e.because);
+    }
     for s in &e.steps {
         if !s.exists {
             out += &format!("  {}  does not exist (to be created)\n", s.path);
