@@ -242,3 +242,37 @@ fn ctrl_c_ends_the_progress_line_and_says_how_far_it_got() {
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted (SIGINT) after") && err.contains("run it again to finish"), "{err}");
 }
+
+#[test]
+fn root_a_service_that_cannot_start_has_changed_nothing() {
+    require_root();
+    let t = Tree::new();
+    let root = t.base.join("not-yet/mod");
+    let caches = format!("[[cache]]\npath = \"{}\"\nowner = 0\n", root.display());
+    let extra = format!("audit_log = \"{}\"\n", t.base.join("no-such-dir/audit.jsonl").display());
+    Daemon::write_config(&t.base, &caches, &extra);
+    let mut cmd = Command::new(bin("cachekeeper"));
+    cmd.arg("--config").arg(t.base.join("ck.toml"));
+    let out = run(cmd, Duration::from_secs(60));
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("daemon.audit_log"), "{}", stderr(&out));
+    assert!(!t.base.join("not-yet").exists(), "the cache root was created by a service that did not start");
+    assert!(!t.base.join("run/ck.sock").exists(), "the socket was left behind");
+}
+
+#[test]
+fn root_sudo_says_whose_cache_and_which_model_it_applies() {
+    require_root();
+    let t = Tree::new();
+    let home = t.base.join("dave");
+    for d in ["", "go", "go/pkg", "go/pkg/mod", "go/pkg/mod/cache", "go/pkg/mod/cache/download"] {
+        mkdir(&home.join(d), 0o755);
+        chown(&home.join(d), 1111, 1111);
+    }
+    let user = TempUser::new(1111, &home);
+    let out = cachekeeper(&["--init"], &[("SUDO_UID", "1111"), ("SUDO_GID", "1111")]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let first = stdout(&out).lines().next().unwrap_or_default().to_owned();
+    let want = format!("for {name} (who ran sudo): owner {name}, group 1111, model private", name = user.name);
+    assert_eq!(first, want);
+}
