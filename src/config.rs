@@ -240,9 +240,9 @@ impl Config {
                         None => None,
                     },
                     full_rescan: match &d.full_rescan {
-                        Some(v) => {
-                            parse_duration(v.get_ref()).map_err(|m| at(v.span().start, "daemon.full_rescan", m))?
-                        }
+                        Some(v) => parse_duration(v.get_ref())
+                            .and_then(|p| at_least_a_second(v.get_ref(), p))
+                            .map_err(|m| at(v.span().start, "daemon.full_rescan", m))?,
                         None => DaemonConfig::default().full_rescan,
                     },
                     log_format: d.log_format.unwrap_or(LogFormat::Text),
@@ -380,6 +380,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     n.checked_mul(ms).map(Duration::from_millis).ok_or_else(bad)
 }
 
+/// A period (`full_rescan`) shorter than a second would have the service do nothing but
+/// reconcile.
+fn at_least_a_second(text: &str, period: Duration) -> Result<Duration, String> {
+    if period < Duration::from_secs(1) {
+        return Err(format!(
+            "`{text}` is shorter than a second; a full reconcile period is minutes or hours (6h by default)"
+        ));
+    }
+    Ok(period)
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
@@ -486,6 +497,14 @@ audit_log = "/var/log/ck.jsonl"
             (
                 "[[cache]]\npath = \"/c\"\n[daemon]\nfull_rescan = \"6 hours\"\n",
                 "/etc/ck.toml:4: daemon.full_rescan: `6 hours` is not a duration",
+            ),
+            (
+                "[[cache]]\npath = \"/c\"\n[daemon]\nfull_rescan = \"0s\"\n",
+                "/etc/ck.toml:4: daemon.full_rescan: `0s` is shorter than a second",
+            ),
+            (
+                "[[cache]]\npath = \"/c\"\n[daemon]\nfull_rescan = \"500ms\"\n",
+                "/etc/ck.toml:4: daemon.full_rescan: `500ms` is shorter than a second",
             ),
             (
                 "[[cache]]\npath = \"/c\"\n[daemon]\nverbose = true\n",
