@@ -24,7 +24,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 
 use crate::audit::AuditLog;
-use crate::config::{CacheConfig, Config, DaemonConfig, LogFormat};
+use crate::config::{CacheConfig, Config, DaemonConfig};
 use crate::protocol::{self, CacheState, CacheStatus, Repairs, Reported, Request, Response, ScanInfo, Status};
 use crate::walk::{Action, Reason, Scan, Tally};
 use crate::watch::{self, Counters, Degradation, Handler, Queue, Waiters, Work};
@@ -50,7 +50,7 @@ pub enum DaemonError {
 /// anything is started.
 pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     let config = Config::load(config_path)?;
-    init_logging(config.daemon.log_format);
+    crate::logging::init_service(config.daemon.log_format);
     // Everything that needs root's full power happens before the capabilities go:
     // binding the socket, the sentinel directory, missing cache roots.
     let listener = bind_socket(&config.daemon).map_err(DaemonError::Startup)?;
@@ -102,16 +102,6 @@ fn make_sentinel_root(dir: &Path, user: Option<(u32, u32)>) -> Result<(), String
             None => Ok(()),
         })
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CACHEKEEPER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).with_target(false);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.with_ansi(false).try_init(),
-    };
 }
 
 /// Everything the control socket and the signal handlers reach.

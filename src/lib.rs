@@ -12,6 +12,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod doctor;
 pub mod explain;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod names;
