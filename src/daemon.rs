@@ -212,9 +212,7 @@ async fn run_until_stopped(service: &Arc<Service>, started: Vec<oneshot::Receive
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Err(message) = service.reload().await {
-                    tracing::error!("reload failed, keeping the running configuration: {message}");
-                }
+                let _ = service.reload().await;
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -347,8 +345,13 @@ impl Service {
         started
     }
 
+    /// Re-reads the configuration; a refusal is logged as an error whichever way the
+    /// reload was asked for (SIGHUP, or `cachekeeperctl reload`, the unit's ExecReload=).
     async fn reload(&self) -> Result<Vec<String>, String> {
-        let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
+        let config = Config::load(&self.config_path).map_err(|e| {
+            tracing::error!("reload failed, keeping the running configuration: {e}");
+            e.to_string()
+        })?;
         if config.daemon.socket != self.daemon.socket || config.daemon.socket_group != self.daemon.socket_group {
             tracing::warn!("daemon.socket and daemon.socket_group take effect on restart");
         }
@@ -390,7 +393,8 @@ impl Service {
     /// Root and members of `daemon.socket_group` only (SO_PEERCRED).
     fn authorize(&self, stream: &UnixStream, request: &Request) -> Result<(), String> {
         let cred = stream.peer_cred().map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
-        if cred.uid() == 0 {
+        // The service's own user too: the unit's ExecReload= runs cachekeeperctl as User=.
+        if cred.uid() == 0 || cred.uid() == nix::unistd::geteuid().as_raw() {
             return Ok(());
         }
         if let Some(group) = self.daemon.socket_group {
@@ -431,8 +435,8 @@ impl Service {
                     return Response::Failed { message: format!("no configured cache at {p}") };
                 }
                 for c in &chosen {
-                    if c.rescan().await.is_err() {
-                        return Response::Failed { message: format!("{}: the worker stopped", c.cache.path.display()) };
+                    if let Err(e) = c.rescan().await {
+                        return Response::Failed { message: format!("{}: {e}", c.cache.path.display()) };
                     }
                 }
                 Response::Rescanned { caches: chosen.iter().map(|c| c.cache.path.display().to_string()).collect() }
@@ -454,7 +458,7 @@ impl Service {
                 let token = self.next_token.fetch_add(1, Relaxed);
                 let mut settled = if c.watched() { c.barrier(token).await } else { Ok(()) };
                 if settled.is_ok() && c.state() != CacheState::Healthy {
-                    settled = c.rescan().await.map_err(|()| "the worker stopped".to_owned());
+                    settled = c.rescan().await;
                 }
                 if let Err(e) = settled {
                     // A reload replaced this cache's runtime while we waited: start over
@@ -547,6 +551,9 @@ struct CacheRuntime {
     waiters: Waiters,
     degraded: Degradation,
     scanned: Arc<AtomicBool>,
+    /// Why the last full reconcile could not walk the cache, if it could not: `rescan`
+    /// and `sync` fail with it rather than report a reconcile that did not happen.
+    scan_error: Mutex<Option<String>>,
     stopped: AtomicBool,
     full_rescan: Duration,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -609,6 +616,7 @@ impl CacheRuntime {
             waiters,
             degraded,
             scanned: Arc::new(AtomicBool::new(false)),
+            scan_error: Mutex::new(None),
             stopped: AtomicBool::new(false),
             full_rescan,
             thread: Mutex::new(None),
@@ -645,12 +653,18 @@ impl CacheRuntime {
         set.or_else(|| self.stats.counters.overflowed_recently().then(|| watch::OVERFLOW_REASON.to_owned()))
     }
 
-    async fn rescan(&self) -> Result<(), ()> {
+    /// A full reconcile, waited for; fails when the worker is gone or the cache could
+    /// not be walked.
+    async fn rescan(&self) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
         if !self.queue.send(Work::Rescan { done: Some(tx) }) {
-            return Err(());
+            return Err("the worker stopped".into());
         }
-        rx.await.map_err(drop)
+        rx.await.map_err(|_| "the worker stopped".to_owned())?;
+        match self.scan_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            Some(why) => Err(format!("not reconciled: {why}")),
+            None => Ok(()),
+        }
     }
 
     async fn barrier(&self, token: u64) -> Result<(), String> {
@@ -893,10 +907,20 @@ impl Worker {
         let audit = self.audit_hook();
         let scan = Scan { cache, action: Action::Repair, tally: &tally, watch, audit: audit.as_deref() };
         let scanned = crate::repair::create_root(cache).map_err(io::Error::other).and_then(|()| scan.all());
-        if let Err(e) = &scanned {
-            tracing::error!(root = %cache.path.display(), "full scan failed: {e}");
+        // Under systemd the usual cause is a cache the unit's sandbox hides: say so, and
+        // give the drop-in, instead of leaving people to look for a read-only disk.
+        let failure = scanned.as_ref().err().map(|e| {
+            let why = format!("the cache root cannot be walked: {}", crate::sys::describe(e));
+            match crate::sandbox::hidden(&cache.path) {
+                Some(advice) => format!("{why}; {advice}"),
+                None => why,
+            }
+        });
+        if let Some(why) = &failure {
+            tracing::error!(root = %cache.path.display(), "full scan failed: {why}");
             self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
         }
+        *self.runtime.scan_error.lock().unwrap_or_else(|p| p.into_inner()) = failure.clone();
         let took = started.elapsed();
         let reported = Reported {
             symlink: tally.reported(Reason::Symlink),
@@ -915,7 +939,7 @@ impl Worker {
         // what keeps it degraded is a root that cannot be opened, a watch limit that still
         // bites, or no inotify at all.
         let degraded = match &scanned {
-            Err(e) => Some(format!("the cache root cannot be walked: {}", crate::sys::describe(e))),
+            Err(_) => failure,
             Ok(_) if limit.load(Relaxed) => Some(watch::WATCH_LIMIT_REASON.to_owned()),
             Ok(_) if !self.runtime.polled && !self.runtime.watched => Some(watch::NO_INOTIFY_REASON.to_owned()),
             Ok(_) => None,

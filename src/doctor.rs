@@ -62,7 +62,13 @@ pub fn run(inputs: &Inputs<'_>) -> Vec<Line> {
     };
     service(&mut l, &inputs.status);
     for cache in &caches {
-        root(&mut l, cache);
+        // What the service says of this cache overrides advice that cannot help (a
+        // rescan of a cache its sandbox hides).
+        let degraded = inputs.status.as_ref().ok().and_then(|s| {
+            let path = cache.path.display().to_string();
+            s.caches.iter().find(|c| c.path == path && c.state == CacheState::Degraded)?.reason.clone()
+        });
+        root(&mut l, cache, degraded.as_deref());
         filesystem(&mut l, &cache.path);
         if let Some(gid) = cache.policy.group {
             membership(&mut l, cache, gid);
@@ -107,7 +113,7 @@ fn service(l: &mut List, status: &Result<Status, String>) {
     }
 }
 
-fn root(l: &mut List, cache: &CacheConfig) {
+fn root(l: &mut List, cache: &CacheConfig, degraded: Option<&str>) {
     let name = format!("root {}", cache.path.display());
     let meta = match std::fs::metadata(&cache.path) {
         Ok(m) => m,
@@ -124,6 +130,12 @@ fn root(l: &mut List, cache: &CacheConfig) {
     let show = |a: Attrs| format!("{}:{} {:04o}", a.uid, a.gid, a.mode);
     if to == now {
         l.add(name, Verdict::Ok, format!("{} complies", show(now)));
+    } else if let Some(why) = degraded {
+        l.add(
+            name,
+            Verdict::Fail,
+            format!("{} should be {}, and the service cannot repair it: {why}", show(now), show(to)),
+        );
     } else {
         l.add(
             name,
@@ -152,6 +164,19 @@ fn mount_of(path: &Path) -> Option<(String, String)> {
 
 fn filesystem(l: &mut List, path: &Path) {
     let name = format!("filesystem {}", path.display());
+    if std::fs::symlink_metadata(path).is_err() {
+        // Not "[ok] unknown": say where it will be, once created.
+        let parent = path.ancestors().find(|p| std::fs::symlink_metadata(p).is_ok()).unwrap_or(Path::new("/"));
+        let (fs, _) = crate::watch::filesystem(parent);
+        return l.add(
+            name,
+            Verdict::Info,
+            format!(
+                "the root does not exist, so it cannot be checked; its nearest existing parent {} is on {fs}",
+                parent.display()
+            ),
+        );
+    }
     let (fs, network) = crate::watch::filesystem(path);
     let ro = crate::sys::read_only(path);
     let mount = mount_of(path);

@@ -19,6 +19,7 @@ pub mod names;
 pub mod privilege;
 pub mod protocol;
 pub mod repair;
+pub mod sandbox;
 pub mod summary;
 pub mod sys;
 pub mod walk;

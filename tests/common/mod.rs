@@ -172,8 +172,48 @@ impl Daemon {
         socket
     }
 
+    /// Like `start`, for a cache whose first full scan fails: `sync` would fail too, so
+    /// this waits for the socket and for every cache to leave `starting`.
+    pub fn start_unsynced(
+        base: &Path,
+        caches: &str,
+        daemon_extra: &str,
+        wrap: impl FnOnce(Command) -> Command,
+    ) -> Daemon {
+        Daemon::write_config(base, caches, daemon_extra);
+        let config = base.join("ck.toml");
+        let log = base.join("ck.log");
+        let mut cmd = Command::new(bin("cachekeeper"));
+        cmd.arg("--config").arg(&config);
+        let child = wrap(cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start cachekeeper");
+        let socket = base.join("run/ck.sock");
+        let mut d = Daemon { child: Some(child), config, socket, log };
+        d.wait_socket();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = d.ctl(&["status", "--json"]);
+            let s: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap_or_default();
+            let caches = s["caches"].as_array().cloned().unwrap_or_default();
+            if !caches.is_empty() && caches.iter().all(|c| c["state"] != "starting") {
+                return d;
+            }
+            assert!(Instant::now() < deadline, "the first full scan did not end in 60 s:\n{}", d.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for the socket, then for `sync`, which returns after the first full scan.
     fn wait_ready(&mut self) {
+        self.wait_socket();
+        self.sync();
+    }
+
+    fn wait_socket(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -182,7 +222,6 @@ impl Daemon {
             assert!(Instant::now() < deadline, "no control socket after 60 s:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(10));
         }
-        self.sync();
     }
 
     pub fn pid(&self) -> i32 {
