@@ -21,6 +21,7 @@ done
 dpkg-query -W -f='${Conffiles}\n' cachekeeper | grep -q /etc/cachekeeper/config.toml \
     || fail "/etc/cachekeeper/config.toml is not a conffile"
 getent passwd cachekeeper >/dev/null || fail "the cachekeeper user was not created"
+getent group gobuild >/dev/null || fail "the gobuild group of the shipped configuration was not created"
 version=$(cachekeeper --version)
 [ "$version" = "cachekeeper $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)" ] \
     || fail "cachekeeper --version says '$version'"
@@ -45,4 +46,5 @@ for f in /usr/bin/cachekeeper /usr/bin/cachekeeperctl /usr/lib/systemd/system/ca
 done
 rpm -qcp "$rpmfile" | grep -qx /etc/cachekeeper/config.toml || fail "the RPM's config.toml is not %config"
 rpm -qp --scripts "$rpmfile" | grep -q systemd-sysusers || fail "the RPM does not create the user"
+rpm -qp --scripts "$rpmfile" | grep -q "try-restart cachekeeper" || fail "an RPM upgrade does not restart the service"
 echo "rpm: $rpmfile lists every file, config marked, scripts present"
