@@ -144,6 +144,13 @@ impl Daemon {
     }
 
     pub fn start_with(base: &Path, caches: &str, daemon_extra: &str, wrap: impl FnOnce(Command) -> Command) -> Daemon {
+        let d = Daemon::spawn(base, caches, daemon_extra, wrap);
+        d.sync();
+        d
+    }
+
+    /// Starts the service and waits for its control socket.
+    fn spawn(base: &Path, caches: &str, daemon_extra: &str, wrap: impl FnOnce(Command) -> Command) -> Daemon {
         let socket = Daemon::write_config(base, caches, daemon_extra);
         let config = base.join("ck.toml");
         let log = base.join("ck.log");
@@ -157,7 +164,7 @@ impl Daemon {
             .spawn()
             .expect("start cachekeeper");
         let mut d = Daemon { child: Some(child), config, socket, log };
-        d.wait_ready();
+        d.wait_socket();
         d
     }
 
@@ -180,20 +187,7 @@ impl Daemon {
         daemon_extra: &str,
         wrap: impl FnOnce(Command) -> Command,
     ) -> Daemon {
-        Daemon::write_config(base, caches, daemon_extra);
-        let config = base.join("ck.toml");
-        let log = base.join("ck.log");
-        let mut cmd = Command::new(bin("cachekeeper"));
-        cmd.arg("--config").arg(&config);
-        let child = wrap(cmd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start cachekeeper");
-        let socket = base.join("run/ck.sock");
-        let mut d = Daemon { child: Some(child), config, socket, log };
-        d.wait_socket();
+        let d = Daemon::spawn(base, caches, daemon_extra, wrap);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let out = d.ctl(&["status", "--json"]);
@@ -205,12 +199,6 @@ impl Daemon {
             assert!(Instant::now() < deadline, "the first full scan did not end in 60 s:\n{}", d.log());
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    /// Waits for the socket, then for `sync`, which returns after the first full scan.
-    fn wait_ready(&mut self) {
-        self.wait_socket();
-        self.sync();
     }
 
     fn wait_socket(&mut self) {
