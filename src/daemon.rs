@@ -910,7 +910,7 @@ impl Worker {
         // Under systemd the usual cause is a cache the unit's sandbox hides: say so, and
         // give the drop-in, instead of leaving people to look for a read-only disk.
         let failure = scanned.as_ref().err().map(|e| {
-            let why = format!("the cache root cannot be walked: {}", crate::sys::describe(e));
+            let why = format!("{}: {}", watch::UNWALKABLE_REASON, crate::sys::describe(e));
             match crate::sandbox::hidden(&cache.path) {
                 Some(advice) => format!("{why}; {advice}"),
                 None => why,

@@ -62,13 +62,14 @@ pub fn run(inputs: &Inputs<'_>) -> Vec<Line> {
     };
     service(&mut l, &inputs.status);
     for cache in &caches {
-        // What the service says of this cache overrides advice that cannot help (a
-        // rescan of a cache its sandbox hides).
-        let degraded = inputs.status.as_ref().ok().and_then(|s| {
+        // When the service cannot walk this cache (its sandbox hides it, say), its reason
+        // replaces advice that cannot help: a rescan.
+        let unwalkable = inputs.status.as_ref().ok().and_then(|s| {
             let path = cache.path.display().to_string();
-            s.caches.iter().find(|c| c.path == path && c.state == CacheState::Degraded)?.reason.clone()
+            let reason = s.caches.iter().find(|c| c.path == path)?.reason.clone()?;
+            reason.starts_with(crate::watch::UNWALKABLE_REASON).then_some(reason)
         });
-        root(&mut l, cache, degraded.as_deref());
+        root(&mut l, cache, unwalkable.as_deref());
         filesystem(&mut l, &cache.path);
         if let Some(gid) = cache.policy.group {
             membership(&mut l, cache, gid);
@@ -113,7 +114,7 @@ fn service(l: &mut List, status: &Result<Status, String>) {
     }
 }
 
-fn root(l: &mut List, cache: &CacheConfig, degraded: Option<&str>) {
+fn root(l: &mut List, cache: &CacheConfig, unwalkable: Option<&str>) {
     let name = format!("root {}", cache.path.display());
     let meta = match std::fs::metadata(&cache.path) {
         Ok(m) => m,
@@ -130,7 +131,7 @@ fn root(l: &mut List, cache: &CacheConfig, degraded: Option<&str>) {
     let show = |a: Attrs| format!("{}:{} {:04o}", a.uid, a.gid, a.mode);
     if to == now {
         l.add(name, Verdict::Ok, format!("{} complies", show(now)));
-    } else if let Some(why) = degraded {
+    } else if let Some(why) = unwalkable {
         l.add(
             name,
             Verdict::Fail,
@@ -328,4 +329,52 @@ pub fn render(lines: &[Line]) -> String {
         out += &format!("[{tag}] {}: {}\n", line.check, line.detail);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn status(path: &Path, reason: &str) -> Status {
+        let cache = serde_json::json!({
+            "path": path, "state": "degraded", "reason": reason, "filesystem": "ext4", "entries": 0,
+            "repairs": {"entries": 0, "owner": 0, "group": 0, "mode": 0},
+            "reported": {"symlink": 0, "hard_link": 0, "special": 0, "other_mount": 0},
+            "errors": 1, "last_full_scan": null, "full_scans": 1, "full_scan_ms_total": 0,
+            "queue_depth": 0, "events_received": 0, "overflows": 0
+        });
+        serde_json::from_value(serde_json::json!({
+            "schema_version": 1, "healthy": false,
+            "daemon": {"version": "0", "pid": 1, "uptime_s": 0, "uid": 0, "capabilities": [],
+                       "config": "", "inotify_watches": 0},
+            "caches": [cache]
+        }))
+        .unwrap()
+    }
+
+    fn root_line(dir: &Path, reason: &str) -> Line {
+        let cfg = dir.join("ck.toml");
+        let root = dir.join("mod");
+        std::fs::write(&cfg, format!("[[cache]]\npath = \"{}\"\n", root.display())).unwrap();
+        let inputs = Inputs { config: &cfg, status: Ok(status(&root, reason)) };
+        run(&inputs).into_iter().find(|l| l.check.starts_with("root ")).unwrap()
+    }
+
+    /// Regression: for a cache the service could not read (its sandbox hid it), doctor
+    /// advised a rescan, which cannot help.
+    #[test]
+    fn a_root_the_service_cannot_walk_gets_the_services_reason_not_a_rescan() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("mod")).unwrap();
+        std::fs::set_permissions(dir.path().join("mod"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let why = format!("{}: Read-only file system; add ReadWritePaths=-X", crate::watch::UNWALKABLE_REASON);
+        let line = root_line(dir.path(), &why);
+        assert_eq!(line.verdict, Verdict::Fail);
+        assert!(line.detail.ends_with(&format!("the service cannot repair it: {why}")), "{}", line.detail);
+        assert!(!line.detail.contains("rescan"), "{}", line.detail);
+        // Degraded for another reason: the usual advice stands.
+        let line = root_line(dir.path(), crate::watch::OVERFLOW_REASON);
+        assert!(line.detail.contains("cachekeeperctl rescan"), "{}", line.detail);
+    }
 }

@@ -149,10 +149,17 @@ boot() {
             || die "pid $guest_pid shares our $ns namespace: it is not the guest's PID 1"
     done
     [ "$(g cat /proc/1/comm)" = systemd ] || die "PID 1 in the guest is not systemd"
-    local state=
-    for _ in $(seq 240); do
-        state=$(g timeout 120 systemctl is-system-running --wait 2>/dev/null) && break
+    local state= deadline=$(($(date +%s) + 120))
+    while :; do
+        state=$(g timeout 10 systemctl is-system-running --wait 2>/dev/null)
         case $state in running | degraded | maintenance | stopping) break ;; esac
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            g systemctl list-jobs --no-pager >&2
+            g systemctl --failed --no-pager >&2
+            # inotify limits are the host's: a test that lowers them meanwhile (the
+            # service tests do) makes the guest's .path units fail and its boot hang.
+            die "the guest did not finish booting within 120 s (state '$state'; fs.inotify.max_user_instances is $(cat /proc/sys/fs/inotify/max_user_instances))"
+        fi
         sleep 0.5
     done
     log "booted (guest PID 1 is host pid $guest_pid): $state"
