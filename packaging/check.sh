@@ -14,6 +14,7 @@ deb=$(ls -t target/debian/cachekeeper_*.deb | head -1)
 if dpkg -s cachekeeper >/dev/null 2>&1; then dpkg --purge cachekeeper; fi
 dpkg -i "$deb"
 for f in /usr/bin/cachekeeper /usr/bin/cachekeeperctl /usr/lib/systemd/system/cachekeeper.service \
+         /usr/lib/systemd/system/var-cache-go.mount \
          /usr/lib/sysusers.d/cachekeeper.conf /usr/lib/tmpfiles.d/cachekeeper.conf \
          /etc/cachekeeper/config.toml /usr/share/doc/cachekeeper/README.md; do
     [ -e "$f" ] || fail "$f is not installed"
@@ -41,6 +42,7 @@ cargo generate-rpm
 rpmfile=$(ls -t target/generate-rpm/cachekeeper-*.rpm | head -1)
 listing=$(rpm -qlp "$rpmfile")
 for f in /usr/bin/cachekeeper /usr/bin/cachekeeperctl /usr/lib/systemd/system/cachekeeper.service \
+         /usr/lib/systemd/system/var-cache-go.mount \
          /usr/lib/sysusers.d/cachekeeper.conf /usr/lib/tmpfiles.d/cachekeeper.conf /etc/cachekeeper/config.toml; do
     grep -qx "$f" <<<"$listing" || fail "$f is missing from $rpmfile"
 done

@@ -289,6 +289,7 @@ same "after the reboot the system is running" running "$(g systemctl is-system-r
 same "after the reboot the service is active (running)" active/running "$(prop ActiveState)/$(prop SubState)"
 same "the service started once, without restarts" 0 "$(prop NRestarts)"
 same "after the reboot the default cache is there with the shipped model" "root:gobuild 2775" "$(stat_of /var/cache/go/mod)"
+same "/var/cache/go is a mount of its own" /var/cache/go "$(g findmnt -n -o TARGET --mountpoint /var/cache/go 2>&1)"
 
 log "the running process: user, capabilities, sandbox"
 pid=$(main_pid)
@@ -314,6 +315,8 @@ check "sync" g cachekeeperctl sync --timeout 30s
 same "a directory a member made is repaired" "alice:gobuild 2775" "$(stat_of $m/cache/download/a)"
 same "a file a member made is repaired" "alice:gobuild 664" "$(stat_of $m/cache/download/a/f)"
 check "another member writes into it" as bob sh -c "echo y >> $m/cache/download/a/f && touch $m/cache/download/a/g"
+has "a member cannot hard-link a file from outside into the cache" "cross-device" \
+    "$(as alice ln /home/alice/.profile $m/cache/download/a/planted-link 2>&1)"
 
 log "socket_group: members use cachekeeperctl after a restart"
 same "without socket_group a member is refused (exit 4)" 4 "$(code_of as alice cachekeeperctl status)"
@@ -452,6 +455,7 @@ check "dpkg --purge cachekeeper" g dpkg --purge cachekeeper
 fails "no cachekeeper process is left" g pgrep -x cachekeeper
 fails "the unit is gone" g test -e /usr/lib/systemd/system/cachekeeper.service
 fails "the configuration is gone" g test -e $config
+same "/var/cache/go is unmounted" "" "$(g findmnt -n -o TARGET --mountpoint /var/cache/go 2>&1)"
 same "systemd knows nothing to run" inactive "$(g systemctl is-active cachekeeper 2>&1)"
 
 shutdown
