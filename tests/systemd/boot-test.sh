@@ -42,7 +42,9 @@ done
 
 base=$ROOTFS_CACHE/$ROOTFS_KEY
 if [ ! -x "$base/usr/bin/go" ]; then
-    log "bootstrapping Debian 12 into $base (once; about 5 minutes)"
+    log "bootstrapping Debian 12 into $base (once; a few minutes)"
+    # Go is installed last: without it the copy is incomplete, whatever else is there.
+    rm -rf "$base"
     mkdir -p "$ROOTFS_CACHE"
     tmp=$(mktemp -d "$ROOTFS_CACHE/build.XXXXXX")
     debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,procps,adduser \
