@@ -14,8 +14,8 @@ deb=$(ls -t target/debian/cachekeeper_*.deb | head -1)
 if dpkg -s cachekeeper >/dev/null 2>&1; then dpkg --purge cachekeeper; fi
 dpkg -i "$deb"
 for f in /usr/bin/cachekeeper /usr/bin/cachekeeperctl /usr/lib/systemd/system/cachekeeper.service \
-         /usr/lib/sysusers.d/cachekeeper.conf /usr/lib/tmpfiles.d/cachekeeper.conf \
          /usr/lib/systemd/system/var-cache-go.mount \
+         /usr/lib/sysusers.d/cachekeeper.conf /usr/lib/tmpfiles.d/cachekeeper.conf \
          /usr/share/man/man1/cachekeeper.1 /usr/share/man/man1/cachekeeperctl.1 \
          /usr/share/bash-completion/completions/cachekeeper /usr/share/bash-completion/completions/cachekeeperctl \
          /usr/share/zsh/vendor-completions/_cachekeeper /usr/share/zsh/vendor-completions/_cachekeeperctl \
@@ -26,12 +26,20 @@ done
 dpkg-query -W -f='${Conffiles}\n' cachekeeper | grep -q /etc/cachekeeper/config.toml \
     || fail "/etc/cachekeeper/config.toml is not a conffile"
 getent passwd cachekeeper >/dev/null || fail "the cachekeeper user was not created"
+getent group gobuild >/dev/null || fail "the gobuild group of the shipped configuration was not created"
 version=$(cachekeeper --version)
 [ "$version" = "cachekeeper $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)" ] \
     || fail "cachekeeper --version says '$version'"
 [ -L /etc/systemd/system/multi-user.target.wants/cachekeeper.service ] \
     || fail "the service is not enabled"
-if pgrep -x cachekeeper >/dev/null; then fail "the package started the service"; fi
+# Only a process of the installed binary that started after this script did counts:
+# a service running elsewhere on the machine is none of this check's business.
+since=$(awk '{sub(/.*\) /, ""); print $20}' /proc/$$/stat)
+for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/exe" 2>/dev/null)" = /usr/bin/cachekeeper ] || continue
+    started=$(awk '{sub(/.*\) /, ""); print $20}' "$p/stat" 2>/dev/null) || continue
+    [ "$started" -lt "$since" ] || fail "the package started the service (pid ${p#/proc/})"
+done
 echo "deb: installed $deb ($version), user and files in place, service enabled and not started"
 
 dpkg --purge cachekeeper
@@ -53,4 +61,5 @@ for f in /usr/bin/cachekeeper /usr/bin/cachekeeperctl /usr/lib/systemd/system/ca
 done
 rpm -qcp "$rpmfile" | grep -qx /etc/cachekeeper/config.toml || fail "the RPM's config.toml is not %config"
 rpm -qp --scripts "$rpmfile" | grep -q systemd-sysusers || fail "the RPM does not create the user"
+rpm -qp --scripts "$rpmfile" | grep -q "try-restart cachekeeper" || fail "an RPM upgrade does not restart the service"
 echo "rpm: $rpmfile lists every file, config marked, scripts present"

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -23,7 +22,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 
 use crate::audit::AuditLog;
-use crate::config::{CacheConfig, Config, DaemonConfig, LogFormat};
+use crate::config::{CacheConfig, Config, DaemonConfig};
 use crate::protocol::{self, CacheState, CacheStatus, Repairs, Reported, Request, Response, ScanInfo, Status};
 use crate::root::{self, Origin, Root};
 use crate::sidefile::{self, SafeDir};
@@ -52,7 +51,7 @@ pub enum DaemonError {
 /// anything is started.
 pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     let config = Config::load(config_path)?;
-    init_logging(config.daemon.log_format);
+    crate::logging::init_service(config.daemon.log_format);
     // A stop asked for during startup waits until the handlers exist, so that it still
     // removes the socket; every thread started meanwhile keeps them blocked.
     stop_signals().thread_block().map_err(|e| DaemonError::Startup(format!("cannot block signals: {e}")))?;
@@ -185,16 +184,6 @@ fn prepare_root(cache: &CacheConfig) {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CACHEKEEPER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).with_target(false);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.with_ansi(false).try_init(),
-    };
-}
-
 /// Everything the control socket and the signal handlers reach.
 struct Service {
     config_path: PathBuf,
@@ -314,9 +303,7 @@ async fn run_until_stopped(service: &Arc<Service>, started: Vec<oneshot::Receive
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Err(message) = service.reload().await {
-                    tracing::error!("reload failed, keeping the running configuration: {message}");
-                }
+                let _ = service.reload().await;
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -430,14 +417,19 @@ impl Service {
         started
     }
 
-    /// Re-reads the configuration (serialised; the outcome is kept for `status`).
+    /// Re-reads the configuration (serialised; the outcome is kept for `status`). A
+    /// refusal is logged as an error whichever way the reload was asked for (SIGHUP, or
+    /// `cachekeeperctl reload`, the unit's ExecReload=).
     async fn reload(&self) -> Result<Vec<String>, String> {
         let _one_at_a_time = self.reloading.lock().await;
         let text = std::fs::read(&self.config_path).ok();
         let result = self.replace_runtimes().await;
         let message = match &result {
             Ok(paths) => paths.join(", "),
-            Err(e) => e.clone(),
+            Err(e) => {
+                tracing::error!("reload failed, keeping the running configuration: {e}");
+                e.clone()
+            }
         };
         if result.is_ok() {
             *self.config_text.lock().unwrap_or_else(|p| p.into_inner()) = text;
@@ -490,7 +482,8 @@ impl Service {
     /// Root and members of `daemon.socket_group` only (SO_PEERCRED).
     fn authorize(&self, stream: &UnixStream, request: &Request) -> Result<(), String> {
         let cred = stream.peer_cred().map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
-        if cred.uid() == 0 {
+        // The service's own user too: the unit's ExecReload= runs cachekeeperctl as User=.
+        if cred.uid() == 0 || cred.uid() == nix::unistd::geteuid().as_raw() {
             return Ok(());
         }
         if let Some(group) = self.daemon.socket_group {
@@ -532,8 +525,8 @@ impl Service {
                 }
                 let mut scans = Vec::new();
                 for c in &chosen {
-                    if c.rescan().await.is_err() {
-                        return Response::Failed { message: format!("{}: the worker stopped", c.cache.path.display()) };
+                    if let Err(e) = c.rescan().await {
+                        return Response::Failed { message: format!("{}: {e}", c.cache.path.display()) };
                     }
                     let last = c.stats.last_scan.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     scans.extend(last.map(|l| l.info));
@@ -558,7 +551,7 @@ impl Service {
                 let token = self.next_token.fetch_add(1, Relaxed);
                 let mut settled = if c.watched() { c.barrier(token).await } else { Ok(()) };
                 if settled.is_ok() && c.state() != CacheState::Healthy {
-                    settled = c.rescan().await.map_err(|()| "the worker stopped".to_owned());
+                    settled = c.rescan().await;
                 }
                 if let Err(e) = settled {
                     // A reload replaced this cache's runtime while we waited: start over
@@ -660,6 +653,9 @@ struct CacheRuntime {
     waiters: Waiters,
     degraded: Degradation,
     scanned: Arc<AtomicBool>,
+    /// Why the last full reconcile could not walk the cache, if it could not: `rescan`
+    /// and `sync` fail with it rather than report a reconcile that did not happen.
+    scan_error: Mutex<Option<String>>,
     stopped: AtomicBool,
     full_rescan: Duration,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -734,6 +730,7 @@ impl CacheRuntime {
             waiters,
             degraded,
             scanned: Arc::new(AtomicBool::new(scanned)),
+            scan_error: Mutex::new(None),
             stopped: AtomicBool::new(false),
             full_rescan,
             thread: Mutex::new(None),
@@ -772,12 +769,18 @@ impl CacheRuntime {
         set.or_else(|| self.stats.counters.overflowed_recently().then(|| watch::OVERFLOW_REASON.to_owned()))
     }
 
-    async fn rescan(&self) -> Result<(), ()> {
+    /// A full reconcile, waited for; fails when the worker is gone or the cache could
+    /// not be walked.
+    async fn rescan(&self) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
         if !self.queue.send(Work::Rescan { done: Some(tx) }) {
-            return Err(());
+            return Err("the worker stopped".into());
         }
-        rx.await.map_err(drop)
+        rx.await.map_err(|_| "the worker stopped".to_owned())?;
+        match self.scan_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            Some(why) => Err(format!("not reconciled: {why}")),
+            None => Ok(()),
+        }
     }
 
     async fn barrier(&self, token: u64) -> Result<(), String> {
@@ -1039,7 +1042,7 @@ impl Worker {
         *slot = None;
         let cache = &self.runtime.cache;
         let own = root::Ownership { parents: None, root: (cache.policy.owner, cache.policy.group), root_mode: 0o700 };
-        let unusable = |e: root::RootError| format!("the cache root cannot be used: {e}");
+        let unusable = |e: root::RootError| format!("{}: {e}", watch::UNWALKABLE_REASON);
         root::create(&cache.path, &Origin::Admin, own).map_err(unusable)?;
         let pinned = Arc::new(root::resolve(&cache.path, &Origin::Admin, cache.force).map_err(unusable)?);
         *slot = Some(Arc::clone(&pinned));
@@ -1052,11 +1055,15 @@ impl Worker {
         let isolation = root::isolation(pinned);
         let guard = root::hard_link_guard(&isolation, root::protected_hardlinks(), pinned.path());
         let action = if guard.is_ok() { Action::Repair } else { Action::Check };
-        *self.runtime.isolation.lock().unwrap_or_else(|p| p.into_inner()) = Some(IsolationState {
-            isolated: isolation.isolated(),
-            description: isolation.describe(pinned.path()),
-            refused: guard.err().map(|e| e.0),
-        });
+        let mut description = isolation.describe(pinned.path());
+        // systemd's sandbox makes every ReadWritePaths= directory a bind mount in the
+        // unit's own namespace: there, "a mount of its own" says nothing about the host.
+        if isolation.isolated() && std::env::var_os("INVOCATION_ID").is_some() {
+            description += " (as the service's own mount namespace sees it; `cachekeeperctl doctor` on the host \
+                            checks what its users see)";
+        }
+        *self.runtime.isolation.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(IsolationState { isolated: isolation.isolated(), description, refused: guard.err().map(|e| e.0) });
         action
     }
 
@@ -1114,15 +1121,22 @@ impl Worker {
                     .and_then(|i| i.refused.clone());
             }
             let scan = Scan { cache, root: &pinned, action, tally: &tally, watch, audit: Some(&*audit) };
-            scan.all().map_err(|e| format!("the cache root cannot be walked: {}", sys::describe(&e)))
+            scan.all().map_err(|e| format!("{}: {}", watch::UNWALKABLE_REASON, sys::describe(&e)))
         });
-        match &scanned {
-            Ok(notes) => self.log_findings(notes),
-            Err(e) => {
-                tracing::error!(root = %cache.path.display(), "full scan failed: {e}");
-                self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
-            }
+        // Under systemd the usual cause is a cache the unit's sandbox hides: say so, and
+        // give the drop-in, instead of leaving people to look for a read-only disk.
+        let failure = scanned.as_ref().err().map(|why| match crate::sandbox::hidden(&cache.path) {
+            Some(advice) => format!("{why}; {advice}"),
+            None => why.clone(),
+        });
+        if let Ok(notes) = &scanned {
+            self.log_findings(notes);
         }
+        if let Some(why) = &failure {
+            tracing::error!(root = %cache.path.display(), "full scan failed: {why}");
+            self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
+        }
+        *self.runtime.scan_error.lock().unwrap_or_else(|p| p.into_inner()) = failure.clone();
         let took = started.elapsed();
         let reported = Reported {
             symlink: tally.reported(Reason::Symlink),
@@ -1148,7 +1162,7 @@ impl Worker {
         // what keeps it degraded is a root that cannot be opened, a watch limit that still
         // bites, or no inotify at all.
         let degraded = match &scanned {
-            Err(e) => Some(e.clone()),
+            Err(_) => failure,
             Ok(_) if refused.is_some() => refused,
             Ok(_) if limit.load(Relaxed) => Some(watch::WATCH_LIMIT_REASON.to_owned()),
             Ok(_) if !self.runtime.polled && !self.runtime.watched => Some(watch::NO_INOTIFY_REASON.to_owned()),

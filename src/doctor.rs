@@ -61,7 +61,14 @@ pub fn run(inputs: &Inputs<'_>) -> Vec<Line> {
     };
     service(&mut l, &inputs.status);
     for cache in &caches {
-        root(&mut l, cache);
+        // When the service cannot walk this cache (its sandbox hides it, say), its reason
+        // replaces advice that cannot help: a rescan.
+        let unwalkable = inputs.status.as_ref().ok().and_then(|s| {
+            let path = cache.path.display().to_string();
+            let reason = s.caches.iter().find(|c| c.path == path)?.reason.clone()?;
+            reason.starts_with(crate::watch::UNWALKABLE_REASON).then_some(reason)
+        });
+        root(&mut l, cache, unwalkable.as_deref());
         filesystem(&mut l, &cache.path);
         if let Some(gid) = cache.policy.group {
             membership(&mut l, cache, gid);
@@ -107,8 +114,9 @@ fn service(l: &mut List, status: &Result<Status, String>) {
 }
 
 /// The root as the service resolves it (every rule of [`crate::root`]), whether it
-/// complies, and whether hard links from elsewhere can reach it.
-fn root(l: &mut List, cache: &CacheConfig) {
+/// complies (and if not, why the service cannot repair it), and whether hard links
+/// from elsewhere can reach it.
+fn root(l: &mut List, cache: &CacheConfig, unwalkable: Option<&str>) {
     let name = format!("root {}", cache.path.display());
     let pinned = match crate::root::resolve(&cache.path, &crate::root::Origin::Admin, cache.force) {
         Ok(r) => r,
@@ -124,6 +132,12 @@ fn root(l: &mut List, cache: &CacheConfig) {
     let mut show = |a: Attrs| format!("{}:{} {:04o}", names.user(a.uid), names.group(a.gid), a.mode);
     if to == now {
         l.add(name, Verdict::Ok, format!("{} complies", show(now)));
+    } else if let Some(why) = unwalkable {
+        l.add(
+            name,
+            Verdict::Fail,
+            format!("{} should be {}, and the service cannot repair it: {why}", show(now), show(to)),
+        );
     } else {
         l.add(
             name,
@@ -164,6 +178,19 @@ fn mount_of(path: &Path) -> Option<(String, String)> {
 
 fn filesystem(l: &mut List, path: &Path) {
     let name = format!("filesystem {}", path.display());
+    if std::fs::symlink_metadata(path).is_err() {
+        // Not "[ok] unknown": say where it will be, once created.
+        let parent = path.ancestors().find(|p| std::fs::symlink_metadata(p).is_ok()).unwrap_or(Path::new("/"));
+        let (fs, _) = crate::watch::filesystem(parent);
+        return l.add(
+            name,
+            Verdict::Info,
+            format!(
+                "the root does not exist, so it cannot be checked; its nearest existing parent {} is on {fs}",
+                parent.display()
+            ),
+        );
+    }
     let (fs, network) = crate::watch::filesystem(path);
     let ro = crate::sys::read_only(path);
     let mount = mount_of(path);
@@ -315,4 +342,52 @@ pub fn render(lines: &[Line]) -> String {
         out += &format!("[{tag}] {}: {}\n", line.check, line.detail);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn status(path: &Path, reason: &str) -> Status {
+        let cache = serde_json::json!({
+            "path": path, "state": "degraded", "reason": reason, "filesystem": "ext4", "entries": 0,
+            "repairs": {"entries": 0, "owner": 0, "group": 0, "mode": 0},
+            "reported": {"symlink": 0, "hard_link": 0, "special": 0, "other_mount": 0},
+            "errors": 1, "last_full_scan": null, "full_scans": 1, "full_scan_ms_total": 0,
+            "queue_depth": 0, "events_received": 0, "overflows": 0
+        });
+        serde_json::from_value(serde_json::json!({
+            "schema_version": 1, "healthy": false,
+            "daemon": {"version": "0", "pid": 1, "uptime_s": 0, "uid": 0, "capabilities": [],
+                       "config": "", "inotify_watches": 0},
+            "caches": [cache]
+        }))
+        .unwrap()
+    }
+
+    fn root_line(dir: &Path, reason: &str) -> Line {
+        let cfg = dir.join("ck.toml");
+        let root = dir.join("mod");
+        std::fs::write(&cfg, format!("[[cache]]\npath = \"{}\"\n", root.display())).unwrap();
+        let inputs = Inputs { config: &cfg, status: Ok(status(&root, reason)) };
+        run(&inputs).into_iter().find(|l| l.check.starts_with("root ")).unwrap()
+    }
+
+    /// Regression: for a cache the service could not read (its sandbox hid it), doctor
+    /// advised a rescan, which cannot help.
+    #[test]
+    fn a_root_the_service_cannot_walk_gets_the_services_reason_not_a_rescan() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("mod")).unwrap();
+        std::fs::set_permissions(dir.path().join("mod"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let why = format!("{}: Read-only file system; add ReadWritePaths=-X", crate::watch::UNWALKABLE_REASON);
+        let line = root_line(dir.path(), &why);
+        assert_eq!(line.verdict, Verdict::Fail);
+        assert!(line.detail.ends_with(&format!("the service cannot repair it: {why}")), "{}", line.detail);
+        assert!(!line.detail.contains("rescan"), "{}", line.detail);
+        // Degraded for another reason: the usual advice stands.
+        let line = root_line(dir.path(), crate::watch::OVERFLOW_REASON);
+        assert!(line.detail.contains("cachekeeperctl rescan"), "{}", line.detail);
+    }
 }

@@ -71,6 +71,9 @@ pub const OVERFLOW_REASON: &str = "the inotify event queue overflowed within the
 pub const OVERFLOW_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
 pub const NO_INOTIFY_REASON: &str = "inotify is not available (raise the sysctl fs.inotify.max_user_instances?): \
      the cache is reconciled every minute instead";
+/// The start of the reason of a cache whose full reconcile could not walk it; the cause
+/// (and, under systemd, the sandbox's drop-in) follows.
+pub const UNWALKABLE_REASON: &str = "the cache root cannot be walked";
 pub const WATCH_LIMIT_REASON: &str = "the inotify watch limit is reached, so part of the cache is not watched \
      and is covered by periodic full reconciles (raise the sysctl fs.inotify.max_user_watches)";
 

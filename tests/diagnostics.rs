@@ -254,3 +254,17 @@ fn root_doctor_warns_when_hardlinks_are_unprotected() {
     );
     assert_eq!(meta(&t.path("f")), before);
 }
+
+/// Regression: doctor said `[ok] filesystem ...: unknown` for a root that does not exist.
+#[test]
+fn root_doctor_on_a_missing_root_names_the_parent_filesystem_instead_of_ok_unknown() {
+    require_root();
+    let t = Tree::new();
+    let missing = t.base.join("not/yet/mod");
+    let cfg = t.base.join("missing.toml");
+    std::fs::write(&cfg, format!("[[cache]]\npath = \"{}\"\n", missing.display())).unwrap();
+    let text = stdout(&doctor(&t, None, cfg.to_str().unwrap()));
+    let fs = line(&text, "filesystem");
+    assert!(!fs.starts_with("[ok  ]") && !fs.contains("unknown"), "{text}");
+    assert!(fs.contains("does not exist") && fs.contains(&t.base.display().to_string()), "{text}");
+}

@@ -263,3 +263,105 @@ print("ok")
     let out = tool(Command::new("python3").args(["-c", script]).arg(dir.join("init-container.yaml")));
     assert!(out.status.success() && stdout(&out).trim() == "ok", "{}", stderr(&out));
 }
+
+/// The unit's settings, `Key=value` lines, in order (a key may repeat).
+fn unit_settings() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(shipped("systemd/cachekeeper.service")).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with('['))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Regression: uncommenting `audit_log` in the example stopped the service from
+/// starting, and `metrics_textfile` was never written: ProtectSystem=strict made their
+/// directories read-only. Every path the example names, commented or not, must be
+/// writable under the unit: a ReadWritePaths= (with `-`, so that a missing directory
+/// does not stop the unit), or a directory systemd creates for the service.
+#[test]
+fn every_path_the_example_configuration_names_is_writable_under_the_unit() {
+    let settings = unit_settings();
+    let mut writable: Vec<String> = Vec::new();
+    for (key, value) in &settings {
+        let base = match key.as_str() {
+            "ReadWritePaths" => "",
+            "LogsDirectory" => "/var/log/",
+            "StateDirectory" => "/var/lib/",
+            "RuntimeDirectory" => "/run/",
+            "CacheDirectory" => "/var/cache/",
+            _ => continue,
+        };
+        for v in value.split_whitespace() {
+            if key == "ReadWritePaths" {
+                assert!(v.starts_with('-'), "ReadWritePaths={v} stops the unit when {v} does not exist: write -{v}");
+            }
+            writable.push(format!("{base}{}", v.trim_start_matches('-')));
+        }
+    }
+    let example = std::fs::read_to_string(shipped("systemd/config.toml")).unwrap();
+    let mut named = 0;
+    for line in example.lines() {
+        let line = line.trim_start_matches('#').trim();
+        let Some((key, value)) = line.split_once('=') else { continue };
+        let key = key.trim();
+        if !["path", "socket", "audit_log", "metrics_textfile"].contains(&key) {
+            continue;
+        }
+        let path = value.trim().trim_matches('"');
+        named += 1;
+        assert!(
+            writable.iter().any(|w| Path::new(path).starts_with(w)),
+            "{key} = {path} in systemd/config.toml is read-only under the unit (writable: {writable:?})"
+        );
+    }
+    assert_eq!(named, 4, "path, socket, audit_log and metrics_textfile are in the example");
+}
+
+/// Regression: a broken configuration made the unit restart five times and fail, and a
+/// refused reload looked like a successful one (ExecReload= sent SIGHUP).
+#[test]
+fn a_configuration_error_does_not_loop_and_a_refused_reload_fails() {
+    let settings = unit_settings();
+    let get = |k: &str| settings.iter().filter(|(key, _)| key == k).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
+    assert_eq!(get("RestartPreventExitStatus"), ["2"], "exit status 2 is a configuration error");
+    assert_eq!(get("ExecReload"), ["/usr/bin/cachekeeperctl reload"], "the reload must wait for the answer");
+}
+
+/// Regression: the shipped configuration names group `gobuild`, which nothing created,
+/// and the service could not create the default cache in root-owned /var/cache/go.
+#[test]
+fn the_package_creates_the_group_and_the_default_cache_of_the_shipped_configuration() {
+    let t = Tree::new();
+    let root = t.base.join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    let out = tool(
+        Command::new("systemd-sysusers")
+            .arg(format!("--root={}", root.display()))
+            .arg(shipped("systemd/cachekeeper.sysusers")),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let group = std::fs::read_to_string(root.join("etc/group")).unwrap_or_default();
+    assert!(group.lines().any(|l| l.starts_with("gobuild:")), "no gobuild group: {group}");
+    let example = std::fs::read_to_string(shipped("systemd/config.toml")).unwrap();
+    assert!(example.contains("\npath = \"/var/cache/go/mod\"\n") && example.contains("\ngroup = \"gobuild\"\n"));
+    let tmpfiles = std::fs::read_to_string(shipped("systemd/cachekeeper.tmpfiles")).unwrap();
+    assert!(tmpfiles.lines().any(|l| l == "d /var/cache/go/mod 2775 root gobuild -"), "{tmpfiles}");
+}
+
+/// The bind mount that puts /var/cache/go on a mount of its own (hard links from
+/// outside fail with EXDEV), and the service's dependency on it.
+#[test]
+fn the_mount_unit_verifies_and_the_service_requires_it() {
+    let t = Tree::new();
+    let unit = t.base.join("var-cache-go.mount");
+    std::fs::copy(shipped("systemd/var-cache-go.mount"), &unit).unwrap();
+    let out = tool(Command::new("systemd-analyze").arg("verify").arg(&unit));
+    assert!(out.status.success() && stderr(&out).trim().is_empty(), "{}{}", stdout(&out), stderr(&out));
+    let text = std::fs::read_to_string(&unit).unwrap();
+    for line in ["What=/var/cache/go", "Where=/var/cache/go", "Options=bind"] {
+        assert!(text.lines().any(|l| l == line), "missing {line}");
+    }
+    let service = unit_settings();
+    assert!(service.iter().any(|(k, v)| k == "RequiresMountsFor" && v == "/var/cache/go"), "{service:?}");
+}

@@ -407,11 +407,62 @@ fn root_a_root_that_cannot_be_walked_shows_as_degraded() {
     let t = Tree::new();
     write(&t.base.join("a-file"), 0o644);
     let caches = format!("[[cache]]\npath = \"{}\"\n", t.base.join("a-file/mod").display());
-    let d = Daemon::start(&t.base, &caches, "");
+    let d = Daemon::start_unsynced(&t.base, &caches, "", |cmd| cmd);
     let s = d.status();
     assert_eq!(s["caches"][0]["state"], "degraded", "{s}");
     assert!(s["caches"][0]["reason"].as_str().unwrap().contains("cannot"), "{s}");
     assert_eq!(code(&d.ctl(&["status"])), 1);
+}
+
+/// Regression: `rescan` said "reconciled" and exited 0, and `sync` exited 0, for a cache
+/// the service could not read at all.
+#[test]
+fn root_rescan_and_sync_fail_on_a_cache_that_cannot_be_walked() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    write(&t.base.join("a-file"), 0o644);
+    let root = t.base.join("a-file/mod");
+    let caches = format!("[[cache]]\npath = \"{}\"\n", root.display());
+    let d = Daemon::start_unsynced(&t.base, &caches, "", |cmd| cmd);
+    for args in [vec!["rescan"], vec!["rescan", root.to_str().unwrap()], vec!["sync", "--timeout", "30s"]] {
+        let out = d.ctl(&args);
+        assert_eq!(code(&out), 1, "{args:?}: {}{}", stdout(&out), stderr(&out));
+        assert!(!stdout(&out).contains("reconciled"), "{args:?}: {}", stdout(&out));
+        assert!(stderr(&out).contains("not reconciled: the cache root cannot be walked"), "{args:?}: {}", stderr(&out));
+    }
+}
+
+/// Under systemd (INVOCATION_ID), a cache the unit's sandbox makes read-only is
+/// degraded with the drop-in that fixes it, not just "Read-only file system". The
+/// sandbox is imitated with a read-only bind mount in a mount namespace of its own.
+#[test]
+fn root_a_cache_hidden_by_the_sandbox_names_the_drop_in() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let hidden = t.base.join("srv");
+    mkdir(&hidden, 0o755);
+    let root = hidden.join("go/mod");
+    let caches = format!("[[cache]]\npath = \"{}\"\n", root.display());
+    let d = Daemon::start_unsynced(&t.base, &caches, "", |cmd| {
+        let mut sh = std::process::Command::new("unshare");
+        sh.args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg("mount --bind \"$0\" \"$0\" && mount -o remount,bind,ro \"$0\" && exec \"$@\"")
+            .arg(&hidden)
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .env("INVOCATION_ID", "0123456789abcdef0123456789abcdef");
+        sh
+    });
+    let s = d.status();
+    let reason = s["caches"][0]["reason"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(s["caches"][0]["state"], "degraded", "{s}");
+    assert!(reason.contains(&format!("ReadWritePaths=-{}", root.display())), "{reason}");
+    assert!(reason.contains("systemctl restart cachekeeper"), "{reason}");
+    let out = d.ctl(&["rescan"]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    assert!(stderr(&out).contains("ReadWritePaths="), "{}", stderr(&out));
 }
 
 #[test]

@@ -161,6 +161,13 @@ impl Daemon {
     }
 
     pub fn start_with(base: &Path, caches: &str, daemon_extra: &str, wrap: impl FnOnce(Command) -> Command) -> Daemon {
+        let d = Daemon::spawn(base, caches, daemon_extra, wrap);
+        d.sync();
+        d
+    }
+
+    /// Starts the service and waits for its control socket.
+    fn spawn(base: &Path, caches: &str, daemon_extra: &str, wrap: impl FnOnce(Command) -> Command) -> Daemon {
         let socket = Daemon::write_config(base, caches, daemon_extra);
         let config = base.join("ck.toml");
         let log = base.join("ck.log");
@@ -174,7 +181,7 @@ impl Daemon {
             .spawn()
             .expect("start cachekeeper");
         let mut d = Daemon { child: Some(child), config, socket, log };
-        d.wait_ready();
+        d.wait_socket();
         d
     }
 
@@ -189,8 +196,29 @@ impl Daemon {
         socket
     }
 
-    /// Waits for the socket, then for `sync`, which returns after the first full scan.
-    fn wait_ready(&mut self) {
+    /// Like `start`, for a cache whose first full scan fails: `sync` would fail too, so
+    /// this waits for the socket and for every cache to leave `starting`.
+    pub fn start_unsynced(
+        base: &Path,
+        caches: &str,
+        daemon_extra: &str,
+        wrap: impl FnOnce(Command) -> Command,
+    ) -> Daemon {
+        let d = Daemon::spawn(base, caches, daemon_extra, wrap);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = d.ctl(&["status", "--json"]);
+            let s: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap_or_default();
+            let caches = s["caches"].as_array().cloned().unwrap_or_default();
+            if !caches.is_empty() && caches.iter().all(|c| c["state"] != "starting") {
+                return d;
+            }
+            assert!(Instant::now() < deadline, "the first full scan did not end in 60 s:\n{}", d.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_socket(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -199,7 +227,6 @@ impl Daemon {
             assert!(Instant::now() < deadline, "no control socket after 60 s:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(10));
         }
-        self.sync();
     }
 
     pub fn pid(&self) -> i32 {
