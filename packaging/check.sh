@@ -16,7 +16,7 @@ dpkg -i "$deb"
 for f in /usr/bin/cachekeeper /usr/bin/cachekeeperctl /usr/lib/systemd/system/cachekeeper.service \
          /usr/lib/systemd/system/var-cache-go.mount \
          /usr/lib/sysusers.d/cachekeeper.conf /usr/lib/tmpfiles.d/cachekeeper.conf \
-         /usr/share/man/man1/cachekeeper.1 /usr/share/man/man1/cachekeeperctl.1 \
+         /usr/share/man/man1/cachekeeper.1.gz /usr/share/man/man1/cachekeeperctl.1.gz \
          /usr/share/bash-completion/completions/cachekeeper /usr/share/bash-completion/completions/cachekeeperctl \
          /usr/share/zsh/vendor-completions/_cachekeeper /usr/share/zsh/vendor-completions/_cachekeeperctl \
          /usr/share/fish/vendor_completions.d/cachekeeper.fish /usr/share/fish/vendor_completions.d/cachekeeperctl.fish \
