@@ -5,6 +5,7 @@
 //! The pure parts ([`model`], [`config`], [`names`]) do no I/O; only [`repair`]
 //! changes files, reached through the descriptor-based [`walk`].
 
+pub mod acl;
 pub mod audit;
 pub mod cli;
 pub mod config;

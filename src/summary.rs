@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::CacheConfig;
-use crate::model::Policy;
+use crate::model::{Inherit, Policy};
 use crate::names::{self, Escaped};
 use crate::walk::{Action, Finding, Note, Reason, Tally};
 
@@ -30,6 +30,45 @@ pub struct CacheSummary {
     pub elapsed: Duration,
     pub notes: Vec<Note>,
     pub compliant: bool,
+    /// How new entries get group access: at creation, or only by repair.
+    pub inheritance: Inheritance,
+}
+
+/// How new entries of a cache become usable by the group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Inheritance {
+    /// Default ACLs: at creation, whatever the creator's umask.
+    Acl,
+    /// `inherit = "none"`: by repair only, by choice.
+    None,
+    /// `inherit = "acl"` on a filesystem without POSIX ACLs: by repair only.
+    RepairOnly,
+}
+
+impl Inheritance {
+    pub fn of(policy: &Policy, no_acl: bool) -> Inheritance {
+        match policy.inherit {
+            Inherit::Acl if no_acl => Inheritance::RepairOnly,
+            Inherit::Acl => Inheritance::Acl,
+            Inherit::None => Inheritance::None,
+        }
+    }
+
+    /// One line for people: what it means and, when repair is all there is, what to do.
+    pub fn describe(self, policy: &Policy) -> &'static str {
+        let shared = policy.model == crate::model::Model::Shared;
+        match self {
+            Inheritance::Acl => "default ACLs: new entries are usable by the group from the moment they exist",
+            Inheritance::None if !shared => "none (private model)",
+            Inheritance::None => {
+                "none: new entries wait for a repair; members need umask 002 so that what they create is group-writable at once"
+            }
+            Inheritance::RepairOnly => {
+                "repair only: the filesystem has no POSIX ACLs; members need umask 002 so that what they create is group-writable at once"
+            }
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -38,6 +77,7 @@ pub struct Changed {
     pub owner: u64,
     pub group: u64,
     pub mode: u64,
+    pub acl: u64,
 }
 
 impl CacheSummary {
@@ -54,6 +94,7 @@ impl CacheSummary {
                 owner: t.owner.load(Relaxed),
                 group: t.group.load(Relaxed),
                 mode: t.mode.load(Relaxed),
+                acl: t.acl.load(Relaxed),
             },
             diverging,
             reported: Reason::ALL.iter().map(|&r| (r, t.reported(r))).collect(),
@@ -62,6 +103,7 @@ impl CacheSummary {
             elapsed,
             notes,
             compliant: failed == 0 && diverging == 0,
+            inheritance: Inheritance::of(&cache.policy, t.no_acl.load(Relaxed)),
         }
     }
 
@@ -92,8 +134,13 @@ pub fn write_text(out: &mut impl Write, summaries: &[CacheSummary]) -> io::Resul
         writeln!(out, "  entries    {} in {}", s.entries, seconds(s.elapsed))?;
         if s.action == Action::Repair {
             let c = &s.changed;
-            writeln!(out, "  changed    {} (owner {}, group {}, mode {})", c.entries, c.owner, c.group, c.mode)?;
+            writeln!(
+                out,
+                "  changed    {} (owner {}, group {}, mode {}, acl {})",
+                c.entries, c.owner, c.group, c.mode, c.acl
+            )?;
         }
+        writeln!(out, "  inherit    {}", s.inheritance.describe(&s.policy))?;
         let reasons: Vec<String> =
             s.reported.iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{} {n}", r.name())).collect();
         if reasons.is_empty() {
@@ -127,6 +174,8 @@ struct JsonCache<'a> {
     model: crate::model::Model,
     other: crate::model::Other,
     writable: bool,
+    inherit: Inherit,
+    inheritance: Inheritance,
     compliant: bool,
     entries: u64,
     changed: &'a Changed,
@@ -150,6 +199,9 @@ struct JsonFinding {
     to: Option<crate::model::Attrs>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// ACL changes (`access_acl`, `default_acl`) the entry needs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    acl: Vec<&'static str>,
 }
 
 /// The whole run as one JSON object on one line.
@@ -163,6 +215,8 @@ pub fn write_json(out: &mut impl Write, action: Action, summaries: &[CacheSummar
             model: s.policy.model,
             other: s.policy.other,
             writable: s.policy.writable,
+            inherit: s.policy.inherit,
+            inheritance: s.inheritance,
             compliant: s.compliant,
             entries: s.entries,
             changed: &s.changed,
@@ -177,9 +231,15 @@ pub fn write_json(out: &mut impl Write, action: Action, summaries: &[CacheSummar
                 .map(|n| {
                     let path = Escaped(&n.rel).to_string();
                     match &n.finding {
-                        Finding::Reported(r) => {
-                            JsonFinding { path, kind: "reported", reason: Some(*r), from: None, to: None, error: None }
-                        }
+                        Finding::Reported(r) => JsonFinding {
+                            path,
+                            kind: "reported",
+                            reason: Some(*r),
+                            from: None,
+                            to: None,
+                            error: None,
+                            acl: Vec::new(),
+                        },
                         Finding::Diverges(d) => JsonFinding {
                             path,
                             kind: "diverges",
@@ -187,6 +247,10 @@ pub fn write_json(out: &mut impl Write, action: Action, summaries: &[CacheSummar
                             from: Some(d.from),
                             to: Some(d.to),
                             error: None,
+                            acl: [(d.drop_access_acl, "access_acl"), (d.set_default_acl, "default_acl")]
+                                .into_iter()
+                                .filter_map(|(on, k)| on.then_some(k))
+                                .collect(),
                         },
                         Finding::Failed(e) => JsonFinding {
                             path,
@@ -195,6 +259,7 @@ pub fn write_json(out: &mut impl Write, action: Action, summaries: &[CacheSummar
                             from: None,
                             to: None,
                             error: Some(e.clone()),
+                            acl: Vec::new(),
                         },
                     }
                 })
