@@ -726,6 +726,7 @@ impl CacheRuntime {
                 owner: r.owner.load(Relaxed),
                 group: r.group.load(Relaxed),
                 mode: r.mode.load(Relaxed),
+                acl: r.acl.load(Relaxed),
             },
             reported: last.map(|l| l.reported).unwrap_or_default(),
             errors: c.errors.load(Relaxed) + r.failed.load(Relaxed),
@@ -735,6 +736,7 @@ impl CacheRuntime {
             queue_depth: self.queue.depth(),
             events_received: c.events.load(Relaxed),
             overflows: c.overflows.load(Relaxed),
+            inheritance: Some(crate::model::Inheritance::of(&self.cache.policy, r.no_acl.load(Relaxed))),
         }
     }
 }

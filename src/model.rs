@@ -50,6 +50,43 @@ impl Inherit {
     }
 }
 
+/// How new entries of a cache become usable by the group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Inheritance {
+    /// Default ACLs: at creation, whatever the creator's umask.
+    Acl,
+    /// `inherit = "none"`: by repair only, by choice.
+    None,
+    /// `inherit = "acl"` on a filesystem without POSIX ACLs: by repair only.
+    RepairOnly,
+}
+
+impl Inheritance {
+    pub fn of(policy: &Policy, no_acl: bool) -> Inheritance {
+        match policy.inherit {
+            Inherit::Acl if no_acl => Inheritance::RepairOnly,
+            Inherit::Acl => Inheritance::Acl,
+            Inherit::None => Inheritance::None,
+        }
+    }
+
+    /// One line for people: what it means and, when repair is all there is, what to do.
+    pub fn describe(self, policy: &Policy) -> &'static str {
+        let shared = policy.model == Model::Shared;
+        match self {
+            Inheritance::Acl => "default ACLs: new entries are usable by the group from the moment they exist",
+            Inheritance::None if !shared => "none (private model)",
+            Inheritance::None => {
+                "none: new entries wait for a repair; members need umask 002 so that what they create is group-writable at once"
+            }
+            Inheritance::RepairOnly => {
+                "repair only: the filesystem has no POSIX ACLs; members need umask 002 so that what they create is group-writable at once"
+            }
+        }
+    }
+}
+
 /// The two kinds of entry the model changes; everything else is only reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

@@ -101,6 +101,11 @@ pub struct CacheStatus {
     pub queue_depth: u64,
     pub events_received: u64,
     pub overflows: u64,
+    /// How new entries become usable by the group: `acl` (default ACLs, at creation),
+    /// `none` (by repair, as configured) or `repair_only` (the filesystem has no POSIX
+    /// ACLs). Added within schema version 1; absent from older services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inheritance: Option<crate::model::Inheritance>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +114,9 @@ pub struct Repairs {
     pub owner: u64,
     pub group: u64,
     pub mode: u64,
+    /// ACL changes; added within schema version 1.
+    #[serde(default)]
+    pub acl: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

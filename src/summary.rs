@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::CacheConfig;
-use crate::model::{Inherit, Policy};
+use crate::model::{Inherit, Inheritance, Policy};
 use crate::names::{self, Escaped};
 use crate::walk::{Action, Finding, Note, Reason, Tally};
 
@@ -32,43 +32,6 @@ pub struct CacheSummary {
     pub compliant: bool,
     /// How new entries get group access: at creation, or only by repair.
     pub inheritance: Inheritance,
-}
-
-/// How new entries of a cache become usable by the group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Inheritance {
-    /// Default ACLs: at creation, whatever the creator's umask.
-    Acl,
-    /// `inherit = "none"`: by repair only, by choice.
-    None,
-    /// `inherit = "acl"` on a filesystem without POSIX ACLs: by repair only.
-    RepairOnly,
-}
-
-impl Inheritance {
-    pub fn of(policy: &Policy, no_acl: bool) -> Inheritance {
-        match policy.inherit {
-            Inherit::Acl if no_acl => Inheritance::RepairOnly,
-            Inherit::Acl => Inheritance::Acl,
-            Inherit::None => Inheritance::None,
-        }
-    }
-
-    /// One line for people: what it means and, when repair is all there is, what to do.
-    pub fn describe(self, policy: &Policy) -> &'static str {
-        let shared = policy.model == crate::model::Model::Shared;
-        match self {
-            Inheritance::Acl => "default ACLs: new entries are usable by the group from the moment they exist",
-            Inheritance::None if !shared => "none (private model)",
-            Inheritance::None => {
-                "none: new entries wait for a repair; members need umask 002 so that what they create is group-writable at once"
-            }
-            Inheritance::RepairOnly => {
-                "repair only: the filesystem has no POSIX ACLs; members need umask 002 so that what they create is group-writable at once"
-            }
-        }
-    }
 }
 
 #[derive(Debug, Serialize)]
