@@ -101,6 +101,8 @@ pub fn create_root(cache: &crate::config::CacheConfig) -> Result<(), String> {
             None => break,
         }
     }
+    let writable_parent =
+        cache.policy.writable && cache.policy.group.is_some() && cache.policy.model == crate::model::Model::Shared;
     for dir in missing.into_iter().rev() {
         use std::os::unix::fs::DirBuilderExt;
         match std::fs::DirBuilder::new().mode(0o777).create(dir) {
@@ -112,7 +114,17 @@ pub fn create_root(cache: &crate::config::CacheConfig) -> Result<(), String> {
         if policy.owner.is_some() || policy.group.is_some() {
             let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
             let chowned = sys::open_root(&c).and_then(|fd| {
-                sys::chown_fd(fd.as_fd(), policy.owner.unwrap_or(u32::MAX), policy.group.unwrap_or(u32::MAX))
+                sys::chown_fd(fd.as_fd(), policy.owner.unwrap_or(u32::MAX), policy.group.unwrap_or(u32::MAX))?;
+                // `go clean -modcache` removes the root itself, which needs write access
+                // to its parent. With `writable = true` (members may empty the cache) the
+                // parent created here is the group's too: setgid, group-writable, and
+                // not sticky, or a member could not remove a root another one created.
+                // The service creates the root again at its next full scan.
+                if writable_parent && Some(dir) == cache.path.parent() {
+                    let other = if policy.other == crate::model::Other::None { 0 } else { 0o005 };
+                    sys::chmod_fd(fd.as_fd(), crate::model::S_ISGID | 0o770 | other)?;
+                }
+                Ok(())
             });
             if let Err(e) = chowned {
                 return Err(format!("cannot give {} to the cache owner: {}", dir.display(), sys::describe(&e)));
