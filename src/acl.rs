@@ -146,6 +146,20 @@ pub fn access_divergence(acl: &Acl) -> Option<&'static str> {
     }
 }
 
+/// Whether an access ACL on an entry whose mode is `now` (and, after any repair, `to`)
+/// could give anyone more than the model does. With an access ACL, everyone but the
+/// owner is judged by entries the mask caps, and the mask is the mode's group bits. Where
+/// those are within what every other user already has — Go's `0444` files and `0555`
+/// directories with `other = "read"` — no entry can grant anything beyond that, so a full
+/// walk need not read the ACL (which doubles the syscalls per file). What such an ACL can
+/// still do is deny the owning group its read; that takes a deliberate `setfacl`, whose
+/// attribute change the service checks with the ACL read.
+pub fn could_grant_more(now: u32, to: u32) -> bool {
+    let group_class = ((now | to) >> 3) & 0o7;
+    let everyone = now & to & 0o7;
+    group_class & !everyone != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,5 +240,17 @@ mod tests {
         acl.entries.insert(1, Entry { tag: USER, perm: 7, id: 4242 });
         acl.entries.insert(3, Entry { tag: MASK, perm: 7, id: UNDEFINED_ID });
         assert_eq!(access_divergence(&acl), Some("names users or groups beyond the owner model"));
+    }
+
+    #[test]
+    fn only_a_group_class_above_other_makes_an_access_acl_worth_reading() {
+        // Go's read-only trees under other = read: nothing to gain.
+        assert!(!could_grant_more(0o444, 0o444));
+        assert!(!could_grant_more(0o2555, 0o2555));
+        // Group-writable files, other = none, or a repair that widens the group.
+        assert!(could_grant_more(0o664, 0o664));
+        assert!(could_grant_more(0o440, 0o440));
+        assert!(could_grant_more(0o444, 0o440));
+        assert!(could_grant_more(0o644, 0o664));
     }
 }

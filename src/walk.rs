@@ -173,6 +173,7 @@ impl<'a> Scan<'a> {
             audit: self.audit,
             notes: Mutex::new(Vec::new()),
             default_acl: self.cache.policy.default_acl(),
+            every_acl: true,
         }
     }
 
@@ -186,7 +187,7 @@ impl<'a> Scan<'a> {
     /// The whole tree, from the root.
     pub fn all(&self) -> io::Result<Vec<Note>> {
         let (root, st) = self.open_root()?;
-        let walker = self.walker(st);
+        let walker = Walker { every_acl: false, ..self.walker(st) };
         rayon::scope(|s| walker.directory(s, root, st, Vec::new(), true));
         Ok(walker.into_notes())
     }
@@ -246,6 +247,9 @@ struct Walker<'a> {
     notes: Mutex<Vec<Note>>,
     /// The model's default ACL for directories, `None` when it leaves them alone.
     default_acl: Option<Acl>,
+    /// Read every entry's access ACL (a path the service was told changed), not only
+    /// those that could grant more than the mode shows ([`acl::could_grant_more`]).
+    every_acl: bool,
 }
 
 thread_local! {
@@ -288,8 +292,9 @@ impl<'s> Walker<'s> {
         }
         // The directory's own descriptor is open for reading: its xattrs are read and
         // set through it (SPEC §6: never by path).
-        let acls = self.dir_acls(fd.as_fd(), &rel);
-        if let Some(d) = Divergence::with_acl(self.divergence(Kind::Dir, &st), attrs(&st), acls.0, acls.1) {
+        let d = self.divergence(Kind::Dir, &st);
+        let acls = self.dir_acls(fd.as_fd(), &rel, self.wants_acl(&st, d.as_ref()));
+        if let Some(d) = Divergence::with_acl(d, attrs(&st), acls.0, acls.1) {
             self.settle(fd.as_fd(), &rel, d);
         }
         if !list {
@@ -396,8 +401,10 @@ impl<'s> Walker<'s> {
         };
         // The common case: already compliant, one statx and (where ACLs exist) one
         // xattr read of the name, and nothing more.
-        let drop_acl = self.access_acl_diverges(&rel, |buf| sys::get_xattr_at(parent, name, acl::ACCESS, buf));
-        let Some(d) = Divergence::with_acl(self.divergence(kind, &st), attrs(&st), drop_acl, false) else { return };
+        let d = self.divergence(kind, &st);
+        let drop_acl = self.wants_acl(&st, d.as_ref())
+            && self.access_acl_diverges(&rel, |buf| sys::get_xattr_at(parent, name, acl::ACCESS, buf));
+        let Some(d) = Divergence::with_acl(d, attrs(&st), drop_acl, false) else { return };
         if self.action == Action::Check {
             return self.diverges(rel(), d);
         }
@@ -418,9 +425,10 @@ impl<'s> Walker<'s> {
                 Ok(kind) => kind,
                 Err(reason) => return self.report(rel(), reason),
             };
-            let drop_acl =
-                self.access_acl_diverges(&rel, |buf| read_into(sys::get_xattr_fd(pin.as_fd(), acl::ACCESS), buf));
-            if let Some(d) = Divergence::with_acl(self.divergence(kind, &pinned), attrs(&pinned), drop_acl, false) {
+            let d = self.divergence(kind, &pinned);
+            let drop_acl = self.wants_acl(&pinned, d.as_ref())
+                && self.access_acl_diverges(&rel, |buf| read_into(sys::get_xattr_fd(pin.as_fd(), acl::ACCESS), buf));
+            if let Some(d) = Divergence::with_acl(d, attrs(&pinned), drop_acl, false) {
                 self.settle(pin.as_fd(), &rel(), d);
             }
             return;
@@ -445,6 +453,11 @@ impl<'s> Walker<'s> {
     fn divergence(&self, kind: Kind, st: &Stat) -> Option<Divergence> {
         let now = attrs(st);
         Divergence::between(now, self.cache.policy.target(kind, now))
+    }
+
+    /// Whether to read the access ACL of an entry that looks like `st` and diverges by `d`.
+    fn wants_acl(&self, st: &Stat, d: Option<&Divergence>) -> bool {
+        self.every_acl || acl::could_grant_more(st.mode, d.map_or(st.mode, |d| d.to.mode))
     }
 
     /// ACLs are read until the filesystem says it has none.
@@ -481,8 +494,9 @@ impl<'s> Walker<'s> {
     }
 
     /// For a directory: (its access ACL goes, the model's default ACL is to be set).
-    fn dir_acls(&self, fd: BorrowedFd<'_>, rel: &[u8]) -> (bool, bool) {
-        let drop_access = self.access_acl_diverges(&|| rel, |buf| read_into(sys::get_xattr_fd(fd, acl::ACCESS), buf));
+    fn dir_acls(&self, fd: BorrowedFd<'_>, rel: &[u8], access: bool) -> (bool, bool) {
+        let drop_access =
+            access && self.access_acl_diverges(&|| rel, |buf| read_into(sys::get_xattr_fd(fd, acl::ACCESS), buf));
         let Some(wanted) = &self.default_acl else { return (drop_access, false) };
         if self.tally.no_acl.load(Relaxed) {
             return (drop_access, false);
