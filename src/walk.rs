@@ -293,7 +293,11 @@ impl<'s> Walker<'s> {
         // The directory's own descriptor is open for reading: its xattrs are read and
         // set through it (SPEC §6: never by path).
         let d = self.divergence(Kind::Dir, &st);
-        let acls = self.dir_acls(fd.as_fd(), &rel, self.wants_acl(&st, d.as_ref()));
+        // A default ACL decides what entries created in the directory get; where the
+        // group cannot create entries (Go's read-only trees) it is neither required nor
+        // set, which spares a full walk one xattr read per read-only directory.
+        let creatable = d.as_ref().map_or(st.mode, |d| d.to.mode) & 0o020 != 0;
+        let acls = self.dir_acls(fd.as_fd(), &rel, self.wants_acl(&st, d.as_ref()), creatable);
         if let Some(d) = Divergence::with_acl(d, attrs(&st), acls.0, acls.1) {
             self.settle(fd.as_fd(), &rel, d);
         }
@@ -494,10 +498,10 @@ impl<'s> Walker<'s> {
     }
 
     /// For a directory: (its access ACL goes, the model's default ACL is to be set).
-    fn dir_acls(&self, fd: BorrowedFd<'_>, rel: &[u8], access: bool) -> (bool, bool) {
+    fn dir_acls(&self, fd: BorrowedFd<'_>, rel: &[u8], access: bool, creatable: bool) -> (bool, bool) {
         let drop_access =
             access && self.access_acl_diverges(&|| rel, |buf| read_into(sys::get_xattr_fd(fd, acl::ACCESS), buf));
-        let Some(wanted) = &self.default_acl else { return (drop_access, false) };
+        let Some(wanted) = self.default_acl.as_ref().filter(|_| creatable) else { return (drop_access, false) };
         if self.tally.no_acl.load(Relaxed) {
             return (drop_access, false);
         }

@@ -165,7 +165,7 @@ fn init_text_summary_fits_one_screen() {
     let text = stdout(&out);
     assert!(text.starts_with(&format!("{}: compliant\n", t.root_str())), "{text}");
     assert!(text.contains("entries    22 in "), "{text}");
-    assert!(text.contains("changed    20 (owner 0, group 0, mode 20)"), "{text}");
+    assert!(text.contains("changed    20 (owner 0, group 0, mode 20, acl 0)"), "{text}");
     assert!(text.lines().count() <= 10, "{text}");
     assert!(!text.contains('\r'), "no progress indicator when stdout is not a terminal");
 }
