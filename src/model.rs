@@ -133,8 +133,8 @@ impl Policy {
         }
     }
 
-    /// The default ACL every directory carries, or `None` when the model leaves default
-    /// ACLs alone. Its entries are the model's bits for a directory Go creates with
+    /// The default ACL every directory the group may create entries in carries, or `None`
+    /// when the model leaves default ACLs alone. Its entries are the model's bits for a directory Go creates with
     /// `MkdirAll(0777)`, so the kernel's inheritance (mode argument ∩ ACL) produces
     /// exactly the model's bits for what Go creates: see [`crate::acl`].
     pub fn default_acl(&self) -> Option<crate::acl::Acl> {

@@ -234,3 +234,25 @@ fn root_doctor_warns_when_hardlinks_are_unprotected() {
     let text = stdout(&doctor(&t, None, &cfg));
     assert!(line(&text, "fs.protected_hardlinks").starts_with("[WARN]"), "{text}");
 }
+
+#[test]
+fn root_explain_says_what_new_entries_in_a_directory_inherit() {
+    require_root();
+    let t = Tree::new();
+    let out = cachekeeper(&["--init", "--path", t.root_str(), "--owner", "0", "--group", "3200"], &[]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let out = ctl(&["explain", "--config", "/nonexistent", t.root_str()]);
+    let s = section(&stdout(&out), &t.root);
+    assert!(
+        s.contains("new entries: inherit the default ACL u::rwx,g::rwx,o::r-x, whatever the creator's umask"),
+        "{s}"
+    );
+    let out = ctl(&["explain", "--json", "--config", "/nonexistent", t.root_str()]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let steps = json["steps"].as_array().unwrap();
+    assert_eq!(steps.last().unwrap()["default_acl"], "u::rwx,g::rwx,o::r-x", "{json}");
+
+    let out = ctl(&["explain", "--config", "/nonexistent", t.base.to_str().unwrap()]);
+    let s = section(&stdout(&out), &t.base);
+    assert!(s.contains("new entries: no default ACL here"), "{s}");
+}
