@@ -6,7 +6,7 @@
 //!   (the same end state), alternating runs on freshly generated root-owned trees;
 //! * check: on the compliant tree, `cachekeeper --check` against `find D -printf '%U %G %m\n'`.
 //!
-//! Prints the median of each and the ratio cachekeeper / baseline (targets: ≤ 0.5 and ≤ 1.0).
+//! Prints the median of each and the ratio cachekeeper / baseline (targets: ≤ 0.5 and ≤ 0.7).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -39,6 +39,9 @@ struct Record {
     before: Side,
     after: Side,
     creator_uid: u32,
+    /// ACL changes made (`access_acl` removed, `default_acl` set); absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    acl: Vec<&'static str>,
 }
 
 impl AuditLog {
@@ -60,6 +63,10 @@ impl AuditLog {
             before: d.from.into(),
             after: d.to.into(),
             creator_uid: d.from.uid,
+            acl: [(d.drop_access_acl, "access_acl"), (d.set_default_acl, "default_acl")]
+                .into_iter()
+                .filter_map(|(on, k)| on.then_some(k))
+                .collect(),
         };
         let Ok(mut line) = serde_json::to_vec(&record) else { return };
         line.push(b'\n');

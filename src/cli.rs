@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 use crate::config::{self, CacheConfig, Config, Excludes};
-use crate::model::{Model, Other, Policy};
+use crate::model::{Inherit, Model, Other, Policy};
 use crate::root::{self, Origin, Root};
 use crate::summary::{self, CacheSummary};
 use crate::sys;
@@ -83,6 +83,11 @@ struct Args {
     /// that no file from elsewhere can be hard-linked into the cache; needs root
     #[arg(long, requires = "init")]
     isolate: bool,
+    /// acl: every directory carries a default ACL, so that new entries are usable by the
+    /// group the moment they are created, whatever the creator's umask; none: repair only
+    /// [default: acl for the shared model, none for private]
+    #[arg(long, value_parser = ["acl", "none"])]
+    inherit: Option<String>,
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
@@ -101,6 +106,7 @@ impl Args {
             || !self.exclude.is_empty()
             || self.writable
             || self.force
+            || self.inherit.is_some()
     }
 }
 
@@ -268,11 +274,7 @@ fn open_cache(
     let usage = |e: root::RootError| Usage(e.0);
     let mut created = Vec::new();
     if action == Action::Repair {
-        let own = root::Ownership {
-            parents: parents_owner(&cache.path),
-            root: (cache.policy.owner, cache.policy.group),
-            root_mode: 0o700,
-        };
+        let own = root::Ownership::for_cache(&cache.policy, parents_owner(&cache.path));
         created = root::create(&cache.path, origin, own).map_err(usage)?;
     }
     let mut pinned = root::resolve(&cache.path, origin, cache.force).map_err(usage)?;
@@ -389,15 +391,60 @@ fn cache_from_flags(args: &Args) -> Result<(CacheConfig, Origin), Usage> {
         None if explicit_group => Model::Shared,
         None => Model::Private,
     };
+    if args.owner.is_none() && model == Model::Shared {
+        if let Some(found) = single_other_owner(&path, owner) {
+            return Err(Usage(format!(
+                "{} belongs to uid {found} throughout, not to the invoking user (uid {owner}): pass --owner {found} to \
+                 keep its owner (or --owner {owner} to take it over), or --config with the cache's configuration",
+                path.display()
+            )));
+        }
+    }
     let other = if args.other == "none" { Other::None } else { Other::Read };
+    let inherit = match args.inherit.as_deref() {
+        Some("acl") => Inherit::Acl,
+        Some(_) => Inherit::None,
+        None => Inherit::default_for(model),
+    };
     let exclude = Excludes::new(&args.exclude).map_err(|m| Usage(format!("--exclude: {m}")))?;
     let cache = CacheConfig {
         path,
-        policy: Policy { owner: Some(owner), group, model, other, writable: args.writable },
+        policy: Policy { owner: Some(owner), group, model, other, writable: args.writable, inherit },
         exclude,
         force: args.force,
     };
     Ok((cache, origin))
+}
+
+/// The one owner of an existing shared cache when it is not `me`: the root and the first
+/// entries below it (breadth first, a few hundred) all belong to it. A shared cache kept
+/// by a service belongs to its configured owner; without `--owner` the command line would
+/// otherwise chown every entry to whoever runs it. A tree of mixed owners (the classic
+/// `sudo go mod download` in one's own cache) is what the default is for: `None`.
+fn single_other_owner(root: &Path, me: u32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(root).ok()?.uid();
+    if owner == me {
+        return None;
+    }
+    let mut queue = std::collections::VecDeque::from([root.to_path_buf()]);
+    let mut seen = 0;
+    while let Some(dir) = queue.pop_front() {
+        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+            let meta = entry.metadata().ok()?;
+            if meta.uid() != owner {
+                return None;
+            }
+            if meta.is_dir() {
+                queue.push_back(entry.path());
+            }
+            seen += 1;
+            if seen >= 256 {
+                return Some(owner);
+            }
+        }
+    }
+    Some(owner)
 }
 
 /// Go's rule for `GOMODCACHE`, as the invoking user would see it: the environment, then

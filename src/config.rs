@@ -11,7 +11,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::model::{Model, Other, Policy};
+use crate::model::{Inherit, Model, Other, Policy};
 
 pub const DEFAULT_PATH: &str = "/etc/cachekeeper/config.toml";
 pub const DEFAULT_SOCKET: &str = "/run/cachekeeper/control.sock";
@@ -133,6 +133,7 @@ struct RawCache {
     writable: bool,
     #[serde(default)]
     force: bool,
+    inherit: Option<Inherit>,
 }
 
 #[derive(Deserialize)]
@@ -200,14 +201,16 @@ impl Config {
                 let offset = c.exclude.first().map_or(spanned.span().start, |p| p.span().start);
                 at(offset, "cache.exclude", m)
             })?;
+            let model = c.model.unwrap_or(Policy::default_model(group));
             caches.push(CacheConfig {
                 path,
                 policy: Policy {
                     owner,
                     group,
-                    model: c.model.unwrap_or(Policy::default_model(group)),
+                    model,
                     other: c.other.unwrap_or(Other::Read),
                     writable: c.writable,
+                    inherit: c.inherit.unwrap_or(Inherit::default_for(model)),
                 },
                 exclude,
                 force: c.force,
@@ -473,6 +476,8 @@ audit_log = "/var/log/ck.jsonl"
         assert!(anchored.matches(b"cache/vcs/abc"), "a leading / anchors at the root, as in .gitignore");
         assert!(!c.caches[0].exclude.matches(b"cache/download/x"));
         assert_eq!(c.caches[1].policy.model, Model::Private);
+        assert_eq!(c.caches[0].policy.inherit, Inherit::Acl, "shared inherits by default");
+        assert_eq!(c.caches[1].policy.inherit, Inherit::None, "private does not");
         assert_eq!(c.daemon.full_rescan, Duration::from_secs(1800));
         assert_eq!(c.daemon.user, Some((0, 0)));
         assert_eq!(c.daemon.log_format, LogFormat::Json);
@@ -492,6 +497,7 @@ audit_log = "/var/log/ck.jsonl"
                 "/etc/ck.toml:3: cache.group: group `no-such-group-ck` does not exist",
             ),
             ("[[cache]]\npath = \"/c\"\nmodel = \"open\"\n", "/etc/ck.toml:3: cache.model: unknown variant `open`"),
+            ("[[cache]]\npath = \"/c\"\ninherit = \"yes\"\n", "/etc/ck.toml:3: cache.inherit: unknown variant `yes`"),
             ("[[cache]]\npath = \"/c\"\nowner = -3\n", "/etc/ck.toml:3: cache.owner: -3 is not a valid id"),
             ("[[cache]]\npath = \"/c\"\nexclude = [\"a[\"]\n", "/etc/ck.toml:3: cache.exclude: invalid glob `a[`"),
             (
@@ -553,6 +559,15 @@ audit_log = "/var/log/ck.jsonl"
             }
             let _ = Config::parse(Path::new("/f.toml"), &good[..at]);
         }
+    }
+
+    #[test]
+    fn inherit_is_explicit_or_follows_the_model() {
+        let c = parse("[[cache]]\npath = \"/c\"\ngroup = 0\ninherit = \"none\"\n").unwrap();
+        assert_eq!(c.caches[0].policy.inherit, Inherit::None);
+        // A private cache may ask for it: new entries are then group-readable at once.
+        let c = parse("[[cache]]\npath = \"/c\"\nmodel = \"private\"\ninherit = \"acl\"\n").unwrap();
+        assert_eq!(c.caches[0].policy.inherit, Inherit::Acl);
     }
 
     #[test]

@@ -317,7 +317,20 @@ pub fn render_status(status: &Status) -> String {
             None => out += "  entries    (first full scan running)\n",
         }
         let r = &c.repairs;
-        out += &format!("  repairs    {} (owner {}, group {}, mode {})\n", r.entries, r.owner, r.group, r.mode);
+        out += &format!(
+            "  repairs    {} (owner {}, group {}, mode {}, acl {})\n",
+            r.entries, r.owner, r.group, r.mode, r.acl
+        );
+        match c.inheritance {
+            Some(crate::model::Inheritance::Acl) => {
+                out += "  inherit    default ACLs: new entries are group-usable at creation\n"
+            }
+            Some(crate::model::Inheritance::RepairOnly) => {
+                out += "  inherit    repair only: the filesystem has no POSIX ACLs; members need umask 002\n"
+            }
+            Some(crate::model::Inheritance::None) => out += "  inherit    none: new entries wait for a repair\n",
+            None => {}
+        }
         let p = &c.reported;
         out += &format!(
             "  reported   symlink {}, hard link {}, special {}, other mount {}\n",

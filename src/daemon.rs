@@ -154,7 +154,7 @@ impl SideFiles {
 /// service may: as root, in the host's own mount namespace (a mount made in a private
 /// namespace, such as systemd's sandbox, would protect no one outside it).
 fn prepare_root(cache: &CacheConfig) {
-    let own = root::Ownership { parents: None, root: (cache.policy.owner, cache.policy.group), root_mode: 0o700 };
+    let own = root::Ownership::for_cache(&cache.policy, None);
     if let Err(e) = root::create(&cache.path, &Origin::Admin, own) {
         tracing::error!("{e}");
         return;
@@ -849,6 +849,7 @@ impl CacheRuntime {
                 owner: r.owner.load(Relaxed),
                 group: r.group.load(Relaxed),
                 mode: r.mode.load(Relaxed),
+                acl: r.acl.load(Relaxed),
             },
             reported: last.as_ref().map(|l| l.reported).unwrap_or_default(),
             errors: c.errors.load(Relaxed) + r.failed.load(Relaxed),
@@ -863,6 +864,7 @@ impl CacheRuntime {
             owner_model: Some(self.cache.policy),
             watches: self.stats.watches.load(Relaxed),
             last_repair: self.stats.last_repair.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            inheritance: Some(crate::model::Inheritance::of(&self.cache.policy, r.no_acl.load(Relaxed))),
         }
     }
 }
@@ -1041,7 +1043,7 @@ impl Worker {
         }
         *slot = None;
         let cache = &self.runtime.cache;
-        let own = root::Ownership { parents: None, root: (cache.policy.owner, cache.policy.group), root_mode: 0o700 };
+        let own = root::Ownership::for_cache(&cache.policy, None);
         let unusable = |e: root::RootError| format!("{}: {e}", watch::UNWALKABLE_REASON);
         root::create(&cache.path, &Origin::Admin, own).map_err(unusable)?;
         let pinned = Arc::new(root::resolve(&cache.path, &Origin::Admin, cache.force).map_err(unusable)?);

@@ -70,6 +70,7 @@ pub fn run(inputs: &Inputs<'_>) -> Vec<Line> {
         });
         root(&mut l, cache, unwalkable.as_deref());
         filesystem(&mut l, &cache.path);
+        inheritance(&mut l, cache);
         if let Some(gid) = cache.policy.group {
             membership(&mut l, cache, gid);
         }
@@ -297,13 +298,82 @@ fn go_env(l: &mut List, caches: &[CacheConfig]) {
     }
 }
 
+/// Whether new entries of a cache get the group's access from the kernel at creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inherits {
+    /// The root carries the model's default ACL.
+    Yes,
+    /// `inherit = "acl"`, but the root has no (or another) default ACL yet.
+    NotYet,
+    /// The filesystem has no POSIX ACLs.
+    Unsupported,
+    /// `inherit = "none"`.
+    Off,
+}
+
+fn inherits(cache: &CacheConfig) -> Inherits {
+    let Some(wanted) = cache.policy.default_acl() else { return Inherits::Off };
+    let Ok(path) = std::ffi::CString::new(cache.path.as_os_str().as_encoded_bytes()) else { return Inherits::NotYet };
+    match crate::sys::get_xattr_path(&path, crate::acl::DEFAULT) {
+        Ok(Some(b)) if crate::acl::Acl::decode(&b).as_ref() == Ok(&wanted) => Inherits::Yes,
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Inherits::Unsupported,
+        _ => Inherits::NotYet,
+    }
+}
+
+const UMASK_ADVICE: &str = "members need umask 002 (in ~/.profile, or UMask=0002 in a systemd unit) so that what they create is group-writable at once";
+
+fn inheritance(l: &mut List, cache: &CacheConfig) {
+    let name = format!("inheritance {}", cache.path.display());
+    let shared = cache.policy.model == crate::model::Model::Shared;
+    match inherits(cache) {
+        Inherits::Yes => {
+            let acl = cache.policy.default_acl().map(|a| a.text()).unwrap_or_default();
+            l.add(
+                name,
+                Verdict::Ok,
+                format!("default ACL {acl}: new entries are group-usable at creation, whatever the umask"),
+            )
+        }
+        Inherits::NotYet => l.add(
+            name,
+            Verdict::Warn,
+            "the root has no default ACL yet: run cachekeeper --init or cachekeeperctl rescan".to_owned(),
+        ),
+        Inherits::Unsupported => l.add(
+            name,
+            Verdict::Warn,
+            format!("repair only: the filesystem has no POSIX ACLs, so new entries wait for a repair; {UMASK_ADVICE}"),
+        ),
+        Inherits::Off if shared => {
+            l.add(name, Verdict::Info, format!("inherit = \"none\": new entries wait for a repair; {UMASK_ADVICE}"))
+        }
+        Inherits::Off => l.add(name, Verdict::Ok, "none (private model)".to_owned()),
+    }
+}
+
 fn umask(l: &mut List, caches: &[CacheConfig]) {
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     nix::sys::stat::umask(old);
     let mask = old.bits() as u32;
-    let shared = caches.iter().any(|c| c.policy.model == crate::model::Model::Shared);
-    if shared && mask & 0o020 != 0 {
-        l.add("umask", Verdict::Info, format!("{mask:04o}: what you create is not group-writable until cachekeeper repairs it (the service does within milliseconds; without it run --init)"));
+    // Caches where the creator's umask decides what the group gets until a repair.
+    let exposed: Vec<String> = caches
+        .iter()
+        .filter(|c| c.policy.model == crate::model::Model::Shared && inherits(c) != Inherits::Yes)
+        .map(|c| c.path.display().to_string())
+        .collect();
+    if mask & 0o070 != 0 && !exposed.is_empty() {
+        l.add(
+            "umask",
+            Verdict::Warn,
+            format!(
+                "{mask:04o} takes the group's access away from what you create in {} (no inherited ACLs there), and \
+                 another member who opens it before the repair fails: set umask 002",
+                exposed.join(", ")
+            ),
+        );
+    } else if mask & 0o070 != 0 {
+        l.add("umask", Verdict::Ok, format!("{mask:04o}: does not matter where default ACLs apply"));
     } else {
         l.add("umask", Verdict::Ok, format!("{mask:04o}"));
     }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::acl::{self, Acl, GROUP, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ};
 use crate::config::{CacheConfig, Config};
 use crate::model::{Attrs, Kind};
 
@@ -106,6 +107,10 @@ pub struct Step {
     pub group: Option<u32>,
     pub mode: Option<String>,
     pub checks: Vec<Check>,
+    /// For the directory explained: its default ACL (what new entries in it inherit),
+    /// `"none"` when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_acl: Option<String>,
 }
 
 impl Step {
@@ -118,6 +123,7 @@ impl Step {
             group: None,
             mode: None,
             checks: Vec::new(),
+            default_acl: None,
         }
     }
 }
@@ -232,67 +238,49 @@ fn rwx(bits: u32) -> String {
     format!("{}{}{}", f(4, 'r'), f(2, 'w'), f(1, 'x'))
 }
 
-/// A POSIX access ACL, from the `system.posix_acl_access` xattr.
-struct Acl {
-    entries: Vec<(u16, u16, u32)>,
+/// The POSIX ACL xattr `attr` of `path` (following symlinks, as access does). Explain
+/// only reads, and what it reads is the caller's own path, as the kernel would see it.
+fn read_acl(path: &Path, attr: &std::ffi::CStr) -> Option<Acl> {
+    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let bytes = crate::sys::get_xattr_path(&c, attr).ok()??;
+    Acl::decode(&bytes).ok()
 }
-
-const ACL_USER_OBJ: u16 = 0x01;
-const ACL_USER: u16 = 0x02;
-const ACL_GROUP_OBJ: u16 = 0x04;
-const ACL_GROUP: u16 = 0x08;
-const ACL_MASK: u16 = 0x10;
-const ACL_OTHER: u16 = 0x20;
 
 fn access_acl(path: &Path) -> Option<Acl> {
-    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: NUL-terminated strings; buf is writable for its length.
-    let n =
-        unsafe { libc::getxattr(c.as_ptr(), c"system.posix_acl_access".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 4 {
-        return None;
-    }
-    // Header: version (u32, 2); then entries of tag u16, perm u16, id u32.
-    let entries = buf[4..n as usize]
-        .chunks_exact(8)
-        .map(|e| {
-            (
-                u16::from_le_bytes([e[0], e[1]]),
-                u16::from_le_bytes([e[2], e[3]]),
-                u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
-            )
-        })
-        .collect();
-    Some(Acl { entries })
+    read_acl(path, acl::ACCESS)
 }
 
-impl Acl {
+/// What the POSIX.1e access check makes of an access ACL.
+trait Decide {
+    fn decide(&self, who: &Who, owner: u32, group: u32, need: u32) -> (bool, String);
+}
+
+impl Decide for Acl {
     /// The POSIX.1e access check (acl(5), "Access check algorithm").
     fn decide(&self, who: &Who, owner: u32, group: u32, need: u32) -> (bool, String) {
-        let perm = |tag: u16| self.entries.iter().find(|e| e.0 == tag).map(|e| u32::from(e.1));
-        let mask = perm(ACL_MASK).unwrap_or(7);
+        let perm = |tag: u16| self.entries.iter().find(|e| e.tag == tag).map(|e| u32::from(e.perm));
+        let mask = perm(MASK).unwrap_or(7);
         let hint = "an ACL applies (see getfacl)";
         if who.uid == owner {
-            let p = perm(ACL_USER_OBJ).unwrap_or(0);
+            let p = perm(USER_OBJ).unwrap_or(0);
             return (p & need == need, format!("{hint}: you are the owner, whose entry has {}", rwx(p)));
         }
-        if let Some(e) = self.entries.iter().find(|e| e.0 == ACL_USER && e.2 == who.uid) {
-            let p = u32::from(e.1) & mask;
+        if let Some(e) = self.entries.iter().find(|e| e.tag == USER && e.id == who.uid) {
+            let p = u32::from(e.perm) & mask;
             return (p & need == need, format!("{hint}: your own entry has {} after the mask", rwx(p)));
         }
         let groups: Vec<u32> = self
             .entries
             .iter()
-            .filter(|e| (e.0 == ACL_GROUP_OBJ && who.in_group(group)) || (e.0 == ACL_GROUP && who.in_group(e.2)))
-            .map(|e| u32::from(e.1) & mask)
+            .filter(|e| (e.tag == GROUP_OBJ && who.in_group(group)) || (e.tag == GROUP && who.in_group(e.id)))
+            .map(|e| u32::from(e.perm) & mask)
             .collect();
         if !groups.is_empty() {
             let allowed = groups.iter().any(|p| p & need == need);
             let best = groups.iter().fold(0, |a, p| a | p);
             return (allowed, format!("{hint}: your groups' entries give at most {} after the mask", rwx(best)));
         }
-        let p = perm(ACL_OTHER).unwrap_or(0);
+        let p = perm(OTHER).unwrap_or(0);
         (p & need == need, format!("{hint}: you match no entry, and other has {}", rwx(p)))
     }
 }
@@ -382,6 +370,8 @@ pub fn explain(who: &Who, path: &Path, caches: &[CacheConfig], access: Option<Ac
             group: Some(meta.gid()),
             mode: Some(format!("{:04o}", meta.mode() & 0o7777)),
             checks,
+            default_acl: (last && meta.is_dir())
+                .then(|| read_acl(&prefix, acl::DEFAULT).map_or_else(|| "none".to_owned(), |a| a.text())),
         });
         if next_missing {
             steps.push(Step::missing(&prefix.join(components[i + 1])));
@@ -421,6 +411,15 @@ pub fn render(e: &Explanation) -> String {
         let owner = s.owner.map_or(String::new(), user_name);
         let group = s.group.map_or(String::new(), group_name);
         out += &format!("  {}  {owner}:{group} {}\n", s.path, s.mode.as_deref().unwrap_or(""));
+        match s.default_acl.as_deref() {
+            Some("none") => {
+                out += "    new entries: no default ACL here, they get the creator's umask until repaired\n"
+            }
+            Some(acl) => {
+                out += &format!("    new entries: inherit the default ACL {acl}, whatever the creator's umask\n")
+            }
+            None => {}
+        }
         for c in &s.checks {
             let verdict = if c.allowed { "ok" } else { "DENIED" };
             out += &format!("    {} {verdict}: {}\n", c.access.name(), c.why);

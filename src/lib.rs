@@ -7,6 +7,7 @@
 //! [`root`] resolved safely and pinned. [`sidefile`] keeps the service's own files
 //! (audit log, metrics, socket, sync markers) out of reach of the tree's users.
 
+pub mod acl;
 pub mod audit;
 pub mod cli;
 pub mod config;

@@ -56,6 +56,7 @@ pub fn render(status: &Status) -> String {
             ("owner", c.repairs.owner),
             ("group", c.repairs.group),
             ("mode", c.repairs.mode),
+            ("acl", c.repairs.acl),
         ] {
             repairs.push((format!("{l},kind=\"{kind}\""), n.to_string()));
         }

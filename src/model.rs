@@ -30,6 +30,63 @@ pub enum Other {
     None,
 }
 
+/// Whether directories carry a default ACL so that new entries are group-usable the
+/// moment the kernel creates them, whatever the creator's umask (SPEC §1, "Inheritance").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Inherit {
+    Acl,
+    None,
+}
+
+impl Inherit {
+    /// `acl` for the shared model, where a second user opens what the first just
+    /// created; `none` for private, where only the owner writes.
+    pub fn default_for(model: Model) -> Inherit {
+        match model {
+            Model::Shared => Inherit::Acl,
+            Model::Private => Inherit::None,
+        }
+    }
+}
+
+/// How new entries of a cache become usable by the group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Inheritance {
+    /// Default ACLs: at creation, whatever the creator's umask.
+    Acl,
+    /// `inherit = "none"`: by repair only, by choice.
+    None,
+    /// `inherit = "acl"` on a filesystem without POSIX ACLs: by repair only.
+    RepairOnly,
+}
+
+impl Inheritance {
+    pub fn of(policy: &Policy, no_acl: bool) -> Inheritance {
+        match policy.inherit {
+            Inherit::Acl if no_acl => Inheritance::RepairOnly,
+            Inherit::Acl => Inheritance::Acl,
+            Inherit::None => Inheritance::None,
+        }
+    }
+
+    /// One line for people: what it means and, when repair is all there is, what to do.
+    pub fn describe(self, policy: &Policy) -> &'static str {
+        let shared = policy.model == Model::Shared;
+        match self {
+            Inheritance::Acl => "default ACLs: new entries are usable by the group from the moment they exist",
+            Inheritance::None if !shared => "none (private model)",
+            Inheritance::None => {
+                "none: new entries wait for a repair; members need umask 002 so that what they create is group-writable at once"
+            }
+            Inheritance::RepairOnly => {
+                "repair only: the filesystem has no POSIX ACLs; members need umask 002 so that what they create is group-writable at once"
+            }
+        }
+    }
+}
+
 /// The two kinds of entry the model changes; everything else is only reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -46,6 +103,7 @@ pub struct Policy {
     pub other: Other,
     /// Directories gain the owner's `w`, like `go -modcacherw`.
     pub writable: bool,
+    pub inherit: Inherit,
 }
 
 /// Owner, group and mode bits (`MODE_BITS`, no file type) of an entry.
@@ -80,6 +138,14 @@ impl Policy {
             gid: self.group.unwrap_or(now.gid),
             mode: self.target_mode(kind, now.mode),
         }
+    }
+
+    /// The default ACL every directory the group may create entries in carries, or `None`
+    /// when the model leaves default ACLs alone. Its entries are the model's bits for a directory Go creates with
+    /// `MkdirAll(0777)`, so the kernel's inheritance (mode argument ∩ ACL) produces
+    /// exactly the model's bits for what Go creates: see [`crate::acl`].
+    pub fn default_acl(&self) -> Option<crate::acl::Acl> {
+        (self.inherit == Inherit::Acl).then(|| crate::acl::Acl::minimal(self.target_mode(Kind::Dir, 0o777) & 0o777))
     }
 
     fn target_mode(&self, kind: Kind, mode: u32) -> u32 {
@@ -119,12 +185,34 @@ impl Policy {
 pub struct Divergence {
     pub from: Attrs,
     pub to: Attrs,
+    /// The entry's access ACL grants what the model does not: it goes, and the mode
+    /// bits are the whole truth again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub drop_access_acl: bool,
+    /// A directory lacks the model's default ACL (or has another one).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub set_default_acl: bool,
 }
 
 impl Divergence {
     /// `None` when `from` already complies.
     pub fn between(from: Attrs, to: Attrs) -> Option<Self> {
-        (from != to).then_some(Divergence { from, to })
+        (from != to).then_some(Divergence { from, to, drop_access_acl: false, set_default_acl: false })
+    }
+
+    /// `d` (or, when the attributes comply, a divergence of ACLs alone) with the ACL
+    /// changes added; `None` when nothing at all diverges.
+    pub fn with_acl(d: Option<Self>, now: Attrs, drop_access_acl: bool, set_default_acl: bool) -> Option<Self> {
+        if !drop_access_acl && !set_default_acl {
+            return d;
+        }
+        let base = d.unwrap_or(Divergence { from: now, to: now, drop_access_acl: false, set_default_acl: false });
+        Some(Divergence { drop_access_acl, set_default_acl, ..base })
+    }
+
+    /// Only ACLs differ: a change of its own kind in the counts.
+    pub fn acl(&self) -> bool {
+        self.drop_access_acl || self.set_default_acl
     }
 
     pub fn owner(&self) -> bool {
@@ -153,6 +241,12 @@ impl std::fmt::Display for Divergence {
         if self.mode() {
             parts.push(format!("mode {:04o}→{:04o}", self.from.mode, self.to.mode));
         }
+        if self.drop_access_acl {
+            parts.push("access ACL→none".to_owned());
+        }
+        if self.set_default_acl {
+            parts.push("default ACL→the model's".to_owned());
+        }
         f.write_str(&parts.join(", "))
     }
 }
@@ -161,8 +255,14 @@ impl std::fmt::Display for Divergence {
 mod tests {
     use super::*;
 
-    const SHARED: Policy =
-        Policy { owner: Some(1001), group: Some(3000), model: Model::Shared, other: Other::Read, writable: false };
+    const SHARED: Policy = Policy {
+        owner: Some(1001),
+        group: Some(3000),
+        model: Model::Shared,
+        other: Other::Read,
+        writable: false,
+        inherit: Inherit::Acl,
+    };
 
     fn mode(p: Policy, kind: Kind, m: u32) -> u32 {
         p.target(kind, Attrs { uid: 0, gid: 0, mode: m }).mode
@@ -290,5 +390,60 @@ mod tests {
         assert_eq!(Divergence::between(from, from), None);
         let d = Divergence::between(from, Attrs { uid: 1001, gid: 0, mode: 0o664 }).unwrap();
         assert_eq!(d.to_string(), "owner 0→1001, mode 0644→0664");
+    }
+
+    #[test]
+    fn default_acls_follow_the_model() {
+        let text = |p: Policy| p.default_acl().map(|a| a.text());
+        assert_eq!(text(SHARED).as_deref(), Some("u::rwx,g::rwx,o::r-x"));
+        assert_eq!(text(Policy { other: Other::None, ..SHARED }).as_deref(), Some("u::rwx,g::rwx,o::---"));
+        assert_eq!(text(Policy { writable: true, ..SHARED }).as_deref(), Some("u::rwx,g::rwx,o::r-x"));
+        assert_eq!(text(Policy { model: Model::Private, ..SHARED }).as_deref(), Some("u::rwx,g::r-x,o::r-x"));
+        assert_eq!(text(Policy { inherit: Inherit::None, ..SHARED }), None);
+        assert_eq!(Inherit::default_for(Model::Shared), Inherit::Acl);
+        assert_eq!(Inherit::default_for(Model::Private), Inherit::None);
+    }
+
+    /// What the kernel gives a new entry in a directory with a minimal default ACL
+    /// (`posix_acl_create_masq`): the creator's mode argument masked by the ACL, the
+    /// umask ignored, and setgid from the setgid parent for directories.
+    fn inherited(p: Policy, kind: Kind, mode_arg: u32) -> u32 {
+        let acl = p.default_acl().unwrap();
+        let [u, g, o] = [crate::acl::USER_OBJ, crate::acl::GROUP_OBJ, crate::acl::OTHER].map(|t| acl.perm(t).unwrap());
+        let bits = mode_arg & (u << 6 | g << 3 | o);
+        if kind == Kind::Dir && p.model == Model::Shared {
+            bits | S_ISGID
+        } else {
+            bits
+        }
+    }
+
+    #[test]
+    fn what_go_creates_under_the_default_acl_already_complies() {
+        use Kind::*;
+        // Go's mode arguments: MkdirAll 0777, tempFile/lockedfile 0666, zip.Unzip 0444,
+        // and (for a new entry that is then chmodded) 0555 directories.
+        for p in [SHARED, Policy { other: Other::None, ..SHARED }, Policy { model: Model::Private, ..SHARED }] {
+            for (kind, arg) in [(Dir, 0o777), (File, 0o666), (File, 0o444), (File, 0o777), (Dir, 0o555)] {
+                let got = inherited(p, kind, arg);
+                assert_eq!(mode(p, kind, got), got, "{kind:?} created {arg:04o} became {got:04o} under {p:?}");
+            }
+        }
+        // And the shared group can do what the owner can from the first moment.
+        assert_eq!(inherited(SHARED, File, 0o666), 0o664);
+        assert_eq!(inherited(SHARED, Dir, 0o777), 0o2775);
+        assert_eq!(inherited(SHARED, File, 0o444), 0o444);
+    }
+
+    #[test]
+    fn acl_only_divergences_keep_the_attributes() {
+        let now = Attrs { uid: 1, gid: 2, mode: 0o2775 };
+        assert_eq!(Divergence::with_acl(None, now, false, false), None);
+        let d = Divergence::with_acl(None, now, false, true).unwrap();
+        assert!(d.acl() && !d.mode() && !d.owner());
+        assert_eq!(d.to_string(), "default ACL→the model's");
+        let m = Divergence::between(now, Attrs { mode: 0o2770, ..now });
+        let d = Divergence::with_acl(m, now, true, false).unwrap();
+        assert_eq!(d.to_string(), "mode 2775→2770, access ACL→none");
     }
 }

@@ -150,6 +150,11 @@ pub struct CacheStatus {
     /// The latest repair.
     #[serde(default)]
     pub last_repair: Option<LastRepair>,
+    /// How new entries become usable by the group: `acl` (default ACLs, at creation),
+    /// `none` (by repair, as configured) or `repair_only` (the filesystem has no POSIX
+    /// ACLs). Added within schema version 1; absent from older services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inheritance: Option<crate::model::Inheritance>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +163,9 @@ pub struct Repairs {
     pub owner: u64,
     pub group: u64,
     pub mode: u64,
+    /// ACL changes; added within schema version 1.
+    #[serde(default)]
+    pub acl: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -296,6 +296,28 @@ pub struct Ownership {
     /// The root's mode until someone sets it: a cache root stays private (`0700`) until
     /// the walk gives it the model's mode.
     pub root_mode: u32,
+    /// The group and mode of the root's parent, when it is created and must be the
+    /// group's (see [`Ownership::for_cache`]).
+    pub root_parent: Option<(u32, u32)>,
+}
+
+impl Ownership {
+    /// What `--init` and the service give the directories they create for a cache.
+    /// `go clean -modcache` removes the root itself, which needs write access to its
+    /// parent: with `writable = true` (members may empty the cache) a parent created
+    /// here is the group's too — setgid, group-writable, and not sticky, or a member
+    /// could not remove a root another one created. The service makes the root again.
+    pub fn for_cache(policy: &crate::model::Policy, parents: Option<(u32, u32)>) -> Ownership {
+        use crate::model::{Model, Other, S_ISGID};
+        let shared_and_writable = policy.writable && policy.model == Model::Shared;
+        let other = if policy.other == Other::None { 0 } else { 0o005 };
+        Ownership {
+            parents,
+            root: (policy.owner, policy.group),
+            root_mode: 0o700,
+            root_parent: policy.group.filter(|_| shared_and_writable).map(|gid| (gid, S_ISGID | 0o770 | other)),
+        }
+    }
 }
 
 /// Creates a missing root (SPEC §3): each missing directory with `mkdirat` relative to a
@@ -377,7 +399,12 @@ pub(crate) fn make_dirs(
             continue;
         }
         let fd = chase.here().fd.as_fd();
-        let (uid, gid) = if is_root { own.root } else { own.parents.map_or((None, None), |(u, g)| (Some(u), Some(g))) };
+        let parent_of_root = (i + 2 == rest.len()).then_some(own.root_parent).flatten();
+        let (uid, gid, mode) = match (is_root, parent_of_root) {
+            (true, _) => (own.root.0, own.root.1, mode),
+            (false, Some((gid, group_mode))) => (own.parents.map(|p| p.0), Some(gid), group_mode),
+            (false, None) => (own.parents.map(|p| p.0), own.parents.map(|p| p.1), mode),
+        };
         if uid.is_some() || gid.is_some() {
             sys::chown_fd(fd, uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX)).map_err(|e| fail("give away", e))?;
         }

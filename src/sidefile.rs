@@ -45,7 +45,12 @@ impl SafeDir {
     /// The directory at `path`, created when missing (missing parents root's `0755`, the
     /// directory itself `mode`, given to `owner`).
     pub fn create(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> Result<SafeDir, String> {
-        let own = Ownership { parents: None, root: (owner.map(|o| o.0), owner.map(|o| o.1)), root_mode: mode };
+        let own = Ownership {
+            parents: None,
+            root: (owner.map(|o| o.0), owner.map(|o| o.1)),
+            root_mode: mode,
+            root_parent: None,
+        };
         root::make_dirs(path, &Origin::Admin, own, |_| Ok(())).map_err(|e| e.0)?;
         SafeDir::open(path)
     }

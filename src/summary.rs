@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::CacheConfig;
-use crate::model::{Divergence, Policy};
+use crate::model::{Divergence, Inherit, Inheritance, Policy};
 use crate::names::{self, Escaped};
 use crate::walk::{Action, Failure, Finding, Note, Reason, Tally};
 
@@ -35,6 +35,8 @@ pub struct CacheSummary {
     /// Directories `--init` created for the root.
     pub created: Vec<PathBuf>,
     pub compliant: bool,
+    /// How new entries get group access: at creation, or only by repair.
+    pub inheritance: Inheritance,
 }
 
 #[derive(Debug, Serialize)]
@@ -43,6 +45,7 @@ pub struct Changed {
     pub owner: u64,
     pub group: u64,
     pub mode: u64,
+    pub acl: u64,
 }
 
 impl CacheSummary {
@@ -59,6 +62,7 @@ impl CacheSummary {
                 owner: t.owner.load(Relaxed),
                 group: t.group.load(Relaxed),
                 mode: t.mode.load(Relaxed),
+                acl: t.acl.load(Relaxed),
             },
             diverging,
             reported: Reason::ALL.iter().map(|&r| (r, t.reported(r))).collect(),
@@ -69,6 +73,7 @@ impl CacheSummary {
             repairs: Vec::new(),
             created: Vec::new(),
             compliant: failed == 0 && diverging == 0,
+            inheritance: Inheritance::of(&cache.policy, t.no_acl.load(Relaxed)),
         }
     }
 
@@ -129,6 +134,12 @@ impl Names {
         }
         if d.mode() {
             parts.push(format!("mode {:04o}→{:04o}", d.from.mode, d.to.mode));
+        }
+        if d.drop_access_acl {
+            parts.push("access ACL→none".to_owned());
+        }
+        if d.set_default_acl {
+            parts.push("default ACL→the model's".to_owned());
         }
         parts.join(", ")
     }
@@ -197,8 +208,13 @@ pub fn write_text(out: &mut impl Write, summaries: &[CacheSummary], verbose: boo
         writeln!(out, "  entries    {} in {}", s.entries, seconds(s.elapsed))?;
         if s.action == Action::Repair {
             let c = &s.changed;
-            writeln!(out, "  changed    {} (owner {}, group {}, mode {})", c.entries, c.owner, c.group, c.mode)?;
+            writeln!(
+                out,
+                "  changed    {} (owner {}, group {}, mode {}, acl {})",
+                c.entries, c.owner, c.group, c.mode, c.acl
+            )?;
         }
+        writeln!(out, "  inherit    {}", s.inheritance.describe(&s.policy))?;
         let reasons: Vec<String> =
             s.reported.iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{} {n}", r.name())).collect();
         if reasons.is_empty() {
@@ -250,6 +266,8 @@ struct JsonCache<'a> {
     model: crate::model::Model,
     other: crate::model::Other,
     writable: bool,
+    inherit: Inherit,
+    inheritance: Inheritance,
     compliant: bool,
     entries: u64,
     changed: &'a Changed,
@@ -273,6 +291,9 @@ struct JsonFinding {
     to: Option<crate::model::Attrs>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// ACL changes (`access_acl`, `default_acl`) the entry needs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    acl: Vec<&'static str>,
 }
 
 /// The whole run as one JSON object on one line.
@@ -286,6 +307,8 @@ pub fn write_json(out: &mut impl Write, action: Action, summaries: &[CacheSummar
             model: s.policy.model,
             other: s.policy.other,
             writable: s.policy.writable,
+            inherit: s.policy.inherit,
+            inheritance: s.inheritance,
             compliant: s.compliant,
             entries: s.entries,
             changed: &s.changed,
@@ -300,9 +323,15 @@ pub fn write_json(out: &mut impl Write, action: Action, summaries: &[CacheSummar
                 .map(|n| {
                     let path = Escaped(&n.rel).to_string();
                     match &n.finding {
-                        Finding::Reported(r) => {
-                            JsonFinding { path, kind: "reported", reason: Some(*r), from: None, to: None, error: None }
-                        }
+                        Finding::Reported(r) => JsonFinding {
+                            path,
+                            kind: "reported",
+                            reason: Some(*r),
+                            from: None,
+                            to: None,
+                            error: None,
+                            acl: Vec::new(),
+                        },
                         Finding::Diverges(d) => JsonFinding {
                             path,
                             kind: "diverges",
@@ -310,6 +339,10 @@ pub fn write_json(out: &mut impl Write, action: Action, summaries: &[CacheSummar
                             from: Some(d.from),
                             to: Some(d.to),
                             error: None,
+                            acl: [(d.drop_access_acl, "access_acl"), (d.set_default_acl, "default_acl")]
+                                .into_iter()
+                                .filter_map(|(on, k)| on.then_some(k))
+                                .collect(),
                         },
                         Finding::Failed(e) => JsonFinding {
                             path,
@@ -318,6 +351,7 @@ pub fn write_json(out: &mut impl Write, action: Action, summaries: &[CacheSummar
                             from: None,
                             to: None,
                             error: Some(e.to_string()),
+                            acl: Vec::new(),
                         },
                     }
                 })

@@ -1,6 +1,6 @@
 //! Thin safe wrappers over the descriptor-relative Linux calls the walk is built on
 //! (`statx`, `openat`, `getdents64`, `fchownat`, `fchmodat2`, `readlinkat`, `mkdirat`,
-//! `unlinkat`, `renameat`). Nothing here takes a full path except `open_slash` (the
+//! `unlinkat`, `renameat`, the `*xattr` calls). Nothing here takes a full path except `open_slash` (the
 //! directory every safe resolution starts from) and the bind mount: every other call is
 //! relative to a directory descriptor, so no name in the tree can redirect it and depth
 //! never meets `PATH_MAX`.
@@ -285,9 +285,164 @@ pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
 
 /// chmod through `/proc/self/fd/N`, which resolves to the pinned inode itself.
 fn chmod_proc(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
-    let proc_path = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL in a number");
+    let proc_path = proc_fd(fd.as_raw_fd());
     // SAFETY: NUL-terminated path.
     cvt(unsafe { libc::chmod(proc_path.as_ptr(), mode as libc::mode_t) }).map(drop)
+}
+
+/// `/proc/self/fd/N`: the inode a descriptor pins, for the calls that take no
+/// `O_PATH` descriptor (the kernel answers `EBADF`); the magic link resolves to that
+/// inode itself, never to a name in the tree.
+fn proc_fd(fd: libc::c_int) -> std::ffi::CString {
+    std::ffi::CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL in a number")
+}
+
+/// The size an xattr read returned, `None` for no such xattr (`ENODATA`).
+fn xattr_len(ret: libc::ssize_t) -> io::Result<Option<usize>> {
+    if ret >= 0 {
+        return Ok(Some(ret as usize));
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ENODATA) => Ok(None),
+        _ => Err(err),
+    }
+}
+
+/// Reads xattr `attr` into `buf` with `read(buf)`, growing it once when `ERANGE` says
+/// it is too small (ACLs are small: 4 bytes a header, 8 an entry).
+fn read_xattr(buf: &mut Vec<u8>, mut read: impl FnMut(&mut [u8]) -> libc::ssize_t) -> io::Result<Option<usize>> {
+    // A zero-length buffer asks for the size instead of the value.
+    if buf.len() < 64 {
+        buf.resize(256, 0);
+    }
+    match xattr_len(read(buf)) {
+        Err(e) if e.raw_os_error() == Some(libc::ERANGE) => {
+            let size = xattr_len(read(&mut []))?.unwrap_or(0);
+            buf.resize(size.max(buf.len()) + 64, 0);
+            xattr_len(read(buf))
+        }
+        other => other,
+    }
+}
+
+/// The value of xattr `attr` of the inode behind `fd` (an open directory or an `O_PATH`
+/// pin), `None` when it has none. `EOPNOTSUPP`: the filesystem has no such xattrs.
+pub fn get_xattr_fd(fd: BorrowedFd<'_>, attr: &CStr) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
+    let raw = fd.as_raw_fd();
+    // SAFETY: `attr` is NUL-terminated; the buffer is writable for the length passed.
+    let got = read_xattr(&mut buf, |b| unsafe { libc::fgetxattr(raw, attr.as_ptr(), b.as_mut_ptr().cast(), b.len()) });
+    let got = match got {
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
+            let path = proc_fd(raw);
+            // SAFETY: as above, with a NUL-terminated path.
+            read_xattr(&mut buf, |b| unsafe {
+                libc::getxattr(path.as_ptr(), attr.as_ptr(), b.as_mut_ptr().cast(), b.len())
+            })
+        }
+        other => other,
+    }?;
+    Ok(got.map(|n| {
+        buf.truncate(n);
+        buf
+    }))
+}
+
+/// The value of xattr `attr` of the file `path` names, following symlinks: for
+/// diagnostics of a path a user gives, never for a change.
+pub fn get_xattr_path(path: &CStr, attr: &CStr) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
+    // SAFETY: NUL-terminated strings; the buffer is writable for the length passed.
+    let got = read_xattr(&mut buf, |b| unsafe {
+        libc::getxattr(path.as_ptr(), attr.as_ptr(), b.as_mut_ptr().cast(), b.len())
+    })?;
+    Ok(got.map(|n| {
+        buf.truncate(n);
+        buf
+    }))
+}
+
+/// `struct xattr_args` of `getxattrat(2)`.
+#[repr(C)]
+struct XattrArgs {
+    value: u64,
+    size: u32,
+    flags: u32,
+}
+
+/// `getxattrat` (Linux 6.13) has the same number on every architecture: the tables
+/// were unified from 424 on. Not yet in `libc` for every target.
+const SYS_GETXATTRAT: libc::c_long = 464;
+static NO_GETXATTRAT: AtomicBool = AtomicBool::new(false);
+
+/// The value of xattr `attr` of the entry `name` in `dir`, never following a symlink,
+/// without opening or pinning the entry: one `getxattrat` where the kernel has it
+/// (6.13+), else `lgetxattr` of `/proc/self/fd/DIR/name`, which resolves `name` in the
+/// directory the descriptor pins. `None` when there is none.
+pub fn get_xattr_at(dir: BorrowedFd<'_>, name: &CStr, attr: &CStr, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    if !NO_GETXATTRAT.load(Ordering::Relaxed) {
+        let got = read_xattr(buf, |b| {
+            let args = XattrArgs { value: b.as_mut_ptr() as u64, size: b.len() as u32, flags: 0 };
+            // SAFETY: NUL-terminated names; `args` points at a buffer writable for
+            // `size` bytes and its own size is passed.
+            (unsafe {
+                libc::syscall(
+                    SYS_GETXATTRAT,
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+                    attr.as_ptr(),
+                    &args as *const XattrArgs,
+                    std::mem::size_of::<XattrArgs>(),
+                )
+            }) as libc::ssize_t
+        });
+        match got {
+            // Older kernels, and seccomp filters that predate the call.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                NO_GETXATTRAT.store(true, Ordering::Relaxed)
+            }
+            other => return other,
+        }
+    }
+    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    path.extend_from_slice(name.to_bytes());
+    let path = std::ffi::CString::new(path).map_err(io::Error::other)?;
+    // SAFETY: NUL-terminated strings; the buffer is writable for the length passed.
+    read_xattr(buf, |b| unsafe { libc::lgetxattr(path.as_ptr(), attr.as_ptr(), b.as_mut_ptr().cast(), b.len()) })
+}
+
+/// Sets xattr `attr` of the inode behind `fd` (open directory or `O_PATH` pin).
+pub fn set_xattr_fd(fd: BorrowedFd<'_>, attr: &CStr, value: &[u8]) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: `attr` is NUL-terminated; `value` is readable for its length.
+    let ret = unsafe { libc::fsetxattr(raw, attr.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    match cvt(ret) {
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
+            let path = proc_fd(raw);
+            // SAFETY: as above, with a NUL-terminated path.
+            cvt(unsafe { libc::setxattr(path.as_ptr(), attr.as_ptr(), value.as_ptr().cast(), value.len(), 0) })
+                .map(drop)
+        }
+        other => other.map(drop),
+    }
+}
+
+/// Removes xattr `attr` of the inode behind `fd`; having none is not an error.
+pub fn remove_xattr_fd(fd: BorrowedFd<'_>, attr: &CStr) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: `attr` is NUL-terminated.
+    let mut ret = cvt(unsafe { libc::fremovexattr(raw, attr.as_ptr()) });
+    if matches!(&ret, Err(e) if e.raw_os_error() == Some(libc::EBADF)) {
+        let path = proc_fd(raw);
+        // SAFETY: NUL-terminated path and name.
+        ret = cvt(unsafe { libc::removexattr(path.as_ptr(), attr.as_ptr()) });
+    }
+    match ret {
+        Err(e) if e.raw_os_error() == Some(libc::ENODATA) => Ok(()),
+        other => other.map(drop),
+    }
 }
 
 /// `d_type` hint from `getdents64`; only a hint, never trusted for safety.
@@ -371,5 +526,41 @@ mod tests {
         chmod_fd(pin.as_fd(), 0o640).unwrap();
         assert_eq!(stat_fd(pin.as_fd()).unwrap().mode, 0o640);
         assert_eq!(stat_at(root.as_fd(), c"f").unwrap().mode, 0o640);
+    }
+
+    #[test]
+    fn xattrs_through_a_directory_descriptor_and_an_o_path_pin() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("d")).unwrap();
+        std::fs::write(tmp.path().join("f"), b"").unwrap();
+        let root: OwnedFd = std::fs::File::open(tmp.path()).unwrap().into();
+        let dir = open_dir_at(root.as_fd(), c"d").unwrap();
+        let acl = crate::acl::Acl::minimal(0o775).encode();
+        match set_xattr_fd(dir.as_fd(), crate::acl::DEFAULT, &acl) {
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                panic!("the temp dir's filesystem has no POSIX ACLs: run this test where it has (CI does)")
+            }
+            r => r.unwrap(),
+        }
+        assert_eq!(get_xattr_fd(dir.as_fd(), crate::acl::DEFAULT).unwrap(), Some(acl.clone()));
+        let mut buf = vec![0u8; 8];
+        let n = get_xattr_at(root.as_fd(), c"d", crate::acl::DEFAULT, &mut buf).unwrap().unwrap();
+        assert_eq!(&buf[..n], &acl[..], "a too small buffer grows");
+        remove_xattr_fd(dir.as_fd(), crate::acl::DEFAULT).unwrap();
+        remove_xattr_fd(dir.as_fd(), crate::acl::DEFAULT).unwrap();
+        assert_eq!(get_xattr_fd(dir.as_fd(), crate::acl::DEFAULT).unwrap(), None);
+
+        let pin = pin_at(root.as_fd(), c"f").unwrap();
+        assert_eq!(get_xattr_fd(pin.as_fd(), crate::acl::ACCESS).unwrap(), None);
+        let mut access = crate::acl::Acl::minimal(0o664);
+        access.entries.insert(1, crate::acl::Entry { tag: crate::acl::USER, perm: 7, id: 4242 });
+        access.entries.insert(3, crate::acl::Entry { tag: crate::acl::MASK, perm: 7, id: crate::acl::UNDEFINED_ID });
+        set_xattr_fd(pin.as_fd(), crate::acl::ACCESS, &access.encode()).unwrap();
+        assert_eq!(
+            get_xattr_at(root.as_fd(), c"f", crate::acl::ACCESS, &mut buf).unwrap(),
+            Some(access.encode().len())
+        );
+        remove_xattr_fd(pin.as_fd(), crate::acl::ACCESS).unwrap();
+        assert_eq!(get_xattr_at(root.as_fd(), c"f", crate::acl::ACCESS, &mut buf).unwrap(), None);
     }
 }

@@ -12,11 +12,12 @@
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use crate::acl::{self, Acl};
 use crate::config::CacheConfig;
 use crate::model::{Attrs, Divergence, Kind};
 use crate::names;
@@ -123,6 +124,10 @@ pub struct Tally {
     pub owner: AtomicU64,
     pub group: AtomicU64,
     pub mode: AtomicU64,
+    /// Entries whose ACLs changed (an access ACL removed, a default ACL set).
+    pub acl: AtomicU64,
+    /// The filesystem answered `EOPNOTSUPP` for POSIX ACLs: the cache is repair only.
+    pub no_acl: AtomicBool,
     pub diverging: AtomicU64,
     pub excluded: AtomicU64,
     pub failed: AtomicU64,
@@ -141,9 +146,13 @@ impl Tally {
             (&self.owner, &other.owner),
             (&self.group, &other.group),
             (&self.mode, &other.mode),
+            (&self.acl, &other.acl),
             (&self.failed, &other.failed),
         ] {
             mine.fetch_add(theirs.load(Relaxed), Relaxed);
+        }
+        if other.no_acl.load(Relaxed) {
+            self.no_acl.store(true, Relaxed);
         }
     }
 
@@ -192,6 +201,8 @@ impl<'a> Scan<'a> {
             watch: self.watch,
             audit: self.audit,
             notes: Mutex::new(Vec::new()),
+            default_acl: self.cache.policy.default_acl(),
+            every_acl: true,
         }
     }
 
@@ -205,7 +216,7 @@ impl<'a> Scan<'a> {
     /// The whole tree, from the root.
     pub fn all(&self) -> io::Result<Vec<Note>> {
         let (root, st) = self.open_root()?;
-        let walker = self.walker(st);
+        let walker = Walker { every_acl: false, ..self.walker(st) };
         rayon::scope(|s| walker.directory(s, root, st, Vec::new(), true));
         Ok(walker.into_notes())
     }
@@ -263,6 +274,29 @@ struct Walker<'a> {
     watch: Option<&'a WatchHook<'a>>,
     audit: Option<&'a AuditHook<'a>>,
     notes: Mutex<Vec<Note>>,
+    /// The model's default ACL for directories, `None` when it leaves them alone.
+    default_acl: Option<Acl>,
+    /// Read every entry's access ACL (a path the service was told changed), not only
+    /// those that could grant more than the mode shows ([`acl::could_grant_more`]).
+    every_acl: bool,
+}
+
+thread_local! {
+    /// One xattr buffer per walking thread: a compliant file costs no allocation.
+    static XATTR_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 256]);
+}
+
+fn attrs(st: &Stat) -> Attrs {
+    Attrs { uid: st.uid, gid: st.gid, mode: st.mode }
+}
+
+/// A whole xattr value as a read into `buf`.
+fn read_into(got: io::Result<Option<Vec<u8>>>, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    Ok(got?.map(|v| {
+        buf.clear();
+        buf.extend_from_slice(&v);
+        v.len()
+    }))
 }
 
 /// The entry disappeared while we looked: Go deletes `.partial` markers, temp files
@@ -285,7 +319,15 @@ impl<'s> Walker<'s> {
         if let Err(reason) = self.classify(&st) {
             return self.report(rel, reason);
         }
-        if let Some(d) = self.divergence(Kind::Dir, &st) {
+        // The directory's own descriptor is open for reading: its xattrs are read and
+        // set through it (SPEC §6: never by path).
+        let d = self.divergence(Kind::Dir, &st);
+        // A default ACL decides what entries created in the directory get; where the
+        // group cannot create entries (Go's read-only trees) it is neither required nor
+        // set, which spares a full walk one xattr read per read-only directory.
+        let creatable = d.as_ref().map_or(st.mode, |d| d.to.mode) & 0o020 != 0;
+        let acls = self.dir_acls(fd.as_fd(), &rel, self.wants_acl(&st, d.as_ref()), creatable);
+        if let Some(d) = Divergence::with_acl(d, attrs(&st), acls.0, acls.1) {
             self.settle(fd.as_fd(), &rel, d);
         }
         if !list {
@@ -390,8 +432,12 @@ impl<'s> Walker<'s> {
             Ok(kind) => kind,
             Err(reason) => return self.report(rel(), reason),
         };
-        // The common case: already compliant, one statx and nothing more.
-        let Some(d) = self.divergence(kind, &st) else { return };
+        // The common case: already compliant, one statx and (where ACLs exist) one
+        // xattr read of the name, and nothing more.
+        let d = self.divergence(kind, &st);
+        let drop_acl = self.wants_acl(&st, d.as_ref())
+            && self.access_acl_diverges(&rel, |buf| sys::get_xattr_at(parent, name, acl::ACCESS, buf));
+        let Some(d) = Divergence::with_acl(d, attrs(&st), drop_acl, false) else { return };
         if self.action == Action::Check {
             return self.diverges(rel(), d);
         }
@@ -412,7 +458,10 @@ impl<'s> Walker<'s> {
                 Ok(kind) => kind,
                 Err(reason) => return self.report(rel(), reason),
             };
-            if let Some(d) = self.divergence(kind, &pinned) {
+            let d = self.divergence(kind, &pinned);
+            let drop_acl = self.wants_acl(&pinned, d.as_ref())
+                && self.access_acl_diverges(&rel, |buf| read_into(sys::get_xattr_fd(pin.as_fd(), acl::ACCESS), buf));
+            if let Some(d) = Divergence::with_acl(d, attrs(&pinned), drop_acl, false) {
                 self.settle(pin.as_fd(), &rel(), d);
             }
             return;
@@ -435,8 +484,65 @@ impl<'s> Walker<'s> {
     }
 
     fn divergence(&self, kind: Kind, st: &Stat) -> Option<Divergence> {
-        let now = Attrs { uid: st.uid, gid: st.gid, mode: st.mode };
+        let now = attrs(st);
         Divergence::between(now, self.cache.policy.target(kind, now))
+    }
+
+    /// Whether to read the access ACL of an entry that looks like `st` and diverges by `d`.
+    fn wants_acl(&self, st: &Stat, d: Option<&Divergence>) -> bool {
+        self.every_acl || acl::could_grant_more(st.mode, d.map_or(st.mode, |d| d.to.mode))
+    }
+
+    /// ACLs are read until the filesystem says it has none.
+    fn acls_supported(&self, e: &io::Error) -> bool {
+        if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+            self.tally.no_acl.store(true, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Whether the access ACL that `read` fetches grants more than the model (it goes).
+    fn access_acl_diverges<R: AsRef<[u8]>>(
+        &self,
+        rel: &dyn Fn() -> R,
+        read: impl FnOnce(&mut Vec<u8>) -> io::Result<Option<usize>>,
+    ) -> bool {
+        if self.tally.no_acl.load(Relaxed) {
+            return false;
+        }
+        XATTR_BUF.with_borrow_mut(|buf| match read(buf) {
+            Ok(None) => false,
+            Ok(Some(n)) => match Acl::decode(&buf[..n]) {
+                Ok(a) => acl::access_divergence(&a).is_some(),
+                // Nothing the kernel would write; removing it is the only repair.
+                Err(_) => true,
+            },
+            Err(e) if vanished(&e) || !self.acls_supported(&e) => false,
+            Err(e) => {
+                self.fail(rel().as_ref().to_vec(), Failure::new("cannot read the access ACL", &e));
+                false
+            }
+        })
+    }
+
+    /// For a directory: (its access ACL goes, the model's default ACL is to be set).
+    fn dir_acls(&self, fd: BorrowedFd<'_>, rel: &[u8], access: bool, creatable: bool) -> (bool, bool) {
+        let drop_access =
+            access && self.access_acl_diverges(&|| rel, |buf| read_into(sys::get_xattr_fd(fd, acl::ACCESS), buf));
+        let Some(wanted) = self.default_acl.as_ref().filter(|_| creatable) else { return (drop_access, false) };
+        if self.tally.no_acl.load(Relaxed) {
+            return (drop_access, false);
+        }
+        match sys::get_xattr_fd(fd, acl::DEFAULT) {
+            Ok(Some(bytes)) => (drop_access, Acl::decode(&bytes).as_ref() != Ok(wanted)),
+            Ok(None) => (drop_access, true),
+            Err(e) if vanished(&e) || !self.acls_supported(&e) => (drop_access, false),
+            Err(e) => {
+                self.fail(rel.to_vec(), Failure::new("cannot read the default ACL", &e));
+                (drop_access, false)
+            }
+        }
     }
 
     /// Repairs (or, for a check, lists) a divergent entry pinned by `fd`. True when the
@@ -446,11 +552,13 @@ impl<'s> Walker<'s> {
             self.diverges(rel.to_vec(), d);
             return false;
         }
-        match repair::apply(fd, &d) {
+        match repair::apply(fd, &d, self.default_acl.as_ref()) {
             Ok(()) => {
                 let t = self.tally;
                 Tally::bump(&t.changed);
-                for (changed, counter) in [(d.owner(), &t.owner), (d.group(), &t.group), (d.mode(), &t.mode)] {
+                for (changed, counter) in
+                    [(d.owner(), &t.owner), (d.group(), &t.group), (d.mode(), &t.mode), (d.acl(), &t.acl)]
+                {
                     if changed {
                         Tally::bump(counter);
                     }
@@ -526,6 +634,7 @@ mod tests {
                 model: Model::Private,
                 other: Other::Read,
                 writable: false,
+                inherit: crate::model::Inherit::None,
             },
             exclude: Excludes::none(),
             force: false,

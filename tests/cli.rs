@@ -167,7 +167,7 @@ fn init_text_summary_fits_one_screen() {
     assert!(text.starts_with(&format!("{}: compliant\n", t.root_str())), "{text}");
     // 20 files, `d`, the root, and `cache/download` of a Go-shaped tree.
     assert!(text.contains("entries    24 in "), "{text}");
-    assert!(text.contains("changed    20 (owner 0, group 0, mode 20)"), "{text}");
+    assert!(text.contains("changed    20 (owner 0, group 0, mode 20, acl 0)"), "{text}");
     assert!(text.lines().count() <= 10, "{text}");
     assert!(!text.contains('\r'), "no progress indicator when stdout is not a terminal");
 }

@@ -268,3 +268,25 @@ fn root_doctor_on_a_missing_root_names_the_parent_filesystem_instead_of_ok_unkno
     assert!(!fs.starts_with("[ok  ]") && !fs.contains("unknown"), "{text}");
     assert!(fs.contains("does not exist") && fs.contains(&t.base.display().to_string()), "{text}");
 }
+
+#[test]
+fn root_explain_says_what_new_entries_in_a_directory_inherit() {
+    require_root();
+    let t = Tree::new();
+    let out = cachekeeper(&["--init", "--path", t.root_str(), "--owner", "0", "--group", "3200"], &[]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let out = ctl(&["explain", t.root_str()]);
+    let s = section(&stdout(&out), &t.root);
+    assert!(
+        s.contains("new entries: inherit the default ACL u::rwx,g::rwx,o::r-x, whatever the creator's umask"),
+        "{s}"
+    );
+    let out = ctl(&["explain", "--json", t.root_str()]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let steps = json["steps"].as_array().unwrap();
+    assert_eq!(steps.last().unwrap()["default_acl"], "u::rwx,g::rwx,o::r-x", "{json}");
+
+    let out = ctl(&["explain", t.base.to_str().unwrap()]);
+    let s = section(&stdout(&out), &t.base);
+    assert!(s.contains("new entries: no default ACL here"), "{s}");
+}

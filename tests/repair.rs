@@ -461,3 +461,113 @@ fn root_a_cache_root_whose_name_is_not_utf8() {
     assert_attrs(&root.join("f"), 1001, 0, 0o644);
     assert!(stdout(&out).contains("mod-\\xff: compliant"), "{}", stdout(&out));
 }
+
+/// The raw value of xattr `name` of `path` (not following symlinks), or `None`.
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let out = std::process::Command::new("getfattr")
+        .args(["--absolute-names", "--only-values", "-h", "-n", name])
+        .arg(path)
+        .output()
+        .expect("getfattr (package attr)");
+    out.status.success().then_some(out.stdout)
+}
+
+fn setfacl(args: &[&str], path: &Path) {
+    let out = std::process::Command::new("setfacl").args(args).arg(path).output().expect("setfacl (package acl)");
+    assert!(out.status.success(), "setfacl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `u::rwx,g::rwx,o::r-x` as the kernel stores it.
+const DEFAULT_ACL_775: [u8; 28] =
+    [2, 0, 0, 0, 1, 0, 7, 0, 255, 255, 255, 255, 4, 0, 7, 0, 255, 255, 255, 255, 32, 0, 5, 0, 255, 255, 255, 255];
+
+#[test]
+fn root_access_acls_that_grant_more_go_and_directories_get_the_default_acl() {
+    require_root();
+    let t = Tree::new();
+    mkdir(&t.path("d"), 0o755);
+    write(&t.path("d/named"), 0o664);
+    setfacl(&["-m", "u:4242:rwx"], &t.path("d/named"));
+    // The owning group's entry below the mask the mode shows: members get less than 0664 says.
+    write(&t.path("d/group-below-mask"), 0o664);
+    setfacl(&["-n", "-m", "g::r--,m::rw-"], &t.path("d/group-below-mask"));
+    write(&t.path("d/plain"), 0o664);
+    let shared = ["--owner", "0", "--group", "3000"];
+    for p in ["", "d", "d/named", "d/group-below-mask", "d/plain"] {
+        chown(&t.path(p), 0, 3000);
+    }
+    chmod(&t.root, 0o2775);
+    chmod(&t.path("d"), 0o2775);
+
+    let out = check(&t, &shared);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    let text = stdout(&out);
+    for (p, what) in [
+        ("", "default ACL→the model's"),
+        ("d", "default ACL→the model's"),
+        ("d/named", "access ACL→none"),
+        ("d/group-below-mask", "access ACL→none"),
+    ] {
+        let start = format!("{}: ", t.path(p).display()).replace("/mod/:", "/mod:");
+        assert!(text.lines().any(|l| l.starts_with(&start) && l.ends_with(what)), "no `{start}…{what}` in:\n{text}");
+    }
+    assert!(!text.contains("d/plain"), "{text}");
+
+    let out = init(&t, &shared);
+    assert_ok(&out);
+    // With the Go-shaped tree's `cache` and `cache/download`, which take the group, the
+    // setgid bit and the default ACL too.
+    assert!(stdout(&out).contains("changed    6 (owner 0, group 2, mode 3, acl 6)"), "{}", stdout(&out));
+    for p in ["d/named", "d/group-below-mask"] {
+        assert_eq!(xattr(&t.path(p), "system.posix_acl_access"), None, "{p} kept its access ACL");
+        assert_attrs(&t.path(p), 0, 3000, 0o664);
+    }
+    for p in ["", "d"] {
+        assert_eq!(xattr(&t.path(p), "system.posix_acl_default").as_deref(), Some(&DEFAULT_ACL_775[..]), "{p}");
+    }
+    assert_ok(&check(&t, &shared));
+
+    // What anyone creates now is the group's at once, whatever the umask; and what Go
+    // makes read-only stays read-only.
+    let script = "umask 077 && : > d/new && mkdir d/newdir && : > d/ro && chmod 0444 d/ro && mkdir d/rodir && chmod 0555 d/rodir";
+    let out = std::process::Command::new("sh").args(["-c", script]).current_dir(&t.root).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_attrs(&t.path("d/new"), 0, 3000, 0o664);
+    assert_attrs(&t.path("d/newdir"), 0, 3000, 0o2775);
+    assert_attrs(&t.path("d/ro"), 0, 3000, 0o444);
+    assert_attrs(&t.path("d/rodir"), 0, 3000, 0o2555);
+    assert_eq!(xattr(&t.path("d/new"), "system.posix_acl_access"), None, "a minimal default ACL adds no access ACL");
+    assert_ok(&check(&t, &shared));
+
+    // inherit = none: default ACLs are neither required nor removed.
+    let out = check(&t, &["--owner", "0", "--group", "3000", "--inherit", "none"]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("inherit    none: new entries wait for a repair"), "{}", stdout(&out));
+}
+
+/// Issue 11: `--check --path <shared cache> --group G` run by root reported every entry
+/// divergent, and `--init` in the same form chowned everything to root.
+#[test]
+fn root_without_owner_a_shared_cache_of_another_user_is_not_chowned_to_the_invoker() {
+    require_root();
+    let t = Tree::new();
+    write(&t.path("cache/download/x/@v/list"), 0o664);
+    write(&t.path("x@v1.0.0/go.mod"), 0o444);
+    for p in ["", "cache", "cache/download", "cache/download/x", "cache/download/x/@v", "cache/download/x/@v/list"] {
+        chown(&t.path(p), 1001, 3000);
+    }
+    for p in ["x@v1.0.0", "x@v1.0.0/go.mod"] {
+        chown(&t.path(p), 1001, 3000);
+    }
+    for action in [check as fn(&Tree, &[&str]) -> std::process::Output, init] {
+        let out = action(&t, &["--group", "3000"]);
+        assert_eq!(code(&out), 2, "{}{}", stdout(&out), stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("belongs to uid 1001 throughout") && err.contains("--owner 1001"), "{err}");
+        assert!(err.contains("--config"), "{err}");
+    }
+    assert_eq!(meta(&t.path("x@v1.0.0/go.mod")).uid, 1001, "nothing was chowned");
+    assert_ok(&init(&t, &["--owner", "1001", "--group", "3000"]));
+    assert_attrs(&t.path("x@v1.0.0/go.mod"), 1001, 3000, 0o444);
+}

@@ -7,6 +7,8 @@ private\t''"
 complete -c cachekeeper -l other -d 'What everyone else may do' -r -f -a "read\t''
 none\t''"
 complete -c cachekeeper -l exclude -d 'Leave paths matching this glob (relative to the root) alone; repeatable' -r
+complete -c cachekeeper -l inherit -d 'acl: every directory carries a default ACL, so that new entries are usable by the group the moment they are created, whatever the creator\'s umask; none: repair only [default: acl for the shared model, none for private]' -r -f -a "acl\t''
+none\t''"
 complete -c cachekeeper -l init -d 'Bring the cache to the owner model once, then exit'
 complete -c cachekeeper -l check -d 'List what diverges from the owner model without changing anything; exit 1 if anything does'
 complete -c cachekeeper -l writable -d 'Give directories the owner\'s (and so the group\'s) write bit, like `go -modcacherw`'
