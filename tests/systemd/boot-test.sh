@@ -347,7 +347,9 @@ g sed -i -e 's/^#audit_log = /audit_log = /' -e 's/^#metrics_textfile = /metrics
 audit=$(g sed -n 's/^audit_log = "\(.*\)"/\1/p' $config)
 metrics=$(g sed -n 's/^metrics_textfile = "\(.*\)"/\1/p' $config)
 check "with audit_log and metrics_textfile uncommented the service restarts" g systemctl restart cachekeeper
-g sh -c "umask 077; echo z > $m/cache/download/audited"
+# Default ACLs make a new file group-usable whatever the umask, so the repair to audit is
+# provoked by what inheritance cannot prevent: an explicit chmod.
+g sh -c "echo z > $m/cache/download/audited && chmod 0600 $m/cache/download/audited"
 check "sync" g cachekeeperctl sync
 has "the audit log ($audit) records the repair" "$m/cache/download/audited" "$(g cat "$audit" 2>&1)"
 if eventually 30 g test -s "$metrics"; then ok "the metrics file ($metrics) is written"; else bad "the metrics file ($metrics) is written"; fi
