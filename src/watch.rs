@@ -190,6 +190,19 @@ impl Handler {
 
 /// The filesystem of `path`, and whether it must be polled: network and FUSE
 /// filesystems send no inotify events for writes made by other clients.
+#[cfg(target_os = "macos")]
+pub fn filesystem(path: &Path) -> (String, bool) {
+    let Ok(st) = nix::sys::statfs::statfs(path) else { return ("unknown".into(), false) };
+    // macOS names the filesystem (f_fstypename); FSEvents, like inotify, sees only the
+    // writes made through this kernel.
+    let name = st.filesystem_type_name().to_owned();
+    let network = matches!(name.as_str(), "nfs" | "smbfs" | "afpfs" | "webdav" | "macfuse" | "osxfuse" | "fuse");
+    (name, network)
+}
+
+/// The filesystem of `path`, and whether it must be polled: network and FUSE
+/// filesystems send no inotify events for writes made by other clients.
+#[cfg(not(target_os = "macos"))]
 pub fn filesystem(path: &Path) -> (String, bool) {
     let Ok(st) = nix::sys::statfs::statfs(path) else { return ("unknown".into(), false) };
     // The magic numbers of statfs(2).
