@@ -32,7 +32,7 @@ pub(super) fn mode(bits: u32) -> Mode {
 
 /// The fields the walk uses, from a `struct stat` whose field widths differ by platform
 /// (`st_mode` and `st_nlink` are 16 bits on macOS, `st_dev` is signed there).
-#[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+#[allow(clippy::unnecessary_cast, clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
 fn convert(st: &rustix::fs::Stat) -> Stat {
     let file_type = match rustix::fs::FileType::from_raw_mode(st.st_mode as rustix::fs::RawMode) {
         rustix::fs::FileType::Directory => FileType::Dir,
