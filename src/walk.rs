@@ -687,6 +687,25 @@ mod tests {
         assert_eq!(tally.changed.load(Relaxed), 0);
     }
 
+    /// The Linux engine pins the FIFO without opening it; the portable one opens it
+    /// non-blocking, sees it is no file and closes it unchanged. Neither blocks, and
+    /// both report it.
+    #[test]
+    fn a_file_swapped_for_a_fifo_after_its_statx_is_reported_and_never_blocks() {
+        let (_tmp, cache, root) = setup();
+        let f = cache.path.join("f");
+        write_private(&f);
+        let st = sys::stat_at(root.fd(), c"f").unwrap();
+        std::fs::remove_file(&f).unwrap();
+        nix::unistd::mkfifo(&f, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+
+        let tally = Tally::default();
+        walker(&cache, &root, &tally).leaf(root.fd(), c"f", b"", st);
+        assert_eq!(tally.reported(Reason::Special), 1);
+        assert_eq!(tally.changed.load(Relaxed), 0);
+        assert_eq!(mode_of(&f), 0o600);
+    }
+
     #[test]
     fn a_file_that_gains_a_hard_link_after_its_statx_is_left_alone() {
         let (tmp, cache, root) = setup();
