@@ -479,7 +479,7 @@ impl Service {
         }
     }
 
-    /// Root and members of `daemon.socket_group` only (SO_PEERCRED).
+    /// Root and members of `daemon.socket_group` only (SO_PEERCRED; tokio asks getpeereid on macOS).
     fn authorize(&self, stream: &UnixStream, request: &Request) -> Result<(), String> {
         let cred = stream.peer_cred().map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
         // The service's own user too: the unit's ExecReload= runs cachekeeperctl as User=.
