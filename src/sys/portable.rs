@@ -15,6 +15,12 @@
 //!   closed before any change, and the caller compares the pin with its first look (same
 //!   device, inode and kind);
 //! - `fchown`/`fchmod` act on that descriptor, so exactly the pinned inode changes.
+//!
+//! What is left of "never opened": only something swapped in between the look and the
+//! pin is opened, and then only for reading, non-blocking, and closed at once. A FIFO
+//! gains a reader for that instant (no data is read); a socket cannot be opened at all;
+//! a device node can only be made by root (`mknod`) and cannot be hard-linked in from
+//! `/dev`, which is a filesystem of its own, so a user cannot put one in a cache.
 
 use std::ffi::CStr;
 use std::io;
