@@ -479,7 +479,7 @@ impl Service {
         }
     }
 
-    /// Root and members of `daemon.socket_group` only (SO_PEERCRED).
+    /// Root and members of `daemon.socket_group` only (SO_PEERCRED; tokio asks getpeereid on macOS).
     fn authorize(&self, stream: &UnixStream, request: &Request) -> Result<(), String> {
         let cred = stream.peer_cred().map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
         // The service's own user too: the unit's ExecReload= runs cachekeeperctl as User=.
@@ -612,12 +612,7 @@ fn peer_groups(uid: u32, gid: u32, pid: Option<i32>) -> Vec<u32> {
         return groups;
     }
     let user = nix::unistd::User::from_uid(uid.into()).ok().flatten();
-    user.and_then(|u| {
-        let name = std::ffi::CString::new(u.name).ok()?;
-        nix::unistd::getgrouplist(&name, gid.into()).ok()
-    })
-    .map(|groups| groups.into_iter().map(|g| g.as_raw()).collect())
-    .unwrap_or_default()
+    user.and_then(|u| std::ffi::CString::new(u.name).ok()).map(|name| sys::group_list(&name, gid)).unwrap_or_default()
 }
 
 /// Counters of a cache that survive a reload.

@@ -71,6 +71,7 @@ pub fn run(inputs: &Inputs<'_>) -> Vec<Line> {
         root(&mut l, cache, unwalkable.as_deref());
         filesystem(&mut l, &cache.path);
         inheritance(&mut l, cache);
+        deny_entries(&mut l, cache);
         if let Some(gid) = cache.policy.group {
             membership(&mut l, cache, gid);
         }
@@ -321,6 +322,22 @@ fn inherits(cache: &CacheConfig) -> Inherits {
     }
 }
 
+/// macOS: the `deny` entries of the cache root's extended ACL (SPEC §1: each is a
+/// divergence), named as `ls -le` shows them. Nothing to say elsewhere.
+fn deny_entries(l: &mut List, cache: &CacheConfig) {
+    let Ok(path) = std::ffi::CString::new(cache.path.as_os_str().as_encoded_bytes()) else { return };
+    let Ok(Some(text)) = crate::sys::ext_acl_path(&path) else { return };
+    let denies = crate::ext_acl::denies(&text);
+    if !denies.is_empty() {
+        let named: Vec<String> = denies.iter().map(crate::ext_acl::Ace::describe).collect();
+        l.add(
+            format!("extended ACL {}", cache.path.display()),
+            Verdict::Warn,
+            format!("{}: blocks members; cachekeeper --init removes deny entries", named.join("; ")),
+        );
+    }
+}
+
 const UMASK_ADVICE: &str = "members need umask 002 (in ~/.profile, or UMask=0002 in a systemd unit) so that what they create is group-writable at once";
 
 fn inheritance(l: &mut List, cache: &CacheConfig) {
@@ -381,9 +398,7 @@ fn umask(l: &mut List, caches: &[CacheConfig]) {
 
 fn membership(l: &mut List, cache: &CacheConfig, gid: u32) {
     let uid = nix::unistd::getuid().as_raw();
-    let member = uid == 0
-        || nix::unistd::getgid().as_raw() == gid
-        || nix::unistd::getgroups().unwrap_or_default().iter().any(|g| g.as_raw() == gid);
+    let member = uid == 0 || nix::unistd::getgid().as_raw() == gid || crate::sys::own_groups().contains(&gid);
     let group = crate::explain::group_name(gid);
     let name = format!("group of {}", cache.path.display());
     if uid == 0 {

@@ -29,7 +29,7 @@ impl Who {
     pub fn caller() -> Who {
         let uid = nix::unistd::getuid().as_raw();
         let gid = nix::unistd::getgid().as_raw();
-        let mut groups: Vec<u32> = nix::unistd::getgroups().unwrap_or_default().iter().map(|g| g.as_raw()).collect();
+        let mut groups = crate::sys::own_groups();
         groups.push(gid);
         Who { name: user_name(uid), uid, gid, groups }
     }
@@ -41,9 +41,7 @@ impl Who {
         let mut groups = vec![gid];
         if let Some(u) = &user {
             if let Ok(name) = CString::new(u.name.clone()) {
-                if let Ok(list) = nix::unistd::getgrouplist(&name, gid.into()) {
-                    groups.extend(list.iter().map(|g| g.as_raw()));
-                }
+                groups.extend(crate::sys::group_list(&name, gid));
             }
         }
         Ok(Who { name: user_name(uid), uid, gid, groups })
@@ -210,6 +208,21 @@ fn decide(who: &Who, meta: &std::fs::Metadata, path: &Path, access: Access) -> (
     }
     let mode = meta.mode();
     let need = access.bits();
+    // macOS: a `deny` entry of the extended ACL is checked before the mode bits.
+    let denied =
+        CString::new(path.as_os_str().as_bytes()).ok().and_then(|c| crate::sys::ext_acl_path(&c).ok().flatten());
+    if let Some(ace) = denied
+        .as_deref()
+        .map(crate::ext_acl::denies)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|a| crate::ext_acl::blocks(a, who.uid, &who.groups) && crate::ext_acl::takes_away(a, need))
+    {
+        return (
+            false,
+            format!("the extended ACL has `{}`, which applies to you (cachekeeper --init removes it)", ace.describe()),
+        );
+    }
     if let Some(acl) = access_acl(path) {
         return acl.decide(who, meta.uid(), meta.gid(), need);
     }

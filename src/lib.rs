@@ -6,6 +6,11 @@
 //! changes files, reached through the descriptor-based [`walk`] from a root that
 //! [`root`] resolved safely and pinned. [`sidefile`] keeps the service's own files
 //! (audit log, metrics, socket, sync markers) out of reach of the tree's users.
+//!
+//! Every system call that needs `unsafe` lives behind one seam, [`sys`], which is also
+//! where the platforms differ.
+
+#![deny(unsafe_code)]
 
 pub mod acl;
 pub mod audit;
@@ -15,6 +20,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod doctor;
 pub mod explain;
+pub mod ext_acl;
 pub mod logging;
 pub mod metrics;
 pub mod model;
@@ -26,6 +32,7 @@ pub mod root;
 pub mod sandbox;
 pub mod sidefile;
 pub mod summary;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod walk;
 pub mod watch;

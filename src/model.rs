@@ -185,8 +185,8 @@ impl Policy {
 pub struct Divergence {
     pub from: Attrs,
     pub to: Attrs,
-    /// The entry's access ACL grants what the model does not: it goes, and the mode
-    /// bits are the whole truth again.
+    /// The entry's access ACL grants what the model does not (on macOS: its extended
+    /// ACL has a `deny` entry): it goes, and the mode bits are the whole truth again.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub drop_access_acl: bool,
     /// A directory lacks the model's default ACL (or has another one).
@@ -228,6 +228,10 @@ impl Divergence {
     }
 }
 
+/// How a removed ACL is shown: a POSIX access ACL on Linux, the extended ACL (its
+/// `deny` entries) on macOS.
+pub const DROPPED_ACL: &str = if cfg!(target_os = "macos") { "extended ACL→none" } else { "access ACL→none" };
+
 impl std::fmt::Display for Divergence {
     /// `owner 0→1001, group 0→1001, mode 0644→0664`: only what changes.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -242,7 +246,7 @@ impl std::fmt::Display for Divergence {
             parts.push(format!("mode {:04o}→{:04o}", self.from.mode, self.to.mode));
         }
         if self.drop_access_acl {
-            parts.push("access ACL→none".to_owned());
+            parts.push(DROPPED_ACL.to_owned());
         }
         if self.set_default_acl {
             parts.push("default ACL→the model's".to_owned());

@@ -594,6 +594,10 @@ impl Isolation {
         match self {
             Isolation::Root => format!("isolated: {} is a mount of its own", root.display()),
             Isolation::Parent => format!("isolated: {parent} is a mount of its own"),
+            Isolation::None if !cfg!(target_os = "linux") => format!(
+                "not isolated: files elsewhere on its filesystem can be hard-linked in (there are no bind mounts \
+                 here; a volume of its own for {parent} isolates it)"
+            ),
             Isolation::None => format!(
                 "not isolated: files elsewhere on its filesystem can be hard-linked in (`cachekeeper --init --isolate` \
                  bind-mounts {parent} on itself)"

@@ -172,27 +172,22 @@ impl SafeDir {
     }
 
     /// A path to `name` that the kernel resolves through this directory's descriptor,
-    /// for the calls that take no descriptor (`bind`, `connect`, inotify).
+    /// for the calls that take no descriptor (`bind`, `connect`, inotify). Where there
+    /// is no `/proc` (macOS), the directory's own path: it was resolved safely and only
+    /// the service can change what is in it.
     pub fn proc_path(&self, name: &OsStr) -> PathBuf {
-        sys::proc_path(self.fd.as_fd()).join(name)
+        sys::proc_path(self.fd.as_fd()).unwrap_or_else(|| self.path.clone()).join(name)
     }
 
-    /// Gives the socket `name`, just bound here, its group and mode, through a pin that
-    /// is checked to be a socket.
+    /// Gives the socket `name`, just bound here, its group and mode, checked to be a
+    /// socket (through a pin where the engine can pin one).
     pub fn set_socket_access(&self, name: &OsStr, gid: Option<u32>, mode: u32) -> Result<(), String> {
         let c = cstr(name)?;
         let shown = self.shown(name);
-        let pin =
-            sys::pin_at(self.fd.as_fd(), &c).map_err(|e| format!("cannot open {shown}: {}", sys::describe(&e)))?;
-        let st = sys::stat_fd(pin.as_fd()).map_err(|e| format!("cannot stat {shown}: {e}"))?;
-        if !st.socket {
-            return Err(format!("refusing to change {shown}: it is not the socket just bound"));
-        }
-        if let Some(gid) = gid {
-            sys::chown_fd(pin.as_fd(), u32::MAX, gid)
-                .map_err(|e| format!("cannot give {shown} to group {gid}: {}", sys::describe(&e)))?;
-        }
-        sys::chmod_fd(pin.as_fd(), mode).map_err(|e| format!("cannot set the mode of {shown}: {}", sys::describe(&e)))
+        sys::set_socket_access_at(self.fd.as_fd(), &c, gid, mode).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput => format!("refusing to change {shown}: {e}"),
+            _ => format!("cannot set the group and mode of {shown}: {}", sys::describe(&e)),
+        })
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {

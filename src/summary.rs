@@ -136,7 +136,7 @@ impl Names {
             parts.push(format!("mode {:04o}→{:04o}", d.from.mode, d.to.mode));
         }
         if d.drop_access_acl {
-            parts.push("access ACL→none".to_owned());
+            parts.push(crate::model::DROPPED_ACL.to_owned());
         }
         if d.set_default_acl {
             parts.push("default ACL→the model's".to_owned());

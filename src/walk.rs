@@ -193,6 +193,12 @@ impl std::fmt::Debug for Scan<'_> {
 
 impl<'a> Scan<'a> {
     fn walker(&self, root: Stat) -> Walker<'a> {
+        // Default ACLs are POSIX ACLs, which only Linux has: elsewhere a cache that asks
+        // for inheritance is `repair only` (reported as such), never a failure.
+        let default_acl = self.cache.policy.default_acl().filter(|_| cfg!(target_os = "linux"));
+        if default_acl.is_none() && self.cache.policy.default_acl().is_some() {
+            self.tally.no_acl.store(true, Relaxed);
+        }
         Walker {
             cache: self.cache,
             action: self.action,
@@ -201,7 +207,7 @@ impl<'a> Scan<'a> {
             watch: self.watch,
             audit: self.audit,
             notes: Mutex::new(Vec::new()),
-            default_acl: self.cache.policy.default_acl(),
+            default_acl,
             every_acl: true,
         }
     }
@@ -444,6 +450,16 @@ impl<'s> Walker<'s> {
         let pin = match sys::pin_at(parent, name) {
             Ok(pin) => pin,
             Err(e) if vanished(&e) => return,
+            Err(e) if sys::not_pinnable(&e) => {
+                // The portable engine pins only files and directories: what took the
+                // name since the look is classified anew by name and reported.
+                return match sys::stat_at(parent, name).map(|st| self.classify(&st)) {
+                    Ok(Err(reason)) => self.report(rel(), reason),
+                    Ok(Ok(_)) => self.fail(rel(), Failure::raced("replaced while pinned")),
+                    Err(e) if vanished(&e) => {}
+                    Err(e) => self.fail(rel(), Failure::new("cannot stat", &e)),
+                };
+            }
             Err(e) => return self.fail(rel(), Failure::new("cannot pin", &e)),
         };
         let pinned = match sys::stat_fd(pin.as_fd()) {
@@ -490,7 +506,9 @@ impl<'s> Walker<'s> {
 
     /// Whether to read the access ACL of an entry that looks like `st` and diverges by `d`.
     fn wants_acl(&self, st: &Stat, d: Option<&Divergence>) -> bool {
-        self.every_acl || acl::could_grant_more(st.mode, d.map_or(st.mode, |d| d.to.mode))
+        // macOS: a `deny` entry of the extended ACL takes away, so the mode cannot tell
+        // whether one is there; every entry's ACL is read.
+        cfg!(target_os = "macos") || self.every_acl || acl::could_grant_more(st.mode, d.map_or(st.mode, |d| d.to.mode))
     }
 
     /// ACLs are read until the filesystem says it has none.
@@ -508,7 +526,8 @@ impl<'s> Walker<'s> {
         rel: &dyn Fn() -> R,
         read: impl FnOnce(&mut Vec<u8>) -> io::Result<Option<usize>>,
     ) -> bool {
-        if self.tally.no_acl.load(Relaxed) {
+        // Elsewhere the flag only means "no default ACLs": extended ACLs are still read.
+        if cfg!(target_os = "linux") && self.tally.no_acl.load(Relaxed) {
             return false;
         }
         XATTR_BUF.with_borrow_mut(|buf| match read(buf) {
@@ -666,6 +685,25 @@ mod tests {
         assert_eq!(mode_of(&tmp.path().join("outside/secret")), 0o600, "the symlink's target was changed");
         assert_eq!(tally.reported(Reason::Symlink), 1);
         assert_eq!(tally.changed.load(Relaxed), 0);
+    }
+
+    /// The Linux engine pins the FIFO without opening it; the portable one opens it
+    /// non-blocking, sees it is no file and closes it unchanged. Neither blocks, and
+    /// both report it.
+    #[test]
+    fn a_file_swapped_for_a_fifo_after_its_statx_is_reported_and_never_blocks() {
+        let (_tmp, cache, root) = setup();
+        let f = cache.path.join("f");
+        write_private(&f);
+        let st = sys::stat_at(root.fd(), c"f").unwrap();
+        std::fs::remove_file(&f).unwrap();
+        nix::unistd::mkfifo(&f, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+
+        let tally = Tally::default();
+        walker(&cache, &root, &tally).leaf(root.fd(), c"f", b"", st);
+        assert_eq!(tally.reported(Reason::Special), 1);
+        assert_eq!(tally.changed.load(Relaxed), 0);
+        assert_eq!(mode_of(&f), 0o600);
     }
 
     #[test]

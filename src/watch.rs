@@ -64,8 +64,14 @@ impl Queue {
     }
 }
 
+#[cfg(not(target_os = "macos"))]
 pub const OVERFLOW_REASON: &str = "the inotify event queue overflowed within the last 10 minutes and events \
      were lost; full reconciles cover them (raise the sysctl fs.inotify.max_queued_events)";
+/// FSEvents says it dropped events with `MustScanSubDirs`, which notify turns into the
+/// same rescan notice as an inotify overflow.
+#[cfg(target_os = "macos")]
+pub const OVERFLOW_REASON: &str = "FSEvents dropped events within the last 10 minutes (MustScanSubDirs); \
+     full reconciles cover them";
 /// How long a cache stays degraded after an overflow: the queue is too small for its
 /// load, and the operator should hear of it even though the reconcile repaired all.
 pub const OVERFLOW_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
@@ -190,6 +196,19 @@ impl Handler {
 
 /// The filesystem of `path`, and whether it must be polled: network and FUSE
 /// filesystems send no inotify events for writes made by other clients.
+#[cfg(target_os = "macos")]
+pub fn filesystem(path: &Path) -> (String, bool) {
+    let Ok(st) = nix::sys::statfs::statfs(path) else { return ("unknown".into(), false) };
+    // macOS names the filesystem (f_fstypename); FSEvents, like inotify, sees only the
+    // writes made through this kernel.
+    let name = st.filesystem_type_name().to_owned();
+    let network = matches!(name.as_str(), "nfs" | "smbfs" | "afpfs" | "webdav" | "macfuse" | "osxfuse" | "fuse");
+    (name, network)
+}
+
+/// The filesystem of `path`, and whether it must be polled: network and FUSE
+/// filesystems send no inotify events for writes made by other clients.
+#[cfg(not(target_os = "macos"))]
 pub fn filesystem(path: &Path) -> (String, bool) {
     let Ok(st) = nix::sys::statfs::statfs(path) else { return ("unknown".into(), false) };
     // The magic numbers of statfs(2).
@@ -214,4 +233,41 @@ pub fn filesystem(path: &Path) -> (String, bool) {
         other => return (format!("0x{other:x}"), false),
     };
     (name.to_owned(), network)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, Flag};
+
+    fn handler() -> (Handler, std::sync::mpsc::Receiver<Work>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h = Handler {
+            root: PathBuf::from("/c/mod"),
+            sentinel: PathBuf::from("/run/ck.sync"),
+            queue: Queue::new(tx),
+            counters: Arc::default(),
+            waiters: Arc::default(),
+            degraded: Arc::default(),
+        };
+        (h, rx)
+    }
+
+    /// FSEvents' `MustScanSubDirs` arrives as a rescan notice *with* a path (an inotify
+    /// overflow has none): both take the full reconcile, never a check of that path.
+    #[test]
+    fn a_rescan_notice_with_or_without_a_path_is_a_full_reconcile() {
+        for paths in [vec![], vec![PathBuf::from("/c/mod/cache/download")], vec![PathBuf::from("/")]] {
+            let (h, rx) = handler();
+            let mut event = notify::Event::new(EventKind::Other).set_flag(Flag::Rescan);
+            event.paths = paths;
+            h.handle(Ok(event));
+            assert!(matches!(rx.try_recv(), Ok(Work::Rescan { done: None })));
+            assert!(rx.try_recv().is_err(), "nothing but the reconcile");
+            assert_eq!(h.counters.overflows.load(Relaxed), 1);
+        }
+        let (h, rx) = handler();
+        h.handle(Ok(notify::Event::new(EventKind::Create(CreateKind::File)).add_path("/c/mod/x".into())));
+        assert!(matches!(rx.try_recv(), Ok(Work::Check { rel, deep: true }) if rel == b"x"));
+    }
 }

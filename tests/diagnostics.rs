@@ -81,6 +81,7 @@ fn root_explain_names_a_missing_group_membership() {
     assert!(stdout(&out).contains("you are a member of its group here"), "{}", stdout(&out));
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn root_explain_names_a_read_only_filesystem() {
     require_root();
@@ -103,18 +104,22 @@ fn root_explain_names_a_read_only_filesystem() {
     assert!(s.contains("create entries DENIED: the filesystem is mounted read-only"), "{s}");
 }
 
+#[cfg(target_os = "linux")]
 struct Unmount(std::path::PathBuf);
 
+#[cfg(target_os = "linux")]
 impl Drop for Unmount {
     fn drop(&mut self) {
         let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 
+#[cfg(target_os = "linux")]
 fn scopeguard(p: &Path) -> Unmount {
     Unmount(p.to_owned())
 }
 
+#[cfg(target_os = "linux")]
 /// `system.posix_acl_access` in its xattr form: version 2, then (tag, perm, id).
 fn set_acl(path: &Path, entries: &[(u16, u16, u32)]) {
     let mut value = 2u32.to_le_bytes().to_vec();
@@ -131,6 +136,7 @@ fn set_acl(path: &Path, entries: &[(u16, u16, u32)]) {
     assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn root_explain_follows_an_acl() {
     require_root();
@@ -162,6 +168,7 @@ fn line<'a>(text: &'a str, check: &str) -> &'a str {
     text.lines().find(|l| l.contains(&format!("] {check}"))).unwrap_or_else(|| panic!("no {check} line:\n{text}"))
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn root_doctor_passes_on_a_healthy_setup_and_names_each_broken_condition() {
     require_root();
@@ -224,6 +231,7 @@ fn root_doctor_passes_on_a_healthy_setup_and_names_each_broken_condition() {
     assert!(line(&text, "configuration").starts_with("[FAIL]"), "{text}");
 }
 
+#[cfg(target_os = "linux")]
 fn cachekeeperctl_json(t: &Tree, d: &Daemon, cfg: &str) -> serde_json::Value {
     let mut cmd = Command::new(bin("cachekeeperctl"));
     cmd.arg("--socket").arg(&d.socket).args(["doctor", "--json", "--config", cfg]).env("GOMODCACHE", t.root_str());

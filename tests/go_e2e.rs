@@ -432,14 +432,17 @@ fn root_four_members_build_at_once_sharing_a_gocache() {
     assert_eq!(status["caches"][1]["inheritance"], "acl", "{status}");
 }
 
+#[cfg(target_os = "linux")]
 struct Unmount(PathBuf);
 
+#[cfg(target_os = "linux")]
 impl Drop for Unmount {
     fn drop(&mut self) {
         let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 
+#[cfg(target_os = "linux")]
 /// Where the filesystem has no POSIX ACLs (ramfs has no xattrs at all), the cache is
 /// repair only: `--init`, `status` and `doctor` say so, doctor tells a member with umask
 /// 022 to set 002, and with that umask concurrent downloads work.

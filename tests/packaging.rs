@@ -106,6 +106,13 @@ assert p["ProgramArguments"][0].endswith("/cachekeeper"), p["ProgramArguments"]
 assert "--init" not in p["ProgramArguments"] and "--check" not in p["ProgramArguments"]
 assert p["RunAtLoad"] is True and p["KeepAlive"] is True
 assert p["StandardErrorPath"] and p["StandardOutPath"]
+# For an install outside Homebrew, the same on Apple silicon and Intel: /usr/local/bin, and
+# logs in a directory every Mac has. Homebrew's own plist comes from the formula.
+args = p["ProgramArguments"]
+assert args[0] == "/usr/local/bin/cachekeeper", args
+assert not any("/opt/homebrew" in a or "Cellar" in a for a in args), args
+assert p["StandardErrorPath"].startswith("/Library/Logs/"), p["StandardErrorPath"]
+assert p["StandardOutPath"].startswith("/Library/Logs/"), p["StandardOutPath"]
 print("ok")
 "#;
     let out =
@@ -215,6 +222,11 @@ fn the_homebrew_formula_builds_with_cargo_and_runs_a_root_service() {
         "fish_completion.install",
     ] {
         assert!(text.contains(needed), "the formula lacks {needed:?}");
+    }
+    // The service block's paths come from the prefix (opt_bin, etc, var), so they are
+    // right under /opt/homebrew (Apple silicon) and /usr/local (Intel) alike.
+    for fixed in ["/opt/homebrew", "/usr/local", "/Cellar"] {
+        assert!(!text.contains(fixed), "the formula names the fixed prefix path {fixed}");
     }
     // Every file the formula installs is in the tree.
     for quoted in

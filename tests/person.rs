@@ -76,6 +76,7 @@ fn root_forgetting_sudo_gives_one_line_with_the_fix_not_one_per_entry() {
     assert!(stderr(&out).is_empty(), "a line per entry: {}", stderr(&out));
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn root_a_read_only_filesystem_gives_one_line_with_the_fix() {
     require_root();

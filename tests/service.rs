@@ -467,6 +467,7 @@ fn root_a_cache_hidden_by_the_sandbox_names_the_drop_in() {
     assert!(stderr(&out).contains("ReadWritePaths="), "{}", stderr(&out));
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn root_a_fuse_root_is_polled_and_synced_by_reconciling() {
     require_root();

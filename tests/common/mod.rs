@@ -31,10 +31,24 @@ pub fn cachekeeper(args: &[&str], env: &[(&str, &str)]) -> Output {
     let _lock = args.contains(&"--init").then(|| sysctl_lock(false));
     let mut cmd = Command::new(bin("cachekeeper"));
     cmd.args(args).env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    pass_engine(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }
     run(cmd, Duration::from_secs(60))
+}
+
+/// CI runs the repair tests a second time with `CACHEKEEPER_ENGINE=portable` (the
+/// engine macOS uses, see `src/sys`): a cleared environment keeps that choice.
+pub fn pass_engine(cmd: &mut Command) {
+    if let Some(engine) = std::env::var_os("CACHEKEEPER_ENGINE") {
+        cmd.env("CACHEKEEPER_ENGINE", engine);
+    }
+}
+
+/// The tests run against the portable engine (`CACHEKEEPER_ENGINE=portable`).
+pub fn portable_engine() -> bool {
+    std::env::var_os("CACHEKEEPER_ENGINE").is_some_and(|e| e == "portable")
 }
 
 pub fn run(mut cmd: Command, limit: Duration) -> Output {
@@ -107,7 +121,10 @@ impl Drop for Tree {
 
 /// Detaches every mount stacked on `dir`.
 pub fn unmount_all(dir: &Path) {
+    #[cfg(target_os = "linux")]
     while nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+    #[cfg(not(target_os = "linux"))]
+    while nix::mount::unmount(dir, nix::mount::MntFlags::MNT_FORCE).is_ok() {}
 }
 
 /// Owner, group, mode bits and change time of an entry, without following symlinks.

@@ -1,79 +1,17 @@
-//! Thin safe wrappers over the descriptor-relative Linux calls the walk is built on
-//! (`statx`, `openat`, `getdents64`, `fchownat`, `fchmodat2`, `readlinkat`, `mkdirat`,
-//! `unlinkat`, `renameat`, the `*xattr` calls). Nothing here takes a full path except `open_slash` (the
-//! directory every safe resolution starts from) and the bind mount: every other call is
-//! relative to a directory descriptor, so no name in the tree can redirect it and depth
-//! never meets `PATH_MAX`.
+//! The Linux fast path of the seam: `statx` (one call gives the mount id too), `O_PATH`
+//! pins (they never open the entry, so a FIFO or device put in a file's place cannot
+//! block or react), `fchmodat2` on those pins, `getdents64` straight into a buffer, and
+//! the POSIX ACL xattrs (with `getxattrat`). The portable engine does the same work with
+//! POSIX-2008 calls only; see [`super::portable`].
 
 use std::ffi::CStr;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::{cvt, FileType, Stat, TypeHint};
 use crate::model::MODE_BITS;
-
-/// File type of an entry, from `st_mode`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileType {
-    Dir,
-    File,
-    Symlink,
-    /// FIFO, socket, character or block device.
-    Special,
-}
-
-/// What one `statx` call tells about an entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stat {
-    pub file_type: FileType,
-    pub dev: (u32, u32),
-    pub ino: u64,
-    pub uid: u32,
-    pub gid: u32,
-    /// `MODE_BITS` only.
-    pub mode: u32,
-    pub nlink: u32,
-    /// Mount id (Linux 5.8+); `None` on kernels that do not report it, where the
-    /// device number is the only mount check left.
-    pub mnt_id: Option<u64>,
-    /// A socket (one of the `Special` kind).
-    pub socket: bool,
-}
-
-impl Stat {
-    /// Same inode and same kind: the entry was not swapped between two looks.
-    pub fn same_inode(&self, other: &Stat) -> bool {
-        self.dev == other.dev && self.ino == other.ino && self.file_type == other.file_type
-    }
-
-    /// On the same mount as `root`: same device and, where known, same mount id
-    /// (a bind mount of the same filesystem has the same device number).
-    pub fn same_mount(&self, root: &Stat) -> bool {
-        self.dev == root.dev && (self.mnt_id.is_none() || self.mnt_id == root.mnt_id)
-    }
-}
-
-/// The filesystem holding `path` is mounted read-only.
-pub fn read_only(path: &std::path::Path) -> bool {
-    nix::sys::statvfs::statvfs(path).is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
-}
-
-/// An OS error as a short phrase ("Permission denied"), without Rust's "(os error 13)".
-pub fn describe(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(code) => nix::errno::Errno::from_raw(code).desc().to_owned(),
-        None => e.to_string(),
-    }
-}
-
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
 
 fn statx_raw(dirfd: libc::c_int, name: &CStr, flags: libc::c_int) -> io::Result<Stat> {
     let mut buf = MaybeUninit::<libc::statx>::zeroed();
@@ -146,64 +84,9 @@ pub fn pin_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     open_raw(dir.as_raw_fd(), name, libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
 }
 
-/// Opens (or creates) a file below `dir` for writing, never through a symlink.
-/// `flags` adds `O_APPEND`, `O_CREAT`, `O_EXCL` or `O_TRUNC`.
-pub fn open_file_at(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int, mode: u32) -> io::Result<std::fs::File> {
-    // SAFETY: `name` is NUL-terminated; the returned descriptor is owned by us.
-    let fd = cvt(unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            flags | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY,
-            mode as libc::c_uint,
-        )
-    })?;
-    // SAFETY: `fd` was just returned by openat and nothing else owns it.
-    Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
-}
-
-/// Reads a regular file below `dir` of at most `limit` bytes, never through a symlink
-/// and never blocking on a FIFO put in its place.
-pub fn read_small_file_at(dir: BorrowedFd<'_>, name: &CStr, limit: u64) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    let fd = open_raw(dir.as_raw_fd(), name, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK)?;
-    if stat_fd(fd.as_fd())?.file_type != FileType::File {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::from(fd).take(limit).read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
-
-/// The target of the symlink `name` below `dir`.
-pub fn read_link_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; libc::PATH_MAX as usize];
-    // SAFETY: readlinkat writes at most `buf.len()` bytes into `buf`.
-    let n = unsafe { libc::readlinkat(dir.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    buf.truncate(n as usize);
-    Ok(buf)
-}
-
-/// Removes `name` below `dir`: a file, a symlink (never its target), or with `dir_entry`
-/// an empty directory.
-pub fn unlink_at(dir: BorrowedFd<'_>, name: &CStr, dir_entry: bool) -> io::Result<()> {
-    let flags = if dir_entry { libc::AT_REMOVEDIR } else { 0 };
-    // SAFETY: `name` is NUL-terminated.
-    cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) }).map(drop)
-}
-
-/// Renames `from` to `to`, both below `dir`.
-pub fn rename_at(dir: BorrowedFd<'_>, from: &CStr, to: &CStr) -> io::Result<()> {
-    // SAFETY: both names are NUL-terminated.
-    cvt(unsafe { libc::renameat(dir.as_raw_fd(), from.as_ptr(), dir.as_raw_fd(), to.as_ptr()) }).map(drop)
-}
-
 /// `/proc/self/fd/N`: a path the kernel resolves to the pinned inode itself, for the
 /// calls that take no descriptor (bind, connect, mount, inotify_add_watch).
-pub fn proc_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
+fn proc_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
     std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
@@ -213,38 +96,6 @@ pub fn bind_onto_itself(fd: BorrowedFd<'_>) -> io::Result<()> {
     let p = proc_path(fd);
     nix::mount::mount(Some(&p), &p, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
         .map_err(|e| io::Error::from_raw_os_error(e as i32))
-}
-
-/// Home directories of the password database, with the uid they belong to.
-pub fn passwd_homes() -> Vec<(u32, std::path::PathBuf)> {
-    use std::os::unix::ffi::OsStrExt;
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let mut homes = Vec::new();
-    // SAFETY: getpwent's iteration state is process-wide; the lock above keeps this the
-    // only iteration in this program, and each record is copied before the next call.
-    unsafe {
-        libc::setpwent();
-        loop {
-            let pw = libc::getpwent();
-            if pw.is_null() {
-                break;
-            }
-            let dir = (*pw).pw_dir;
-            if !dir.is_null() {
-                let bytes = CStr::from_ptr(dir).to_bytes();
-                homes.push(((*pw).pw_uid, std::path::PathBuf::from(std::ffi::OsStr::from_bytes(bytes))));
-            }
-        }
-        libc::endpwent();
-    }
-    homes
-}
-
-/// Creates a directory below `dir`.
-pub fn mkdir_at(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
-    // SAFETY: `name` is NUL-terminated.
-    cvt(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) }).map(drop)
 }
 
 /// `fchownat(fd, "", uid, gid, AT_EMPTY_PATH)`: changes exactly the pinned inode.
@@ -445,14 +296,6 @@ pub fn remove_xattr_fd(fd: BorrowedFd<'_>, attr: &CStr) -> io::Result<()> {
     }
 }
 
-/// `d_type` hint from `getdents64`; only a hint, never trusted for safety.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TypeHint {
-    Dir,
-    NotDir,
-    Unknown,
-}
-
 /// Reads every entry name of a directory (without `.` and `..`) with `getdents64`.
 /// The descriptor's offset is consumed; other tasks may still use it for `*at` calls.
 pub fn read_dir(dir: BorrowedFd<'_>, mut each: impl FnMut(&CStr, TypeHint)) -> io::Result<()> {
@@ -495,6 +338,7 @@ pub fn read_dir(dir: BorrowedFd<'_>, mut each: impl FnMut(&CStr, TypeHint)) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn read_dir_lists_every_name_once() {
