@@ -7,7 +7,7 @@
 //! missed. Lost events (overflow, watch limit, network filesystems) fall back to full
 //! reconciles; a periodic one (`full_rescan`) is the last safety net.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -33,10 +33,23 @@ use crate::watch::{self, Counters, Degradation, Handler, Queue, Waiters, Work};
 /// How often a cache is fully reconciled when events cannot be trusted.
 const DEGRADED_RESCAN: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// How soon a check that failed for a transient reason (EMFILE, ENFILE, ENOMEM) is
+/// tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Findings of a full scan logged one per line; the rest are counted in one line.
+const FINDINGS_LOGGED: usize = 20;
 /// How often `daemon.metrics_textfile` is rewritten.
 const METRICS_INTERVAL: Duration = Duration::from_secs(15);
 /// How often systemd's STATUS= line is refreshed (when it changed).
 const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+/// Control connections served at once; past it a new one is closed at once. Each costs
+/// a descriptor and a task, and a request takes milliseconds (a `sync` up to its timeout).
+const MAX_CONNECTIONS: usize = 128;
+/// Control connections of one uid at once (root and the service's own user aside):
+/// a member holding idle connections cannot take the service's descriptors.
+const MAX_CONNECTIONS_PER_UID: usize = 8;
+/// How long a peer has to send its request, and to take the answer.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Why the service could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +65,7 @@ pub enum DaemonError {
 pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     let config = Config::load(config_path)?;
     crate::logging::init_service(config.daemon.log_format);
+    raise_nofile_limit();
     // A stop asked for during startup waits until the handlers exist, so that it still
     // removes the socket; every thread started meanwhile keeps them blocked.
     stop_signals().thread_block().map_err(|e| DaemonError::Startup(format!("cannot block signals: {e}")))?;
@@ -75,6 +89,22 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         .build()
         .map_err(|e| DaemonError::Startup(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(serve(config_path.to_owned(), config, listener, side))
+}
+
+/// Raises the soft limit on open descriptors to the hard one: the default soft limit
+/// (1024) is for programs that use `select`, and a walk, the watches and the control
+/// connections all need descriptors.
+fn raise_nofile_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot read the open-file limit: {e}"),
+    }
 }
 
 /// SIGHUP, SIGTERM and SIGINT: what the service handles.
@@ -198,6 +228,10 @@ struct Service {
     last_reload: Mutex<Option<protocol::ReloadResult>>,
     /// The configuration file as the running configuration was read from it.
     config_text: Mutex<Option<Vec<u8>>>,
+    /// Open control connections, in all and by peer uid.
+    connections: Mutex<(usize, HashMap<u32, usize>)>,
+    /// Peers (uid) with a `reload` or `rescan` under way: one at a time each.
+    busy: Mutex<HashSet<u32>>,
 }
 
 async fn serve(
@@ -225,6 +259,8 @@ async fn serve(
         reloading: tokio::sync::Mutex::new(()),
         last_reload: Mutex::new(None),
         config_text: Mutex::new(config_text),
+        connections: Mutex::default(),
+        busy: Mutex::default(),
     });
     let accept = tokio::spawn(accept_loop(Arc::clone(&service), listener));
 
@@ -370,8 +406,13 @@ async fn accept_loop(service: Arc<Service>, listener: UnixListener) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let service = Arc::clone(&service);
-                tokio::spawn(async move { service.connection(stream).await });
+                // Over a cap the connection is closed unanswered: the client sees the
+                // service busy, and the service keeps its descriptors for the caches.
+                let Some(slot) = ConnectionSlot::take(&service, &stream) else { continue };
+                tokio::spawn(async move {
+                    slot.service.connection(stream).await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 tracing::warn!("control socket: {e}");
@@ -381,7 +422,75 @@ async fn accept_loop(service: Arc<Service>, listener: UnixListener) {
     }
 }
 
+/// A control connection counted against the caps; released on drop.
+struct ConnectionSlot {
+    service: Arc<Service>,
+    uid: Option<u32>,
+}
+
+impl ConnectionSlot {
+    fn take(service: &Arc<Service>, stream: &UnixStream) -> Option<ConnectionSlot> {
+        let uid = stream.peer_cred().ok().map(|c| c.uid());
+        let trusted = |uid: u32| uid == 0 || uid == nix::unistd::geteuid().as_raw();
+        let mut guard = service.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, by_uid) = &mut *guard;
+        if *total >= MAX_CONNECTIONS {
+            return None;
+        }
+        let counted = uid.filter(|&u| !trusted(u));
+        if let Some(u) = counted {
+            let n = by_uid.entry(u).or_default();
+            if *n >= MAX_CONNECTIONS_PER_UID {
+                return None;
+            }
+            *n += 1;
+        }
+        *total += 1;
+        Some(ConnectionSlot { service: Arc::clone(service), uid: counted })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut guard = self.service.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, by_uid) = &mut *guard;
+        *total -= 1;
+        if let Some(u) = self.uid {
+            if let Some(n) = by_uid.get_mut(&u) {
+                *n -= 1;
+                if *n == 0 {
+                    by_uid.remove(&u);
+                }
+            }
+        }
+    }
+}
+
+/// A peer's `reload` or `rescan` under way; released on drop.
+struct BusyPeer<'a> {
+    busy: &'a Mutex<HashSet<u32>>,
+    uid: u32,
+}
+
+impl Drop for BusyPeer<'_> {
+    fn drop(&mut self) {
+        self.busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.uid);
+    }
+}
+
 impl Service {
+    /// One `reload` or `rescan` at a time per peer (root and the service's user aside):
+    /// each restarts or walks whole caches, and a member must not queue hundreds.
+    fn one_at_a_time(&self, uid: Option<u32>) -> Result<Option<BusyPeer<'_>>, String> {
+        let Some(uid) = uid.filter(|&u| u != 0 && u != nix::unistd::geteuid().as_raw()) else { return Ok(None) };
+        if !self.busy.lock().unwrap_or_else(|p| p.into_inner()).insert(uid) {
+            return Err(format!(
+                "uid {uid} already has a reload or rescan under way; run it again when that one is done"
+            ));
+        }
+        Ok(Some(BusyPeer { busy: &self.busy, uid }))
+    }
+
     fn snapshot(&self) -> Arc<Vec<Arc<CacheRuntime>>> {
         Arc::clone(&self.caches.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -457,22 +566,24 @@ impl Service {
     }
 
     async fn connection(&self, mut stream: UnixStream) {
+        let uid = stream.peer_cred().ok().map(|c| c.uid());
         let response = match self.read_request(&mut stream).await {
             Ok(request) => match self.authorize(&stream, &request) {
-                Ok(()) => self.answer(request).await,
+                Ok(()) => self.answer(request, uid).await,
                 Err(message) => Response::Denied { message },
             },
             Err(message) => Response::Failed { message },
         };
         let mut line = serde_json::to_vec(&response).unwrap_or_default();
         line.push(b'\n');
-        let _ = stream.write_all(&line).await;
+        // A peer that does not read its answer does not keep the connection.
+        let _ = tokio::time::timeout(REQUEST_DEADLINE, stream.write_all(&line)).await;
     }
 
     async fn read_request(&self, stream: &mut UnixStream) -> Result<Request, String> {
         let mut line = String::new();
         let mut reader = BufReader::new(stream).take(protocol::MAX_REQUEST as u64);
-        match tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line)).await {
+        match tokio::time::timeout(REQUEST_DEADLINE, reader.read_line(&mut line)).await {
             Ok(Ok(_)) => serde_json::from_str(&line).map_err(|e| format!("bad request: {e}")),
             Ok(Err(e)) => Err(format!("cannot read the request: {e}")),
             Err(_) => Err("no request within 10 s".into()),
@@ -502,7 +613,14 @@ impl Service {
         ))
     }
 
-    async fn answer(&self, request: Request) -> Response {
+    async fn answer(&self, request: Request, uid: Option<u32>) -> Response {
+        let _busy = match &request {
+            Request::Reload | Request::Rescan { .. } => match self.one_at_a_time(uid) {
+                Ok(busy) => busy,
+                Err(message) => return Response::Failed { message },
+            },
+            Request::Status | Request::Sync { .. } => None,
+        };
         match request {
             Request::Status => Response::Status(Box::new(self.status())),
             Request::Sync { timeout_ms } => {
@@ -552,6 +670,9 @@ impl Service {
                 let mut settled = if c.watched() { c.barrier(token).await } else { Ok(()) };
                 if settled.is_ok() && c.state() != CacheState::Healthy {
                     settled = c.rescan().await;
+                }
+                if settled.is_ok() {
+                    settled = c.require_repaired();
                 }
                 if let Err(e) = settled {
                     // A reload replaced this cache's runtime while we waited: start over
@@ -661,6 +782,9 @@ struct CacheRuntime {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Set by the worker each time it looks at the pinned root.
     isolation: Mutex<Option<IsolationState>>,
+    /// Entries that stay non-compliant, by path relative to the root, with the cause:
+    /// rebuilt by each full scan, updated by each check of a path.
+    unrepaired: Mutex<BTreeMap<Vec<u8>, String>>,
 }
 
 /// Whether hard links from outside can reach a cache, and whether that stops repairs.
@@ -706,6 +830,18 @@ impl CacheRuntime {
             let made = sentinel.as_ref().map_err(|e| notify::Error::generic(e)).and_then(|dir| {
                 let mut w = handler.watcher()?;
                 w.watch(dir.path(), RecursiveMode::NonRecursive)?;
+                // The root's parent, for the root's own name: `go clean -modcache` deletes
+                // the root and the next `go` command creates it again, which the root's
+                // own watch cannot see. Events for other names there are ignored.
+                if let Some(parent) = cache.path.parent() {
+                    if let Err(e) = w.watch(parent, RecursiveMode::NonRecursive) {
+                        tracing::warn!(
+                            root = %cache.path.display(),
+                            "cannot watch the root's parent, so a deleted root is noticed by the next sync or \
+                             reconcile only: {e}"
+                        );
+                    }
+                }
                 Ok(w)
             });
             match made {
@@ -735,9 +871,16 @@ impl CacheRuntime {
             full_rescan,
             thread: Mutex::new(None),
             isolation: Mutex::new(None),
+            unrepaired: Mutex::default(),
         });
-        let worker =
-            Worker { runtime: Arc::clone(&runtime), watcher: Mutex::new(watcher), audit, root: Mutex::default() };
+        let worker = Worker {
+            runtime: Arc::clone(&runtime),
+            watcher: Mutex::new(watcher),
+            audit,
+            root: Mutex::default(),
+            retry: Mutex::default(),
+            warned: Mutex::default(),
+        };
         let name = format!("ck-{}", runtime.cache.path.display());
         let handle = std::thread::Builder::new().name(name).spawn(move || worker.run(rx));
         match handle {
@@ -767,6 +910,28 @@ impl CacheRuntime {
     fn degraded_reason(&self) -> Option<String> {
         let set = self.degraded.lock().unwrap_or_else(|p| p.into_inner()).clone();
         set.or_else(|| self.stats.counters.overflowed_recently().then(|| watch::OVERFLOW_REASON.to_owned()))
+            .or_else(|| self.unrepaired_reason())
+    }
+
+    /// Entries left non-compliant, in words, if any are.
+    fn unrepaired_reason(&self) -> Option<String> {
+        let map = self.unrepaired.lock().unwrap_or_else(|p| p.into_inner());
+        let (rel, cause) = map.iter().next()?;
+        let n = map.len();
+        let path = crate::names::display(&self.cache.path, rel);
+        Some(format!(
+            "{n} entr{} could not be repaired (first: {path}: {cause}); `cachekeeperctl status --json` lists \
+             them under `unrepaired_entries`, and each is retried on every full reconcile",
+            if n == 1 { "y" } else { "ies" }
+        ))
+    }
+
+    /// `rescan` and `sync` fail while entries stay non-compliant.
+    fn require_repaired(&self) -> Result<(), String> {
+        match self.unrepaired_reason() {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
     }
 
     /// A full reconcile, waited for; fails when the worker is gone or the cache could
@@ -779,7 +944,7 @@ impl CacheRuntime {
         rx.await.map_err(|_| "the worker stopped".to_owned())?;
         match self.scan_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             Some(why) => Err(format!("not reconciled: {why}")),
-            None => Ok(()),
+            None => self.require_repaired(),
         }
     }
 
@@ -829,6 +994,7 @@ impl CacheRuntime {
         let isolation = self.isolation.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let r = &self.stats.repairs;
         let c = &self.stats.counters;
+        let unrepaired = self.unrepaired.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let reason = self.degraded_reason().or_else(|| {
             self.polled.then(|| {
                 format!(
@@ -863,6 +1029,15 @@ impl CacheRuntime {
             owner_model: Some(self.cache.policy),
             watches: self.stats.watches.load(Relaxed),
             last_repair: self.stats.last_repair.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            unrepaired: unrepaired.len() as u64,
+            unrepaired_entries: unrepaired
+                .iter()
+                .take(protocol::UNREPAIRED_SHOWN)
+                .map(|(rel, cause)| protocol::Unrepaired {
+                    path: crate::names::display(&self.cache.path, rel),
+                    cause: cause.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -906,15 +1081,27 @@ struct Worker {
     audit: Option<Arc<AuditLog>>,
     /// The pinned root; every scan and check starts from it.
     root: Mutex<Option<Arc<Root>>>,
+    /// Paths whose check failed for a reason that passes (no descriptor or memory left
+    /// for a moment): checked again after [`RETRY_AFTER`], never dropped.
+    retry: Mutex<Option<(Instant, Vec<Vec<u8>>)>>,
+    /// Entries already warned about in this scan cycle: each is warned once per full
+    /// scan, not once per event or per rescan.
+    warned: Mutex<HashSet<Vec<u8>>>,
 }
 
 impl Worker {
     fn run(self, rx: Receiver<Work>) {
         let mut next_scan = Instant::now() + self.interval();
         loop {
-            let wait = next_scan.saturating_duration_since(Instant::now());
+            let retry_at = self.retry.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|r| r.0);
+            let wake = retry_at.map_or(next_scan, |r| r.min(next_scan));
+            let wait = wake.saturating_duration_since(Instant::now());
             let first = match rx.recv_timeout(wait) {
                 Ok(work) => work,
+                Err(RecvTimeoutError::Timeout) if Instant::now() < next_scan => {
+                    self.retry_now(&mut next_scan);
+                    continue;
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     self.full_scan();
                     next_scan = Instant::now() + self.interval();
@@ -938,6 +1125,12 @@ impl Worker {
                     Work::Rescan { done } => pending.rescan(done),
                     Work::Barrier(tx) => {
                         self.finish(&mut pending, &mut next_scan);
+                        // `sync` covers a root that was deleted or replaced (`go clean
+                        // -modcache`) even if its events were missed: reconcile the new one.
+                        if self.root_changed() {
+                            pending.rescan(None);
+                            self.finish(&mut pending, &mut next_scan);
+                        }
                         let _ = tx.send(());
                     }
                     Work::Stop => stop = true,
@@ -956,6 +1149,8 @@ impl Worker {
     fn finish(&self, pending: &mut Pending, next_scan: &mut Instant) {
         let Pending { checks, rescan, waiters, .. } = std::mem::take(pending);
         if rescan {
+            // A full scan covers every retry queued before it.
+            *self.retry.lock().unwrap_or_else(|p| p.into_inner()) = None;
             self.full_scan();
             *next_scan = Instant::now() + self.interval();
             for tx in waiters {
@@ -964,6 +1159,51 @@ impl Worker {
         }
         for (rel, deep) in checks {
             self.check(&rel, deep);
+        }
+    }
+
+    /// Checks again what failed for a transient reason; an empty path stands for the
+    /// whole cache.
+    fn retry_now(&self, next_scan: &mut Instant) {
+        let Some((_, paths)) = self.retry.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
+        let mut pending = Pending::default();
+        for rel in paths {
+            if rel.is_empty() {
+                pending.rescan(None);
+            } else {
+                pending.check(rel, true);
+            }
+        }
+        self.finish(&mut pending, next_scan);
+    }
+
+    /// Schedules `rel` (empty: the whole cache) to be checked again soon.
+    fn defer(&self, rel: Vec<u8>) {
+        let mut retry = self.retry.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, paths) = retry.get_or_insert_with(|| (Instant::now() + RETRY_AFTER, Vec::new()));
+        if !paths.contains(&rel) {
+            paths.push(rel);
+        }
+    }
+
+    /// Records what stays non-compliant after a walk: `scope` is the path a check
+    /// covered (and whether it went deep), `None` for a full scan, which replaces all.
+    fn record(&self, scope: Option<(&[u8], bool)>, notes: &[crate::walk::Note]) {
+        let mut map = self.runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner());
+        match scope {
+            None => map.clear(),
+            Some((rel, deep)) => map.retain(|k, _| {
+                let below = rel.is_empty() || (k.starts_with(rel) && k.get(rel.len()) == Some(&b'/'));
+                !(k.as_slice() == rel || (deep && below))
+            }),
+        }
+        for note in notes {
+            if let crate::walk::Finding::Failed(f) = &note.finding {
+                if transient(f.errno) {
+                    self.defer(note.rel.clone());
+                }
+                map.insert(note.rel.clone(), f.to_string());
+            }
         }
     }
 
@@ -1001,16 +1241,42 @@ impl Worker {
         }
     }
 
-    /// What a walk left as it is or could not change, one line each.
-    fn log_findings(&self, notes: &[crate::walk::Note]) {
+    /// What a walk left as it is or could not change: each entry once per scan cycle
+    /// (a full scan starts a new one), so that a symlink or an entry that cannot be
+    /// fixed does not log a line per event or per rescan. A full scan logs the first
+    /// few and counts the rest; `status` lists them.
+    fn log_findings(&self, notes: &[crate::walk::Note], full: bool) {
         let root = &self.runtime.cache.path;
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        if full {
+            warned.clear();
+        }
+        let mut logged = 0;
+        let mut more = 0;
         for note in notes {
+            let finding = &note.finding;
+            if matches!(finding, crate::walk::Finding::Diverges(_)) || !warned.insert(note.rel.clone()) {
+                continue;
+            }
+            if full && logged >= FINDINGS_LOGGED {
+                more += 1;
+                continue;
+            }
             let path = crate::names::display(root, &note.rel);
-            match &note.finding {
+            match finding {
+                // A full scan counts these in its summary and in `status`.
+                crate::walk::Finding::Reported(_) if full => continue,
                 crate::walk::Finding::Reported(r) => tracing::warn!(path = %path, "left as it is: {}", r.explain()),
                 crate::walk::Finding::Failed(f) => tracing::error!(path = %path, "{f}"),
-                crate::walk::Finding::Diverges(_) => {}
+                crate::walk::Finding::Diverges(_) => continue,
             }
+            logged += 1;
+        }
+        if more > 0 {
+            tracing::error!(
+                root = %root.display(),
+                "{more} more entries could not be checked or repaired; `cachekeeperctl status --json` lists them"
+            );
         }
     }
 
@@ -1049,6 +1315,26 @@ impl Worker {
         Ok(pinned)
     }
 
+    /// The pinned root is gone or its path leads to another directory now (Go's `go
+    /// clean -modcache` deletes it and the next `go` command makes a new one): forget
+    /// it, so that the next scan resolves the path again with every rule of [`root`].
+    fn root_changed(&self) -> bool {
+        let mut slot = self.root.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(pinned) = slot.as_ref() else { return true };
+        let replaced = match std::fs::metadata(&self.runtime.cache.path) {
+            Ok(m) => {
+                use std::os::unix::fs::MetadataExt;
+                m.ino() != pinned.stat().ino
+            }
+            Err(_) => true,
+        };
+        if replaced || pinned.removed() {
+            *slot = None;
+            return true;
+        }
+        false
+    }
+
     /// Whether this cache's files may be changed, as of now (see [`root::hard_link_guard`]);
     /// recorded for `status`.
     fn guard(&self, pinned: &Root) -> Action {
@@ -1068,6 +1354,11 @@ impl Worker {
     }
 
     fn check(&self, rel: &[u8], deep: bool) {
+        // An event on the root itself comes through its parent's watch: it may have been
+        // deleted and made anew, which only a full reconcile of the new one covers.
+        if rel.is_empty() && self.root_changed() {
+            return self.full_scan();
+        }
         let tally = Tally::default();
         let limit = AtomicBool::new(false);
         let hook = self.watch_hook(&limit);
@@ -1078,18 +1369,36 @@ impl Worker {
             Err(e) => {
                 tracing::warn!("{e}");
                 self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
+                // Not dropped: a full reconcile follows, which says what is wrong.
+                self.defer(Vec::new());
                 return;
             }
         };
         let refused =
             self.runtime.isolation.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|i| i.refused.is_some());
         let action = if refused == Some(false) { Action::Repair } else { self.guard(&pinned) };
-        let scan = Scan { cache, root: &pinned, action, tally: &tally, watch: Some(&hook), audit: Some(&*audit) };
+        let scan = Scan {
+            cache,
+            root: &pinned,
+            action,
+            tally: &tally,
+            watch: Some(&hook),
+            audit: Some(&*audit),
+            log_repairs: true,
+        };
         match scan.path(rel, deep) {
-            Ok(notes) => self.log_findings(&notes),
+            Ok(notes) => {
+                self.log_findings(&notes, false);
+                self.record(Some((rel, deep)), &notes);
+            }
             Err(e) => {
-                tracing::warn!(root = %cache.path.display(), "cannot open the cache root: {e}");
+                tracing::warn!(root = %cache.path.display(), "cannot open the cache root: {}", sys::describe(&e));
                 self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
+                // Out of descriptors or memory for a moment: the check is done later,
+                // never dropped; `status` shows it as unrepaired meanwhile.
+                let cause = format!("cannot open the cache root: {}", sys::describe(&e));
+                self.runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner()).insert(rel.to_vec(), cause);
+                self.defer(rel.to_vec());
             }
         }
         if limit.load(Relaxed) {
@@ -1120,8 +1429,14 @@ impl Worker {
                     .as_ref()
                     .and_then(|i| i.refused.clone());
             }
-            let scan = Scan { cache, root: &pinned, action, tally: &tally, watch, audit: Some(&*audit) };
-            scan.all().map_err(|e| format!("{}: {}", watch::UNWALKABLE_REASON, sys::describe(&e)))
+            let scan =
+                Scan { cache, root: &pinned, action, tally: &tally, watch, audit: Some(&*audit), log_repairs: false };
+            scan.all().map_err(|e| {
+                if transient(e.raw_os_error()) {
+                    self.defer(Vec::new());
+                }
+                format!("{}: {}", watch::UNWALKABLE_REASON, sys::describe(&e))
+            })
         });
         // Under systemd the usual cause is a cache the unit's sandbox hides: say so, and
         // give the drop-in, instead of leaving people to look for a read-only disk.
@@ -1130,7 +1445,8 @@ impl Worker {
             None => why.clone(),
         });
         if let Ok(notes) = &scanned {
-            self.log_findings(notes);
+            self.log_findings(notes, true);
+            self.record(None, notes);
         }
         if let Some(why) = &failure {
             tracing::error!(root = %cache.path.display(), "full scan failed: {why}");
@@ -1170,11 +1486,24 @@ impl Worker {
         };
         self.runtime.set_degraded(degraded);
         self.runtime.scanned.store(true, Relaxed);
+        let left: Vec<String> = Reason::ALL
+            .iter()
+            .filter(|&&r| tally.reported(r) > 0)
+            .map(|&r| format!("{} {}(s)", tally.reported(r), r.name()))
+            .collect();
+        let left = if left.is_empty() { String::new() } else { format!(", left as they are: {}", left.join(", ")) };
+        let unrepaired = self.runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner()).len();
         tracing::info!(
             root = %cache.path.display(),
-            "full scan: {entries} entries in {:.2}s, {} repaired",
+            "full scan: {entries} entries in {:.2}s, {} repaired, {unrepaired} unrepaired{left}",
             took.as_secs_f64(),
             tally.changed.load(Relaxed)
         );
     }
+}
+
+/// An error that passes: no descriptor or memory left for a moment. What failed for it
+/// is tried again rather than dropped.
+fn transient(errno: Option<i32>) -> bool {
+    matches!(errno, Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS | libc::EAGAIN))
 }

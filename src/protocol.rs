@@ -150,6 +150,24 @@ pub struct CacheStatus {
     /// The latest repair.
     #[serde(default)]
     pub last_repair: Option<LastRepair>,
+    /// Entries that stay non-compliant because a check or repair failed; while any
+    /// remain the cache is `degraded`, and `rescan` and `sync` fail.
+    #[serde(default)]
+    pub unrepaired: u64,
+    /// The first of them (at most [`UNREPAIRED_SHOWN`]), by path.
+    #[serde(default)]
+    pub unrepaired_entries: Vec<Unrepaired>,
+}
+
+/// How many unrepaired entries `status` lists; `unrepaired` counts them all.
+pub const UNREPAIRED_SHOWN: usize = 10;
+
+/// An entry the service could not bring to its model, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unrepaired {
+    pub path: String,
+    /// What failed and the error: `cannot repair (mode 0600→0664): Operation not permitted`.
+    pub cause: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

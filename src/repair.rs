@@ -18,6 +18,11 @@ pub struct NotApplied {
     want: String,
 }
 
+/// The error of [`apply`] is a read-back that differs ([`NotApplied`]).
+pub fn not_applied(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<NotApplied>())
+}
+
 /// Brings the inode behind `fd` from `d.from` to `d.to`, then reads it back.
 pub fn apply(fd: BorrowedFd<'_>, d: &Divergence) -> io::Result<()> {
     let (from, to) = (d.from, d.to);

@@ -155,7 +155,7 @@ impl Tally {
 /// Walks the cache pinned as `root` and repairs or lists every divergent entry. The
 /// findings come back sorted by path; counts accumulate in `tally`.
 pub fn walk(cache: &CacheConfig, root: &Root, action: Action, tally: &Tally) -> io::Result<Vec<Note>> {
-    Scan { cache, root, action, tally, watch: None, audit: None }.all()
+    Scan { cache, root, action, tally, watch: None, audit: None, log_repairs: false }.all()
 }
 
 /// Called with the relative path of each directory before it is listed, so that a
@@ -174,6 +174,9 @@ pub struct Scan<'a> {
     pub tally: &'a Tally,
     pub watch: Option<&'a WatchHook<'a>>,
     pub audit: Option<&'a AuditHook<'a>>,
+    /// One `info` line per repair (live checks); otherwise `debug` (full scans, whose
+    /// callers log a summary).
+    pub log_repairs: bool,
 }
 
 impl std::fmt::Debug for Scan<'_> {
@@ -191,6 +194,7 @@ impl<'a> Scan<'a> {
             tally: self.tally,
             watch: self.watch,
             audit: self.audit,
+            log_repairs: self.log_repairs,
             notes: Mutex::new(Vec::new()),
         }
     }
@@ -262,6 +266,7 @@ struct Walker<'a> {
     tally: &'a Tally,
     watch: Option<&'a WatchHook<'a>>,
     audit: Option<&'a AuditHook<'a>>,
+    log_repairs: bool,
     notes: Mutex<Vec<Note>>,
 }
 
@@ -448,24 +453,62 @@ impl<'s> Walker<'s> {
         }
         match repair::apply(fd, &d) {
             Ok(()) => {
-                let t = self.tally;
-                Tally::bump(&t.changed);
-                for (changed, counter) in [(d.owner(), &t.owner), (d.group(), &t.group), (d.mode(), &t.mode)] {
-                    if changed {
-                        Tally::bump(counter);
-                    }
-                }
-                tracing::info!(path = %names::display(&self.cache.path, rel), "repaired: {d}");
-                if let Some(audit) = self.audit {
-                    audit(rel, &d);
-                }
+                self.repaired(rel, &d);
                 true
             }
             Err(e) if vanished(&e) => true,
+            // The read-back differs: the entry may have changed meanwhile (Go chmods an
+            // extracted module to 0555 while we repair it). Decide again on what the
+            // pinned inode is now, once; only a second miss is a failure.
+            Err(e) if repair::not_applied(&e) => match self.again(fd) {
+                Ok(None) => true,
+                Ok(Some(d)) => match repair::apply(fd, &d) {
+                    Ok(()) => {
+                        self.repaired(rel, &d);
+                        true
+                    }
+                    Err(e) if vanished(&e) => true,
+                    Err(e) => {
+                        self.fail(rel.to_vec(), Failure::new(format!("cannot repair ({d})"), &e));
+                        false
+                    }
+                },
+                Err(reason) => {
+                    self.report(rel.to_vec(), reason);
+                    false
+                }
+            },
             Err(e) => {
                 self.fail(rel.to_vec(), Failure::new(format!("cannot repair ({d})"), &e));
                 false
             }
+        }
+    }
+
+    /// The divergence of the inode pinned by `fd` as it is now, or why it is only reported.
+    fn again(&self, fd: BorrowedFd<'_>) -> Result<Option<Divergence>, Reason> {
+        // A pin that can no longer be read is left to the next check of its path.
+        let Ok(st) = sys::stat_fd(fd) else { return Ok(None) };
+        let kind = self.classify(&st)?;
+        Ok(self.divergence(kind, &st))
+    }
+
+    fn repaired(&self, rel: &[u8], d: &Divergence) {
+        let t = self.tally;
+        Tally::bump(&t.changed);
+        for (changed, counter) in [(d.owner(), &t.owner), (d.group(), &t.group), (d.mode(), &t.mode)] {
+            if changed {
+                Tally::bump(counter);
+            }
+        }
+        // A full scan logs a summary; only live repairs get a line each.
+        if self.log_repairs {
+            tracing::info!(path = %names::display(&self.cache.path, rel), "repaired: {d}");
+        } else {
+            tracing::debug!(path = %names::display(&self.cache.path, rel), "repaired: {d}");
+        }
+        if let Some(audit) = self.audit {
+            audit(rel, d);
         }
     }
 
@@ -535,7 +578,8 @@ mod tests {
     }
 
     fn walker<'a>(cache: &'a CacheConfig, root: &'a Root, tally: &'a Tally) -> Walker<'a> {
-        Scan { cache, root, action: Action::Repair, tally, watch: None, audit: None }.walker(*root.stat())
+        Scan { cache, root, action: Action::Repair, tally, watch: None, audit: None, log_repairs: false }
+            .walker(*root.stat())
     }
 
     fn write_private(p: &Path) {
