@@ -12,7 +12,6 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -262,9 +261,9 @@ async fn serve(
         connections: Mutex::default(),
         busy: Mutex::default(),
     });
-    let accept = tokio::spawn(accept_loop(Arc::clone(&service), listener));
-
+    // Caches first: a `sync` answered before they exist would settle on nothing.
     let started = service.start_caches(&config.caches, &HashMap::new());
+    let accept = tokio::spawn(accept_loop(Arc::clone(&service), listener));
     let result = run_until_stopped(&service, started).await;
 
     accept.abort();
@@ -518,6 +517,7 @@ impl Service {
                 self.daemon.full_rescan,
                 self.side.audit.clone(),
                 scanned,
+                (self.daemon.max_pending, self.daemon.max_watches),
             );
             runtimes.push(runtime);
             started.push(rx);
@@ -785,6 +785,60 @@ struct CacheRuntime {
     /// Entries that stay non-compliant, by path relative to the root, with the cause:
     /// rebuilt by each full scan, updated by each check of a path.
     unrepaired: Mutex<BTreeMap<Vec<u8>, String>>,
+    /// Watches this cache may hold (`daemon.max_watches`).
+    max_watches: u64,
+}
+
+/// What kept a walk from watching every directory it listed.
+#[derive(Default)]
+struct WatchTrouble {
+    /// The kernel's limit (`fs.inotify.max_user_watches`) refused a watch.
+    limit: AtomicBool,
+    /// `daemon.max_watches` was reached.
+    budget: AtomicBool,
+    /// Directories refused for another reason (a path longer than PATH_MAX), and the first.
+    unwatched: AtomicU64,
+    first: Mutex<Option<String>>,
+}
+
+impl WatchTrouble {
+    /// Why part of the cache is not watched, if it is not.
+    fn reason(&self, max_watches: u64) -> Option<String> {
+        if self.limit.load(Relaxed) {
+            return Some(watch::WATCH_LIMIT_REASON.to_owned());
+        }
+        if self.budget.load(Relaxed) {
+            return Some(budget_reason(max_watches));
+        }
+        let n = self.unwatched.load(Relaxed);
+        let first = self.first.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        (n > 0).then(|| {
+            format!(
+                "{n} director{} cannot be watched (first: {}), so changes there are covered by reconciles \
+                 every minute only",
+                if n == 1 { "y" } else { "ies" },
+                first.unwrap_or_default()
+            )
+        })
+    }
+}
+
+fn budget_reason(max_watches: u64) -> String {
+    format!(
+        "the cache has more directories than daemon.max_watches ({max_watches}): the rest is not watched and is \
+         covered by reconciles every minute (raise daemon.max_watches, and fs.inotify.max_user_watches with it)"
+    )
+}
+
+/// `daemon.max_watches`, or half of `fs.inotify.max_user_watches`: the kernel's budget is
+/// per user, and the service's user (root, in a container) shares it with the host.
+fn max_watches(configured: Option<u64>) -> u64 {
+    configured.unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map_or(u64::MAX, |n| (n / 2).max(1))
+    })
 }
 
 /// Whether hard links from outside can reach a cache, and whether that stops repairs.
@@ -804,14 +858,15 @@ impl CacheRuntime {
         full_rescan: Duration,
         audit: Option<Arc<AuditLog>>,
         scanned: bool,
+        (max_pending, max_watches_configured): (usize, Option<u64>),
     ) -> (Arc<CacheRuntime>, oneshot::Receiver<()>) {
         let cache = Arc::new(cache);
         let (filesystem, polled) = watch::filesystem(&cache.path);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let queue = Queue::new(tx);
+        let queue = Queue::new(max_pending);
         let waiters: Waiters = Arc::default();
         let degraded: Degradation = Arc::default();
         let mut watcher = None;
+        let mut template = None;
         if polled {
             tracing::warn!(
                 root = %cache.path.display(),
@@ -827,23 +882,11 @@ impl CacheRuntime {
                 waiters: Arc::clone(&waiters),
                 degraded: Arc::clone(&degraded),
             };
-            let made = sentinel.as_ref().map_err(|e| notify::Error::generic(e)).and_then(|dir| {
-                let mut w = handler.watcher()?;
-                w.watch(dir.path(), RecursiveMode::NonRecursive)?;
-                // The root's parent, for the root's own name: `go clean -modcache` deletes
-                // the root and the next `go` command creates it again, which the root's
-                // own watch cannot see. Events for other names there are ignored.
-                if let Some(parent) = cache.path.parent() {
-                    if let Err(e) = w.watch(parent, RecursiveMode::NonRecursive) {
-                        tracing::warn!(
-                            root = %cache.path.display(),
-                            "cannot watch the root's parent, so a deleted root is noticed by the next sync or \
-                             reconcile only: {e}"
-                        );
-                    }
-                }
-                Ok(w)
-            });
+            let made = match &sentinel {
+                Ok(_) => handler.clone().start(),
+                Err(e) => Err(notify::Error::generic(e)),
+            };
+            template = Some(handler);
             match made {
                 Ok(w) => watcher = Some(w),
                 Err(e) => {
@@ -872,6 +915,7 @@ impl CacheRuntime {
             thread: Mutex::new(None),
             isolation: Mutex::new(None),
             unrepaired: Mutex::default(),
+            max_watches: max_watches(max_watches_configured),
         });
         let worker = Worker {
             runtime: Arc::clone(&runtime),
@@ -880,9 +924,11 @@ impl CacheRuntime {
             root: Mutex::default(),
             retry: Mutex::default(),
             warned: Mutex::default(),
+            handler: template,
+            over_budget: AtomicBool::new(false),
         };
         let name = format!("ck-{}", runtime.cache.path.display());
-        let handle = std::thread::Builder::new().name(name).spawn(move || worker.run(rx));
+        let handle = std::thread::Builder::new().name(name).spawn(move || worker.run());
         match handle {
             Ok(h) => *runtime.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(h),
             Err(e) => tracing::error!("cannot start a worker thread: {e}"),
@@ -1029,6 +1075,7 @@ impl CacheRuntime {
             owner_model: Some(self.cache.policy),
             watches: self.stats.watches.load(Relaxed),
             last_repair: self.stats.last_repair.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            queue_collapses: self.queue.collapses(),
             unrepaired: unrepaired.len() as u64,
             unrepaired_entries: unrepaired
                 .iter()
@@ -1087,58 +1134,61 @@ struct Worker {
     /// Entries already warned about in this scan cycle: each is warned once per full
     /// scan, not once per event or per rescan.
     warned: Mutex<HashSet<Vec<u8>>>,
+    /// What makes this cache's watcher, to start afresh.
+    handler: Option<Handler>,
+    /// `max_watches` was reached: the next full scan starts with a new watcher, so that
+    /// the watches it adds are all the cache holds (notify never drops a watch itself).
+    over_budget: AtomicBool,
 }
 
 impl Worker {
-    fn run(self, rx: Receiver<Work>) {
+    fn run(self) {
+        // However the worker ends, its queue refuses work from then on and drops the
+        // waiters, so that no `sync` or `rescan` waits for a worker that is gone.
+        struct Close(Queue);
+        impl Drop for Close {
+            fn drop(&mut self) {
+                self.0.close();
+            }
+        }
+        let queue = Close(self.runtime.queue.clone());
         let mut next_scan = Instant::now() + self.interval();
         loop {
             let retry_at = self.retry.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|r| r.0);
             let wake = retry_at.map_or(next_scan, |r| r.min(next_scan));
-            let wait = wake.saturating_duration_since(Instant::now());
-            let first = match rx.recv_timeout(wait) {
-                Ok(work) => work,
-                Err(RecvTimeoutError::Timeout) if Instant::now() < next_scan => {
+            let Some(inbox) = queue.0.take(wake) else {
+                if Instant::now() < next_scan {
                     self.retry_now(&mut next_scan);
-                    continue;
-                }
-                Err(RecvTimeoutError::Timeout) => {
+                } else {
                     self.full_scan();
                     next_scan = Instant::now() + self.interval();
-                    continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => return,
+                continue;
             };
-            let mut batch = vec![first];
-            while batch.len() < 65_536 {
-                match rx.try_recv() {
-                    Ok(work) => batch.push(work),
-                    Err(_) => break,
-                }
-            }
-            let n = batch.len() as u64;
             let mut pending = Pending::default();
-            let mut stop = false;
-            for work in batch {
-                match work {
-                    Work::Check { rel, deep } => pending.check(rel, deep),
-                    Work::Rescan { done } => pending.rescan(done),
-                    Work::Barrier(tx) => {
-                        self.finish(&mut pending, &mut next_scan);
-                        // `sync` covers a root that was deleted or replaced (`go clean
-                        // -modcache`) even if its events were missed: reconcile the new one.
-                        if self.root_changed() {
-                            pending.rescan(None);
-                            self.finish(&mut pending, &mut next_scan);
-                        }
-                        let _ = tx.send(());
-                    }
-                    Work::Stop => stop = true,
-                }
+            if inbox.rescan {
+                pending.rescan(None);
+            }
+            pending.waiters = inbox.rescan_waiters;
+            let mut checks: Vec<(Vec<u8>, bool)> = inbox.checks.into_iter().collect();
+            // Parents before children: a deep check of a directory may cover its children.
+            checks.sort_unstable();
+            for (rel, deep) in checks {
+                pending.check(rel, deep);
             }
             self.finish(&mut pending, &mut next_scan);
-            self.runtime.queue.taken(n);
-            if stop {
+            if !inbox.barriers.is_empty() {
+                // `sync` covers a root that was deleted or replaced (`go clean -modcache`)
+                // even if its events were missed: reconcile the new one.
+                if self.root_changed() {
+                    pending.rescan(None);
+                    self.finish(&mut pending, &mut next_scan);
+                }
+                for tx in inbox.barriers {
+                    let _ = tx.send(());
+                }
+            }
+            if inbox.stop {
                 return;
             }
         }
@@ -1217,26 +1267,46 @@ impl Worker {
     }
 
     /// Adds a watch on a directory before it is listed. After the first refusal for
-    /// the watch limit, the rest of the scan does not ask again.
-    fn watch_hook<'a>(&'a self, limit: &'a AtomicBool) -> impl Fn(&[u8]) + Sync + 'a {
+    /// the kernel's watch limit or `max_watches`, the rest of the walk does not ask
+    /// again; any other refusal (a path longer than PATH_MAX) is counted, not hidden.
+    fn watch_hook<'a>(&'a self, trouble: &'a WatchTrouble) -> impl Fn(&[u8]) + Sync + 'a {
         move |rel: &[u8]| {
-            if limit.load(Relaxed) {
+            if trouble.limit.load(Relaxed) || trouble.budget.load(Relaxed) {
                 return;
             }
             let mut guard = self.watcher.lock().unwrap_or_else(|p| p.into_inner());
             let Some(watcher) = guard.as_mut() else { return };
             let root = &self.runtime.cache.path;
+            if self.runtime.stats.watches.load(Relaxed) >= self.runtime.max_watches {
+                self.over_budget.store(true, Relaxed);
+                if !trouble.budget.swap(true, Relaxed) {
+                    tracing::warn!(root = %root.display(), "{}", budget_reason(self.runtime.max_watches));
+                }
+                return;
+            }
             let path = if rel.is_empty() { root.clone() } else { root.join(OsStr::from_bytes(rel)) };
             match watcher.watch(&path, RecursiveMode::NonRecursive) {
                 Ok(()) => {
                     self.runtime.stats.watches.fetch_add(1, Relaxed);
                 }
                 Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
-                    if !limit.swap(true, Relaxed) {
-                        tracing::warn!(root = %self.runtime.cache.path.display(), "{}", watch::WATCH_LIMIT_REASON);
+                    if !trouble.limit.swap(true, Relaxed) {
+                        tracing::warn!(root = %root.display(), "{}", watch::WATCH_LIMIT_REASON);
                     }
                 }
-                Err(e) => tracing::debug!(path = %path.display(), "cannot watch: {e}"),
+                // Removed since it was listed: nothing to watch.
+                Err(e)
+                    if matches!(&e.kind, notify::ErrorKind::PathNotFound)
+                        || matches!(&e.kind, notify::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound) => {
+                }
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), "cannot watch: {e}");
+                    trouble.unwatched.fetch_add(1, Relaxed);
+                    let mut first = trouble.first.lock().unwrap_or_else(|p| p.into_inner());
+                    if first.is_none() {
+                        *first = Some(format!("{}: {e}", crate::names::display(root, rel)));
+                    }
+                }
             }
         }
     }
@@ -1315,6 +1385,21 @@ impl Worker {
         Ok(pinned)
     }
 
+    /// Replaces the watcher by a new one holding only its fixed watches; the full scan
+    /// that follows adds the cache's, up to `max_watches`.
+    fn renew_watcher(&self) {
+        let Some(handler) = &self.handler else { return };
+        match handler.clone().start() {
+            Ok(w) => {
+                *self.watcher.lock().unwrap_or_else(|p| p.into_inner()) = Some(w);
+                // A `sync` marker created while the watchers changed hands may have no
+                // event: its barrier follows this scan, which covers what came before.
+                handler.release_waiters();
+            }
+            Err(e) => tracing::warn!(root = %self.runtime.cache.path.display(), "cannot renew the watcher: {e}"),
+        }
+    }
+
     /// The pinned root is gone or its path leads to another directory now (Go's `go
     /// clean -modcache` deletes it and the next `go` command makes a new one): forget
     /// it, so that the next scan resolves the path again with every rule of [`root`].
@@ -1360,8 +1445,8 @@ impl Worker {
             return self.full_scan();
         }
         let tally = Tally::default();
-        let limit = AtomicBool::new(false);
-        let hook = self.watch_hook(&limit);
+        let trouble = WatchTrouble::default();
+        let hook = self.watch_hook(&trouble);
         let cache = &self.runtime.cache;
         let audit = self.audit_hook();
         let pinned = match self.root() {
@@ -1401,8 +1486,8 @@ impl Worker {
                 self.defer(rel.to_vec());
             }
         }
-        if limit.load(Relaxed) {
-            self.runtime.set_degraded(Some(watch::WATCH_LIMIT_REASON.to_owned()));
+        if let Some(reason) = trouble.reason(self.runtime.max_watches) {
+            self.runtime.set_degraded(Some(reason));
         }
         self.runtime.stats.repairs.absorb(&tally);
     }
@@ -1411,9 +1496,12 @@ impl Worker {
         let cache = &self.runtime.cache;
         // Every watch is added again as the scan lists each directory.
         self.runtime.stats.watches.store(0, Relaxed);
+        if self.over_budget.swap(false, Relaxed) {
+            self.renew_watcher();
+        }
         let tally = Tally::default();
-        let limit = AtomicBool::new(false);
-        let hook = self.watch_hook(&limit);
+        let trouble = WatchTrouble::default();
+        let hook = self.watch_hook(&trouble);
         let started = Instant::now();
         let watch: Option<&crate::walk::WatchHook<'_>> = if self.runtime.polled { None } else { Some(&hook) };
         let audit = self.audit_hook();
@@ -1480,7 +1568,7 @@ impl Worker {
         let degraded = match &scanned {
             Err(_) => failure,
             Ok(_) if refused.is_some() => refused,
-            Ok(_) if limit.load(Relaxed) => Some(watch::WATCH_LIMIT_REASON.to_owned()),
+            Ok(_) if trouble.reason(self.runtime.max_watches).is_some() => trouble.reason(self.runtime.max_watches),
             Ok(_) if !self.runtime.polled && !self.runtime.watched => Some(watch::NO_INOTIFY_REASON.to_owned()),
             Ok(_) => None,
         };

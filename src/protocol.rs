@@ -157,6 +157,10 @@ pub struct CacheStatus {
     /// The first of them (at most [`UNREPAIRED_SHOWN`]), by path.
     #[serde(default)]
     pub unrepaired_entries: Vec<Unrepaired>,
+    /// How often the pending paths passed `daemon.max_pending` and became one full
+    /// reconcile instead.
+    #[serde(default)]
+    pub queue_collapses: u64,
 }
 
 /// How many unrepaired entries `status` lists; `unrepaired` counts them all.

@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use notify::event::{EventKind, ModifyKind, RenameMode};
 use notify::{Config, EventKindMask, RecommendedWatcher, Watcher};
@@ -33,34 +32,134 @@ pub enum Work {
     Stop,
 }
 
-/// Sends work to a worker and keeps its queue depth.
+/// A cache's pending work: a bounded, coalescing set shared by the notify thread (which
+/// fills it) and the cache's worker (which empties it). A path is pending once (deep if
+/// any event asked so); past `max` paths, or `max` × 128 bytes of them, they collapse
+/// into one full reconcile, as for an inotify overflow, so that a flood of events costs
+/// a bounded amount of memory whatever its size or depth.
 #[derive(Debug, Clone)]
 pub struct Queue {
-    tx: Sender<Work>,
-    depth: Arc<AtomicU64>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    inbox: Mutex<Inbox>,
+    ready: Condvar,
+    max: usize,
+    collapses: AtomicU64,
+}
+
+/// What the worker takes in one go.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    /// Paths to check, and whether to go deep.
+    pub checks: HashMap<Vec<u8>, bool>,
+    bytes: usize,
+    /// A full reconcile is due: it covers every check queued with it.
+    pub rescan: bool,
+    /// Told when that reconcile is done.
+    pub rescan_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Told once everything taken with them is done.
+    pub barriers: Vec<tokio::sync::oneshot::Sender<()>>,
+    pub stop: bool,
+    /// The worker is gone: nothing is taken any more.
+    closed: bool,
+}
+
+impl Inbox {
+    fn is_empty(&self) -> bool {
+        self.checks.is_empty() && !self.rescan && self.barriers.is_empty() && !self.stop
+    }
 }
 
 impl Queue {
-    pub fn new(tx: Sender<Work>) -> Queue {
-        Queue { tx, depth: Arc::new(AtomicU64::new(0)) }
+    pub fn new(max: usize) -> Queue {
+        Queue {
+            shared: Arc::new(Shared {
+                inbox: Mutex::default(),
+                ready: Condvar::new(),
+                max: max.max(1),
+                collapses: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn inbox(&self) -> std::sync::MutexGuard<'_, Inbox> {
+        self.shared.inbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// False when the worker is gone.
     pub fn send(&self, work: Work) -> bool {
-        self.depth.fetch_add(1, Relaxed);
-        let sent = self.tx.send(work).is_ok();
-        if !sent {
-            self.depth.fetch_sub(1, Relaxed);
+        let mut inbox = self.inbox();
+        if inbox.closed {
+            return false;
         }
-        sent
+        match work {
+            Work::Check { rel, deep } => {
+                if inbox.rescan {
+                    // The reconcile still to come covers it.
+                } else if let Some(d) = inbox.checks.get_mut(&rel) {
+                    *d |= deep;
+                } else if inbox.checks.len() >= self.shared.max || inbox.bytes > self.shared.max * 128 {
+                    let n = inbox.checks.len();
+                    inbox.checks = HashMap::new();
+                    inbox.bytes = 0;
+                    inbox.rescan = true;
+                    self.shared.collapses.fetch_add(1, Relaxed);
+                    tracing::warn!(
+                        "{n} paths pending (daemon.max_pending is {}): they become one full reconcile",
+                        self.shared.max
+                    );
+                } else {
+                    inbox.bytes += rel.len();
+                    inbox.checks.insert(rel, deep);
+                }
+            }
+            Work::Barrier(tx) => inbox.barriers.push(tx),
+            Work::Rescan { done } => {
+                inbox.rescan = true;
+                inbox.checks = HashMap::new();
+                inbox.bytes = 0;
+                inbox.rescan_waiters.extend(done);
+            }
+            Work::Stop => inbox.stop = true,
+        }
+        drop(inbox);
+        self.shared.ready.notify_one();
+        true
     }
 
-    pub fn taken(&self, n: u64) {
-        self.depth.fetch_sub(n, Relaxed);
+    /// Everything pending, once there is something or `until` has come (`None`).
+    pub fn take(&self, until: std::time::Instant) -> Option<Inbox> {
+        let mut inbox = self.inbox();
+        while inbox.is_empty() {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            inbox = self.shared.ready.wait_timeout(inbox, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        Some(std::mem::take(&mut *inbox))
     }
 
+    /// The worker is gone: refuse further work, and drop the waiters, whose `sync` or
+    /// `rescan` then fails instead of waiting forever.
+    pub fn close(&self) {
+        let mut inbox = self.inbox();
+        *inbox = Inbox::default();
+        inbox.closed = true;
+    }
+
+    /// Paths pending now (a due reconcile counts as one).
     pub fn depth(&self) -> u64 {
-        self.depth.load(Relaxed)
+        let inbox = self.inbox();
+        inbox.checks.len() as u64 + u64::from(inbox.rescan)
+    }
+
+    /// How often the pending paths collapsed into a full reconcile.
+    pub fn collapses(&self) -> u64 {
+        self.shared.collapses.load(Relaxed)
     }
 }
 
@@ -110,7 +209,7 @@ pub fn watcher_config() -> Config {
     )
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Handler {
     pub root: PathBuf,
     pub sentinel: PathBuf,
@@ -123,6 +222,35 @@ pub struct Handler {
 impl Handler {
     pub fn watcher(self) -> notify::Result<RecommendedWatcher> {
         RecommendedWatcher::new(move |res| self.handle(res), watcher_config())
+    }
+
+    /// A new watcher with its fixed watches: the sentinel directory of `sync`, and the
+    /// root's parent for the root's own name (`go clean -modcache` deletes the root and
+    /// the next `go` command creates it again, which the root's own watch cannot see;
+    /// events for other names there are ignored).
+    pub fn start(self) -> notify::Result<RecommendedWatcher> {
+        let (root, sentinel) = (self.root.clone(), self.sentinel.clone());
+        let mut w = self.watcher()?;
+        w.watch(&sentinel, notify::RecursiveMode::NonRecursive)?;
+        if let Some(parent) = root.parent() {
+            if let Err(e) = w.watch(parent, notify::RecursiveMode::NonRecursive) {
+                tracing::warn!(
+                    root = %root.display(),
+                    "cannot watch the root's parent, so a deleted root is noticed by the next sync or reconcile \
+                     only: {e}"
+                );
+            }
+        }
+        Ok(w)
+    }
+
+    /// Every `sync` waiting for its marker: its barrier follows the work already queued
+    /// (after an overflow or a new watcher, the marker's event may be lost).
+    pub fn release_waiters(&self) {
+        let waiting: Vec<_> = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+        for (_, tx) in waiting {
+            self.queue.send(Work::Barrier(tx));
+        }
     }
 
     fn handle(&self, res: notify::Result<notify::Event>) {
@@ -147,10 +275,7 @@ impl Handler {
             // The sentinel events of pending syncs may be among the lost ones. The
             // reconcile just queued covers everything that happened before them, so
             // their barriers can follow it.
-            let waiting: Vec<_> = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
-            for (_, tx) in waiting {
-                self.queue.send(Work::Barrier(tx));
-            }
+            self.release_waiters();
             return;
         }
         let deep = match event.kind {

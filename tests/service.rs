@@ -757,3 +757,73 @@ fn root_idle_connections_of_a_member_do_not_starve_checks() {
     d.sync();
     d.assert_compliant();
 }
+
+#[test]
+fn root_a_flood_of_events_past_max_pending_becomes_one_reconcile() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let d = Daemon::start(&t.base, &shared_cache(&t.root), "max_pending = 8");
+    // Stalled, so that the events of 500 new files all wait for the worker at once.
+    let pid = nix::unistd::Pid::from_raw(d.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    as_member(&t, "i=0; while [ $i -lt 500 ]; do : > f$i.go; i=$((i+1)); done");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    d.sync();
+    d.assert_compliant();
+    let s = d.status();
+    assert!(s["caches"][0]["queue_collapses"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(s["caches"][0]["queue_depth"], 0, "{s}");
+}
+
+#[test]
+fn root_max_watches_caps_the_watches_of_a_cache() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let d = Daemon::start(&t.base, &shared_cache(&t.root), "max_watches = 10");
+    as_member(&t, "i=0; while [ $i -lt 30 ]; do mkdir -p w$i/inner; : > w$i/inner/f; i=$((i+1)); done");
+    d.sync();
+    d.assert_compliant();
+    let s = d.status();
+    let cache = &s["caches"][0];
+    assert_eq!(cache["state"], "degraded", "{s}");
+    assert!(cache["reason"].as_str().unwrap().contains("daemon.max_watches"), "{s}");
+    // The cache's own watches, the sync markers' directory and the root's parent.
+    assert!(s["daemon"]["inotify_watches"].as_u64().unwrap() <= 12, "{s}");
+    // What appears in the unwatched part is repaired by sync's reconcile.
+    as_member(&t, ": > w29/inner/later");
+    d.sync();
+    d.assert_compliant();
+}
+
+#[test]
+fn root_directories_deeper_than_path_max_are_not_silently_unwatched() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let d = start(&t);
+    // 25 levels of 200-byte names: the deepest paths are longer than PATH_MAX (4096).
+    // Made outside the cache, each level relative to the one before, then moved in.
+    let mut dir = std::fs::File::open(&t.base).unwrap();
+    for name in std::iter::once("deep".to_owned()).chain(std::iter::repeat_n("d".repeat(200), 25)) {
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o700);
+        nix::sys::stat::mkdirat(&dir, name.as_str(), mode).unwrap();
+        let flags = nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_NOFOLLOW;
+        dir = nix::fcntl::openat(&dir, name.as_str(), flags, mode).unwrap().into();
+    }
+    let f = nix::fcntl::openat(&dir, "f.go", nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_WRONLY, mode_600());
+    drop(f.unwrap());
+    std::fs::rename(t.base.join("deep"), t.path("deep")).unwrap();
+    d.sync();
+    d.assert_compliant();
+    let s = d.status();
+    let cache = &s["caches"][0];
+    assert_eq!(cache["state"], "degraded", "{s}");
+    assert!(cache["reason"].as_str().unwrap().contains("cannot be watched"), "{s}");
+    assert_eq!(code(&d.ctl(&["status"])), 1);
+}
+
+fn mode_600() -> nix::sys::stat::Mode {
+    nix::sys::stat::Mode::from_bits_truncate(0o600)
+}
