@@ -27,7 +27,7 @@ use crate::root::{self, Origin, Root};
 use crate::sidefile::{self, SafeDir};
 use crate::sys;
 use crate::walk::{Action, Reason, Scan, Tally};
-use crate::watch::{self, Counters, Degradation, Handler, Queue, Waiters, Work};
+use crate::watch::{self, Counters, Degradation, Degraded, Handler, Queue, Waiters, Work};
 
 /// How often a cache is fully reconciled when events cannot be trusted.
 const DEGRADED_RESCAN: Duration = Duration::from_secs(60);
@@ -803,31 +803,17 @@ struct WatchTrouble {
 
 impl WatchTrouble {
     /// Why part of the cache is not watched, if it is not.
-    fn reason(&self, max_watches: u64) -> Option<String> {
+    fn reason(&self, max_watches: u64) -> Option<Degraded> {
         if self.limit.load(Relaxed) {
-            return Some(watch::WATCH_LIMIT_REASON.to_owned());
+            return Some(Degraded::WatchLimit);
         }
         if self.budget.load(Relaxed) {
-            return Some(budget_reason(max_watches));
+            return Some(Degraded::WatchBudget { max: max_watches });
         }
-        let n = self.unwatched.load(Relaxed);
+        let count = self.unwatched.load(Relaxed);
         let first = self.first.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        (n > 0).then(|| {
-            format!(
-                "{n} director{} cannot be watched (first: {}), so changes there are covered by reconciles \
-                 every minute only",
-                if n == 1 { "y" } else { "ies" },
-                first.unwrap_or_default()
-            )
-        })
+        (count > 0).then(|| Degraded::Unwatched { count, first: first.unwrap_or_default() })
     }
-}
-
-fn budget_reason(max_watches: u64) -> String {
-    format!(
-        "the cache has more directories than daemon.max_watches ({max_watches}): the rest is not watched and is \
-         covered by reconciles every minute (raise daemon.max_watches, and fs.inotify.max_user_watches with it)"
-    )
 }
 
 /// `daemon.max_watches`, or half of `fs.inotify.max_user_watches`: the kernel's budget is
@@ -891,7 +877,7 @@ impl CacheRuntime {
                 Ok(w) => watcher = Some(w),
                 Err(e) => {
                     tracing::error!(root = %cache.path.display(), "cannot watch, falling back to polling: {e}");
-                    *degraded.lock().unwrap_or_else(|p| p.into_inner()) = Some(watch::NO_INOTIFY_REASON.to_owned());
+                    *degraded.lock().unwrap_or_else(|p| p.into_inner()) = Some(Degraded::NoInotify);
                 }
             }
         }
@@ -953,29 +939,24 @@ impl CacheRuntime {
     }
 
     /// Why events cannot be trusted now, if they cannot.
-    fn degraded_reason(&self) -> Option<String> {
+    fn degraded_reason(&self) -> Option<Degraded> {
         let set = self.degraded.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        set.or_else(|| self.stats.counters.overflowed_recently().then(|| watch::OVERFLOW_REASON.to_owned()))
+        set.or_else(|| self.stats.counters.overflowed_recently().then_some(Degraded::Overflow))
             .or_else(|| self.unrepaired_reason())
     }
 
-    /// Entries left non-compliant, in words, if any are.
-    fn unrepaired_reason(&self) -> Option<String> {
+    /// Entries left non-compliant, if any are.
+    fn unrepaired_reason(&self) -> Option<Degraded> {
         let map = self.unrepaired.lock().unwrap_or_else(|p| p.into_inner());
         let (rel, cause) = map.iter().next()?;
-        let n = map.len();
-        let path = crate::names::display(&self.cache.path, rel);
-        Some(format!(
-            "{n} entr{} could not be repaired (first: {path}: {cause}); `cachekeeperctl status --json` lists \
-             them under `unrepaired_entries`, and each is retried on every full reconcile",
-            if n == 1 { "y" } else { "ies" }
-        ))
+        let first = crate::names::display(&self.cache.path, rel);
+        Some(Degraded::Unrepaired { count: map.len(), first, cause: cause.clone() })
     }
 
     /// `rescan` and `sync` fail while entries stay non-compliant.
     fn require_repaired(&self) -> Result<(), String> {
         match self.unrepaired_reason() {
-            Some(why) => Err(why),
+            Some(why) => Err(why.to_string()),
             None => Ok(()),
         }
     }
@@ -1018,7 +999,7 @@ impl CacheRuntime {
         result
     }
 
-    fn set_degraded(&self, reason: Option<String>) {
+    fn set_degraded(&self, reason: Option<Degraded>) {
         *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = reason;
     }
 
@@ -1041,7 +1022,7 @@ impl CacheRuntime {
         let r = &self.stats.repairs;
         let c = &self.stats.counters;
         let unrepaired = self.unrepaired.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let reason = self.degraded_reason().or_else(|| {
+        let reason = self.degraded_reason().map(|d| d.to_string()).or_else(|| {
             self.polled.then(|| {
                 format!(
                     "{} sends no events for other clients' writes: polled every {}s",
@@ -1280,7 +1261,7 @@ impl Worker {
             if self.runtime.stats.watches.load(Relaxed) >= self.runtime.max_watches {
                 self.over_budget.store(true, Relaxed);
                 if !trouble.budget.swap(true, Relaxed) {
-                    tracing::warn!(root = %root.display(), "{}", budget_reason(self.runtime.max_watches));
+                    tracing::warn!(root = %root.display(), "{}", Degraded::WatchBudget { max: self.runtime.max_watches });
                 }
                 return;
             }
@@ -1566,10 +1547,10 @@ impl Worker {
         // what keeps it degraded is a root that cannot be opened, a watch limit that still
         // bites, or no inotify at all.
         let degraded = match &scanned {
-            Err(_) => failure,
-            Ok(_) if refused.is_some() => refused,
+            Err(_) => failure.map(Degraded::Unwalkable),
+            Ok(_) if refused.is_some() => refused.map(Degraded::Refused),
             Ok(_) if trouble.reason(self.runtime.max_watches).is_some() => trouble.reason(self.runtime.max_watches),
-            Ok(_) if !self.runtime.polled && !self.runtime.watched => Some(watch::NO_INOTIFY_REASON.to_owned()),
+            Ok(_) if !self.runtime.polled && !self.runtime.watched => Some(Degraded::NoInotify),
             Ok(_) => None,
         };
         self.runtime.set_degraded(degraded);

@@ -196,8 +196,61 @@ impl Counters {
 /// directory, watched by the same inotify instance as the cache.
 pub type Waiters = Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<()>>>>;
 
-/// Why the cache is degraded, set by the notify thread on overflow.
-pub type Degradation = Arc<Mutex<Option<String>>>;
+/// Why the cache is degraded, set by the worker after each walk and by the notify
+/// thread when the kernel refuses a watch.
+pub type Degradation = Arc<Mutex<Option<Degraded>>>;
+
+/// Why a cache's events cannot be trusted, or its tree is not whole: `Display` says
+/// what happened and what to do about it (it is `status`'s `reason`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Degraded {
+    /// inotify's queue overflowed within [`OVERFLOW_MEMORY`].
+    Overflow,
+    /// No inotify instance could be made.
+    NoInotify,
+    /// The root cannot be resolved or walked; the message names the cause (and, under
+    /// systemd, the sandbox's drop-in).
+    Unwalkable(String),
+    /// `fs.inotify.max_user_watches` refused a watch.
+    WatchLimit,
+    /// `daemon.max_watches` was reached.
+    WatchBudget { max: u64 },
+    /// Directories whose watch failed for another reason (a path longer than PATH_MAX).
+    Unwatched { count: u64, first: String },
+    /// The hard-link guard stops every change; the message says which setting.
+    Refused(String),
+    /// Entries that stay non-compliant.
+    Unrepaired { count: usize, first: String, cause: String },
+}
+
+impl std::fmt::Display for Degraded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: u64, one: &'static str, many: &'static str| if n == 1 { one } else { many };
+        match self {
+            Degraded::Overflow => f.write_str(OVERFLOW_REASON),
+            Degraded::NoInotify => f.write_str(NO_INOTIFY_REASON),
+            Degraded::Unwalkable(why) | Degraded::Refused(why) => f.write_str(why),
+            Degraded::WatchLimit => f.write_str(WATCH_LIMIT_REASON),
+            Degraded::WatchBudget { max } => write!(
+                f,
+                "the cache has more directories than daemon.max_watches ({max}): the rest is not watched and is \
+                 covered by reconciles every minute (raise daemon.max_watches, and fs.inotify.max_user_watches with it)"
+            ),
+            Degraded::Unwatched { count, first } => write!(
+                f,
+                "{count} director{} cannot be watched (first: {first}), so changes there are covered by reconciles \
+                 every minute only",
+                plural(*count, "y", "ies")
+            ),
+            Degraded::Unrepaired { count, first, cause } => write!(
+                f,
+                "{count} entr{} could not be repaired (first: {first}: {cause}); `cachekeeperctl status --json` lists \
+                 them under `unrepaired_entries`, and each is retried on every full reconcile",
+                plural(*count as u64, "y", "ies")
+            ),
+        }
+    }
+}
 
 /// The inotify mask: creations and renames (new entries), attribute changes (someone
 /// chmods or chowns) and removals/renames away (so notify forgets moved watches). No
@@ -259,7 +312,7 @@ impl Handler {
             Err(e) => {
                 self.counters.errors.fetch_add(1, Relaxed);
                 if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) {
-                    *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = Some(WATCH_LIMIT_REASON.to_owned());
+                    *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = Some(Degraded::WatchLimit);
                     self.queue.send(Work::Rescan { done: None });
                 } else {
                     tracing::warn!(root = %self.root.display(), "watch error: {e}");
