@@ -65,6 +65,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     let config = Config::load(config_path)?;
     crate::logging::init_service(config.daemon.log_format);
     raise_nofile_limit();
+    sys::few_arenas();
     // A stop asked for during startup waits until the handlers exist, so that it still
     // removes the socket; every thread started meanwhile keeps them blocked.
     stop_signals().thread_block().map_err(|e| DaemonError::Startup(format!("cannot block signals: {e}")))?;
@@ -1555,6 +1556,7 @@ impl Worker {
         };
         self.runtime.set_degraded(degraded);
         self.runtime.scanned.store(true, Relaxed);
+        sys::trim_memory();
         let left: Vec<String> = Reason::ALL
             .iter()
             .filter(|&&r| tally.reported(r) > 0)
