@@ -1,5 +1,5 @@
 //! The service (SPEC §4): one worker thread per cache that owns its queue and does all
-//! its checks and reconciles; one notify watcher per cache feeding that queue; and a
+//! its checks and reconciles; one inotify instance per cache feeding that queue; and a
 //! tokio runtime for the control socket, signals and systemd notifications.
 //!
 //! Watches come first, then scans: every directory gets its watch before it is listed,
@@ -9,13 +9,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
@@ -78,7 +77,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
         prepare_root(cache);
     }
     // Before any thread exists: capabilities are per thread, and threads started
-    // later (tokio, rayon, notify) inherit the reduced set.
+    // later (tokio, rayon, inotify readers) inherit the reduced set.
     if let Err(e) = crate::privilege::reduce(config.daemon.user) {
         side.remove();
         return Err(DaemonError::Startup(e));
@@ -871,7 +870,7 @@ impl CacheRuntime {
             };
             let made = match &sentinel {
                 Ok(_) => handler.clone().start(),
-                Err(e) => Err(notify::Error::generic(e)),
+                Err(e) => Err(std::io::Error::other(e.clone())),
             };
             template = Some(handler);
             match made {
@@ -1106,7 +1105,7 @@ impl Pending {
 /// The thread that does all of one cache's checks and reconciles, in queue order.
 struct Worker {
     runtime: Arc<CacheRuntime>,
-    watcher: Mutex<Option<RecommendedWatcher>>,
+    watcher: Mutex<Option<watch::DirWatcher>>,
     audit: Option<Arc<AuditLog>>,
     /// The pinned root; every scan and check starts from it.
     root: Mutex<Option<Arc<Root>>>,
@@ -1251,42 +1250,39 @@ impl Worker {
     /// Adds a watch on a directory before it is listed. After the first refusal for
     /// the kernel's watch limit or `max_watches`, the rest of the walk does not ask
     /// again; any other refusal (a path longer than PATH_MAX) is counted, not hidden.
-    fn watch_hook<'a>(&'a self, trouble: &'a WatchTrouble) -> impl Fn(&[u8]) + Sync + 'a {
-        move |rel: &[u8]| {
+    fn watch_hook<'a>(&'a self, trouble: &'a WatchTrouble) -> impl Fn(&[u8], BorrowedFd<'_>) + Sync + 'a {
+        move |rel: &[u8], dir: BorrowedFd<'_>| {
             if trouble.limit.load(Relaxed) || trouble.budget.load(Relaxed) {
                 return;
             }
-            let mut guard = self.watcher.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(watcher) = guard.as_mut() else { return };
+            let guard = self.watcher.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(watcher) = guard.as_ref() else { return };
             let root = &self.runtime.cache.path;
-            if self.runtime.stats.watches.load(Relaxed) >= self.runtime.max_watches {
+            if watcher.watches() as u64 >= self.runtime.max_watches {
                 self.over_budget.store(true, Relaxed);
                 if !trouble.budget.swap(true, Relaxed) {
                     tracing::warn!(root = %root.display(), "{}", Degraded::WatchBudget { max: self.runtime.max_watches });
                 }
                 return;
             }
-            let path = if rel.is_empty() { root.clone() } else { root.join(OsStr::from_bytes(rel)) };
-            match watcher.watch(&path, RecursiveMode::NonRecursive) {
+            match watcher.watch_dir(rel, dir) {
                 Ok(()) => {
                     self.runtime.stats.watches.fetch_add(1, Relaxed);
                 }
-                Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                Err(watch::WatchError::Limit) => {
                     if !trouble.limit.swap(true, Relaxed) {
                         tracing::warn!(root = %root.display(), "{}", watch::WATCH_LIMIT_REASON);
                     }
                 }
                 // Removed since it was listed: nothing to watch.
-                Err(e)
-                    if matches!(&e.kind, notify::ErrorKind::PathNotFound)
-                        || matches!(&e.kind, notify::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound) => {
-                }
+                Err(watch::WatchError::Gone) => {}
                 Err(e) => {
-                    tracing::debug!(path = %path.display(), "cannot watch: {e}");
+                    let path = crate::names::display(root, rel);
+                    tracing::debug!(path = %path, "cannot watch: {e}");
                     trouble.unwatched.fetch_add(1, Relaxed);
                     let mut first = trouble.first.lock().unwrap_or_else(|p| p.into_inner());
                     if first.is_none() {
-                        *first = Some(format!("{}: {e}", crate::names::display(root, rel)));
+                        *first = Some(format!("{path}: {e}"));
                     }
                 }
             }

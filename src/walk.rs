@@ -158,9 +158,10 @@ pub fn walk(cache: &CacheConfig, root: &Root, action: Action, tally: &Tally) -> 
     Scan { cache, root, action, tally, watch: None, audit: None, log_repairs: false }.all()
 }
 
-/// Called with the relative path of each directory before it is listed, so that a
-/// watch exists before the listing and nothing created meanwhile is missed.
-pub type WatchHook<'a> = dyn Fn(&[u8]) + Sync + 'a;
+/// Called with the relative path and the open descriptor of each directory before it
+/// is listed, so that a watch exists before the listing and nothing created meanwhile
+/// is missed; the watch is added through the descriptor, never by path.
+pub type WatchHook<'a> = dyn Fn(&[u8], BorrowedFd<'_>) + Sync + 'a;
 
 /// Told of every repair that took: the relative path and what changed.
 pub type AuditHook<'a> = dyn Fn(&[u8], &Divergence) + Sync + 'a;
@@ -297,7 +298,7 @@ impl<'s> Walker<'s> {
             return;
         }
         if let Some(watch) = self.watch {
-            watch(&rel);
+            watch(&rel, fd.as_fd());
         }
         let fd = Arc::new(fd);
         let listed = sys::read_dir(fd.as_fd(), |name, hint| self.visit(s, &fd, &rel, name, hint));

@@ -1,4 +1,4 @@
-//! notify → work for a cache's worker: which paths to check, when a full reconcile is
+//! inotify → work for a cache's worker: which paths to check, when a full reconcile is
 //! needed, and when a `sync` barrier has passed. Also: which filesystems send no events
 //! for other clients' writes, so that they are polled instead.
 //!
@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
 
-use notify::event::{EventKind, ModifyKind, RenameMode};
-use notify::{Config, EventKindMask, RecommendedWatcher, Watcher};
+use nix::errno::Errno;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
 /// What a cache's worker is asked to do, in order.
 #[derive(Debug)]
@@ -252,14 +252,85 @@ impl std::fmt::Display for Degraded {
     }
 }
 
-/// The inotify mask: creations and renames (new entries), attribute changes (someone
-/// chmods or chowns) and removals/renames away (so notify forgets moved watches). No
-/// open, access or close events: `go build` reading thousands of cached files must not
-/// flood the queue (notify 8 always asked for IN_OPEN; notify 9 lets us leave it out).
-pub fn watcher_config() -> Config {
-    Config::default().with_event_kinds(
-        EventKindMask::CREATE | EventKindMask::REMOVE | EventKindMask::MODIFY_META | EventKindMask::MODIFY_NAME,
-    )
+/// What a cache directory's watch asks for: creations and renames in (new entries) and
+/// attribute changes (someone chmods or chowns). No open, access or close events: `go
+/// build` reading thousands of cached files must not flood the queue. The events of a
+/// directory about itself come to its parent's watch too, by name.
+const CACHE_MASK: AddWatchFlags = AddWatchFlags::IN_CREATE
+    .union(AddWatchFlags::IN_MOVED_TO)
+    .union(AddWatchFlags::IN_ATTRIB)
+    .union(AddWatchFlags::IN_ONLYDIR);
+
+/// Why a directory could not be watched.
+#[derive(Debug)]
+pub enum WatchError {
+    /// `fs.inotify.max_user_watches` is used up.
+    Limit,
+    /// It was removed meanwhile.
+    Gone,
+    Other(std::io::Error),
+}
+
+impl std::fmt::Display for WatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WatchError::Limit => f.write_str("the inotify watch limit is reached"),
+            WatchError::Gone => f.write_str("it was removed"),
+            WatchError::Other(e) => write!(f, "{}", crate::sys::describe(e)),
+        }
+    }
+}
+
+/// Watched directories by watch descriptor: their path relative to the root. A watch is
+/// added through the descriptor the walk holds (`/proc/self/fd/N`), never by path, so a
+/// swapped symlink cannot redirect it and depth does not matter; one short path per
+/// directory is all it costs.
+type Table = Arc<Mutex<HashMap<WatchDescriptor, Box<[u8]>>>>;
+
+/// One cache's inotify instance, read by a thread of its own that turns events into work.
+#[derive(Debug)]
+pub struct DirWatcher {
+    inotify: Arc<Inotify>,
+    table: Table,
+    /// Dropping it wakes the reader, which then ends.
+    wake: Option<std::os::fd::OwnedFd>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DirWatcher {
+    /// Watches the directory open as `dir`, whose path relative to the root is `rel`.
+    pub fn watch_dir(&self, rel: &[u8], dir: std::os::fd::BorrowedFd<'_>) -> Result<(), WatchError> {
+        match self.inotify.add_watch(&crate::sys::proc_path(dir), CACHE_MASK) {
+            Ok(wd) => {
+                self.table.lock().unwrap_or_else(|p| p.into_inner()).insert(wd, rel.into());
+                Ok(())
+            }
+            Err(Errno::ENOSPC) => Err(WatchError::Limit),
+            Err(Errno::ENOENT) => Err(WatchError::Gone),
+            Err(e) => Err(WatchError::Other(e.into())),
+        }
+    }
+
+    /// Directories watched now (the kernel drops the watch of a removed one).
+    pub fn watches(&self) -> usize {
+        self.table.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+impl Drop for DirWatcher {
+    fn drop(&mut self) {
+        drop(self.wake.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The watches the reader treats apart from the cache's directories.
+struct Fixed {
+    sentinel: WatchDescriptor,
+    /// The root's parent, and the root's name in it.
+    parent: Option<(WatchDescriptor, std::ffi::OsString)>,
 }
 
 #[derive(Debug, Clone)]
@@ -273,54 +344,83 @@ pub struct Handler {
 }
 
 impl Handler {
-    pub fn watcher(self) -> notify::Result<RecommendedWatcher> {
-        RecommendedWatcher::new(move |res| self.handle(res), watcher_config())
-    }
-
     /// A new watcher with its fixed watches: the sentinel directory of `sync`, and the
     /// root's parent for the root's own name (`go clean -modcache` deletes the root and
     /// the next `go` command creates it again, which the root's own watch cannot see;
     /// events for other names there are ignored).
-    pub fn start(self) -> notify::Result<RecommendedWatcher> {
-        let (root, sentinel) = (self.root.clone(), self.sentinel.clone());
-        let mut w = self.watcher()?;
-        w.watch(&sentinel, notify::RecursiveMode::NonRecursive)?;
-        if let Some(parent) = root.parent() {
-            if let Err(e) = w.watch(parent, notify::RecursiveMode::NonRecursive) {
-                tracing::warn!(
-                    root = %root.display(),
-                    "cannot watch the root's parent, so a deleted root is noticed by the next sync or reconcile \
-                     only: {e}"
-                );
-            }
-        }
-        Ok(w)
-    }
-
-    /// Every `sync` waiting for its marker: its barrier follows the work already queued
-    /// (after an overflow or a new watcher, the marker's event may be lost).
-    pub fn release_waiters(&self) {
-        let waiting: Vec<_> = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
-        for (_, tx) in waiting {
-            self.queue.send(Work::Barrier(tx));
-        }
-    }
-
-    fn handle(&self, res: notify::Result<notify::Event>) {
-        let event = match res {
-            Ok(event) => event,
-            Err(e) => {
-                self.counters.errors.fetch_add(1, Relaxed);
-                if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) {
-                    *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = Some(Degraded::WatchLimit);
-                    self.queue.send(Work::Rescan { done: None });
-                } else {
-                    tracing::warn!(root = %self.root.display(), "watch error: {e}");
+    pub fn start(self) -> std::io::Result<DirWatcher> {
+        let inotify = Arc::new(Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?);
+        let sentinel = inotify.add_watch(&self.sentinel, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_ONLYDIR)?;
+        let parent = match (self.root.parent(), self.root.file_name()) {
+            (Some(parent), Some(name)) => {
+                let mask = AddWatchFlags::IN_CREATE
+                    | AddWatchFlags::IN_MOVED_TO
+                    | AddWatchFlags::IN_ATTRIB
+                    | AddWatchFlags::IN_ONLYDIR;
+                match inotify.add_watch(parent, mask) {
+                    Ok(wd) => Some((wd, name.to_owned())),
+                    Err(e) => {
+                        tracing::warn!(
+                            root = %self.root.display(),
+                            "cannot watch the root's parent, so a deleted root is noticed by the next sync or \
+                             reconcile only: {e}"
+                        );
+                        None
+                    }
                 }
+            }
+            _ => None,
+        };
+        let (wake_read, wake) = nix::unistd::pipe()?;
+        let table: Table = Arc::default();
+        let fixed = Fixed { sentinel, parent };
+        let thread = {
+            let (inotify, table) = (Arc::clone(&inotify), Arc::clone(&table));
+            std::thread::Builder::new()
+                .name("ck-inotify".into())
+                .spawn(move || self.read(&inotify, &table, &fixed, wake_read))?
+        };
+        Ok(DirWatcher { inotify, table, wake: Some(wake), thread: Some(thread) })
+    }
+
+    /// Reads events until the watcher is dropped.
+    fn read(&self, inotify: &Inotify, table: &Table, fixed: &Fixed, wake: std::os::fd::OwnedFd) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        loop {
+            let mut fds =
+                [PollFd::new(inotify.as_fd(), PollFlags::POLLIN), PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::error!(root = %self.root.display(), "cannot wait for inotify events: {e}");
+                    return;
+                }
+            }
+            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
                 return;
             }
-        };
-        if event.need_rescan() {
+            match inotify.read_events() {
+                Ok(events) => {
+                    for e in events {
+                        self.handle(e, table, fixed);
+                    }
+                }
+                Err(Errno::EAGAIN | Errno::EINTR) => {}
+                Err(e) => {
+                    tracing::error!(root = %self.root.display(), "cannot read inotify events: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One event → work: a path to check (deep for a new or moved-in entry, which may
+    /// be a directory filled before its watch existed), a full reconcile after an
+    /// overflow, or a `sync` barrier.
+    fn handle(&self, e: nix::sys::inotify::InotifyEvent, table: &Table, fixed: &Fixed) {
+        if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
             self.counters.overflows.fetch_add(1, Relaxed);
             *self.counters.last_overflow.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
             tracing::warn!(root = %self.root.display(), "{OVERFLOW_REASON}");
@@ -331,28 +431,40 @@ impl Handler {
             self.release_waiters();
             return;
         }
-        let deep = match event.kind {
-            // A new or moved-in directory may already hold entries created before its
-            // watch existed: check everything below it.
-            EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Any)) => true,
-            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => true,
-            EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) | EventKind::Access(_) => return,
-            EventKind::Modify(_) | EventKind::Any | EventKind::Other => false,
-        };
-        // A rename within the tree carries (from, to): only `to` exists now.
-        let paths = match event.kind {
-            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => &event.paths[event.paths.len().min(1)..],
-            _ => &event.paths[..],
-        };
-        for path in paths {
-            if let Ok(name) = path.strip_prefix(&self.sentinel) {
-                if matches!(event.kind, EventKind::Create(_)) {
-                    self.barrier(name);
-                }
-            } else if let Ok(rel) = path.strip_prefix(&self.root) {
-                self.counters.events.fetch_add(1, Relaxed);
-                self.queue.send(Work::Check { rel: rel.as_os_str().as_bytes().to_vec(), deep });
+        if e.mask.contains(AddWatchFlags::IN_IGNORED) {
+            table.lock().unwrap_or_else(|p| p.into_inner()).remove(&e.wd);
+            return;
+        }
+        // A directory's events about itself also reach its parent's watch, by name.
+        let Some(name) = e.name else { return };
+        let deep = e.mask.intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO);
+        if e.wd == fixed.sentinel {
+            if e.mask.contains(AddWatchFlags::IN_CREATE) {
+                self.barrier(Path::new(&name));
             }
+            return;
+        }
+        if let Some((wd, root_name)) = &fixed.parent {
+            if e.wd == *wd {
+                if name == *root_name {
+                    self.counters.events.fetch_add(1, Relaxed);
+                    self.queue.send(Work::Check { rel: Vec::new(), deep });
+                }
+                return;
+            }
+        }
+        let dir = table.lock().unwrap_or_else(|p| p.into_inner()).get(&e.wd).map(|d| d.to_vec());
+        let Some(dir) = dir else { return };
+        self.counters.events.fetch_add(1, Relaxed);
+        self.queue.send(Work::Check { rel: crate::names::join(&dir, name.as_bytes()), deep });
+    }
+
+    /// Every `sync` waiting for its marker: its barrier follows the work already queued
+    /// (after an overflow or a new watcher, the marker's event may be lost).
+    pub fn release_waiters(&self) {
+        let waiting: Vec<_> = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+        for (_, tx) in waiting {
+            self.queue.send(Work::Barrier(tx));
         }
     }
 
