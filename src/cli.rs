@@ -178,9 +178,9 @@ fn service(args: &Args) -> ExitCode {
         return ExitCode::from(2);
     }
     let config = config::path_or_default(args.config.as_deref());
-    match crate::daemon::run(&config) {
+    match crate::service::run(&config) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(crate::daemon::DaemonError::Config(e)) => {
+        Err(crate::service::DaemonError::Config(e)) => {
             eprintln!("cachekeeper: {e}");
             ExitCode::from(2)
         }

@@ -6,12 +6,13 @@
 //! changes files, reached through the descriptor-based [`walk`] from a root that
 //! [`root`] resolved safely and pinned. [`sidefile`] keeps the service's own files
 //! (audit log, metrics, socket, sync markers) out of reach of the tree's users.
+//! [`service`] is the long-running keeper: one worker per cache owns its state, fed by
+//! that cache's inotify reader ([`watch`]); the control socket only routes requests.
 
 pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod ctl;
-pub mod daemon;
 pub mod doctor;
 pub mod explain;
 pub mod logging;
@@ -23,6 +24,7 @@ pub mod protocol;
 pub mod repair;
 pub mod root;
 pub mod sandbox;
+pub mod service;
 pub mod sidefile;
 pub mod summary;
 pub mod sys;
