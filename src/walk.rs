@@ -260,6 +260,65 @@ impl<'a> Scan<'a> {
     }
 }
 
+impl Scan<'_> {
+    /// Several entries at once, as [`Scan::path`] checks one, sorted by path: the
+    /// directories on the way are opened once for every path below them, so a batch of
+    /// events in one deep directory costs its depth once, not once per event.
+    pub fn paths(&self, checks: &[(Vec<u8>, bool)]) -> io::Result<Vec<Note>> {
+        let (root, root_st) = self.open_root()?;
+        let root = Arc::new(root);
+        let walker = self.walker(root_st);
+        // The directories open from the root down, by name: a prefix of the next path.
+        let mut chain: Vec<(&[u8], Arc<OwnedFd>)> = Vec::new();
+        rayon::scope(|s| {
+            for (rel, deep) in checks {
+                if rel.is_empty() {
+                    if let Ok(fd) = self.root.reopen() {
+                        walker.directory(s, fd, root_st, Vec::new(), *deep);
+                    }
+                    continue;
+                }
+                let components: Vec<&[u8]> = rel.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+                let Some((name, parents)) = components.split_last() else { continue };
+                let mut prefix = Vec::new();
+                let skipped = components.iter().any(|c| {
+                    prefix = names::join(&prefix, c);
+                    self.cache.exclude.matches(&prefix) || *c == b"." || *c == b".."
+                });
+                if skipped {
+                    continue;
+                }
+                let kept = chain.iter().zip(parents.iter()).take_while(|((open, _), want)| open == *want).count();
+                chain.truncate(kept);
+                // A component that cannot be opened without following a symlink, or
+                // that is gone, ends the path: it is not an entry of this cache now.
+                let opened = parents[kept..].iter().all(|c| {
+                    let dir = chain.last().map_or(&root, |(_, fd)| fd);
+                    let next = CString::new(*c).ok().and_then(|c| sys::open_dir_at(dir.as_fd(), &c).ok());
+                    next.map(|fd| chain.push((c, Arc::new(fd)))).is_some()
+                });
+                if !opened {
+                    continue;
+                }
+                let parent = Arc::clone(chain.last().map_or(&root, |(_, fd)| fd));
+                match sys::stat_fd(parent.as_fd()) {
+                    Ok(st) if st.same_mount(&root_st) => {}
+                    _ => continue,
+                }
+                let Ok(name) = CString::new(*name) else { continue };
+                match sys::stat_at(parent.as_fd(), &name) {
+                    Ok(st) if st.file_type == FileType::Dir => {
+                        walker.open_directory(s, parent, &name, rel.clone(), *deep)
+                    }
+                    Ok(st) => walker.leaf(parent.as_fd(), &name, names::parent(rel), st),
+                    Err(_) => {}
+                }
+            }
+        });
+        Ok(walker.into_notes())
+    }
+}
+
 struct Walker<'a> {
     cache: &'a CacheConfig,
     action: Action,
@@ -630,6 +689,33 @@ mod tests {
         assert_eq!(mode_of(&tmp.path().join("outside/dir/inner")), 0o600);
         assert_eq!(tally.reported(Reason::Symlink), 1);
         assert_eq!(tally.changed.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_batch_of_paths_opens_shared_directories_once_and_follows_no_symlink() {
+        let (tmp, cache, root) = setup();
+        for f in ["a/b/c/f1", "a/b/c/f2", "a/b/g"] {
+            std::fs::create_dir_all(cache.path.join(f).parent().unwrap()).unwrap();
+            write_private(&cache.path.join(f));
+        }
+        symlink(tmp.path().join("outside/dir"), cache.path.join("s")).unwrap();
+        let tally = Tally::default();
+        let scan = Scan {
+            cache: &cache,
+            root: &root,
+            action: Action::Repair,
+            tally: &tally,
+            watch: None,
+            audit: None,
+            log_repairs: false,
+        };
+        let checks: Vec<(Vec<u8>, bool)> =
+            ["a/b/c/f1", "a/b/c/f2", "a/b/g", "s/inner"].iter().map(|p| (p.as_bytes().to_vec(), false)).collect();
+        scan.paths(&checks).unwrap();
+        for f in ["a/b/c/f1", "a/b/c/f2", "a/b/g"] {
+            assert_ne!(mode_of(&cache.path.join(f)), 0o600, "{f} was not checked");
+        }
+        assert_eq!(mode_of(&tmp.path().join("outside/dir/inner")), 0o600, "a symlinked component was followed");
     }
 
     #[test]

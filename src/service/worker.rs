@@ -121,8 +121,8 @@ impl Worker {
                 let _ = tx.send(());
             }
         }
-        for (rel, deep) in checks {
-            self.check(&rel, deep);
+        if !checks.is_empty() {
+            self.check(&checks);
         }
     }
 
@@ -152,14 +152,18 @@ impl Worker {
 
     /// Records what stays non-compliant after a walk: `scope` is the path a check
     /// covered (and whether it went deep), `None` for a full scan, which replaces all.
-    pub(super) fn record(&self, scope: Option<(&[u8], bool)>, notes: &[crate::walk::Note]) {
+    pub(super) fn record(&self, scope: Option<&[(Vec<u8>, bool)]>, notes: &[crate::walk::Note]) {
         let mut map = self.runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner());
         match scope {
             None => map.clear(),
-            Some((rel, deep)) => map.retain(|k, _| {
-                let below = rel.is_empty() || (k.starts_with(rel) && k.get(rel.len()) == Some(&b'/'));
-                !(k.as_slice() == rel || (deep && below))
-            }),
+            Some(checks) => {
+                for (rel, deep) in checks {
+                    map.retain(|k, _| {
+                        let below = rel.is_empty() || (k.starts_with(rel) && k.get(rel.len()) == Some(&b'/'));
+                        !(k == rel || (*deep && below))
+                    })
+                }
+            }
         }
         for note in notes {
             if let crate::walk::Finding::Failed(f) = &note.finding {
@@ -349,10 +353,11 @@ impl Worker {
         action
     }
 
-    pub(super) fn check(&self, rel: &[u8], deep: bool) {
+    /// Checks `checks` (sorted by path) in one walk.
+    pub(super) fn check(&self, checks: &[(Vec<u8>, bool)]) {
         // An event on the root itself comes through its parent's watch: it may have been
         // deleted and made anew, which only a full reconcile of the new one covers.
-        if rel.is_empty() && self.root_changed() {
+        if checks.iter().any(|(rel, _)| rel.is_empty()) && self.root_changed() {
             return self.full_scan();
         }
         let tally = Tally::default();
@@ -382,10 +387,10 @@ impl Worker {
             audit: Some(&*audit),
             log_repairs: true,
         };
-        match scan.path(rel, deep) {
+        match scan.paths(checks) {
             Ok(notes) => {
                 self.log_findings(&notes, false);
-                self.record(Some((rel, deep)), &notes);
+                self.record(Some(checks), &notes);
             }
             Err(e) => {
                 tracing::warn!(root = %cache.path.display(), "cannot open the cache root: {}", sys::describe(&e));
@@ -393,8 +398,14 @@ impl Worker {
                 // Out of descriptors or memory for a moment: the check is done later,
                 // never dropped; `status` shows it as unrepaired meanwhile.
                 let cause = format!("cannot open the cache root: {}", sys::describe(&e));
-                self.runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner()).insert(rel.to_vec(), cause);
-                self.defer(rel.to_vec());
+                for (rel, _) in checks {
+                    self.runtime
+                        .unrepaired
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(rel.clone(), cause.clone());
+                    self.defer(rel.clone());
+                }
             }
         }
         if let Some(reason) = trouble.reason(self.runtime.max_watches) {
