@@ -184,9 +184,9 @@ fn service(args: &Args) -> ExitCode {
         return ExitCode::from(2);
     }
     let config = config::path_or_default(args.config.as_deref());
-    match crate::daemon::run(&config) {
+    match crate::service::run(&config) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(crate::daemon::DaemonError::Config(e)) => {
+        Err(crate::service::DaemonError::Config(e)) => {
             eprintln!("cachekeeper: {e}");
             ExitCode::from(2)
         }
@@ -242,7 +242,7 @@ fn run(args: &Args) -> Result<bool, Usage> {
             repairs.lock().unwrap_or_else(|p| p.into_inner()).push((rel.to_vec(), *d));
         };
         let audit: Option<&walk::AuditHook<'_>> = if args.verbose > 0 { Some(&record) } else { None };
-        let scan = walk::Scan { cache, root: &root, action, tally: &tally, watch: None, audit };
+        let scan = walk::Scan { cache, root: &root, action, tally: &tally, watch: None, audit, log_repairs: true };
         let notes = with_progress(!args.json, &tally, || scan.all())
             .map_err(|e| Usage(format!("cannot open cache root {}: {}", cache.path.display(), sys::describe(&e))))?;
         let mut s = CacheSummary::new(cache, action, &tally, notes, started.elapsed());

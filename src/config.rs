@@ -52,6 +52,11 @@ pub struct DaemonConfig {
     pub log_format: LogFormat,
     pub metrics_textfile: Option<PathBuf>,
     pub audit_log: Option<PathBuf>,
+    /// Paths a cache's worker holds pending at most; past it, the pending checks become
+    /// one full reconcile of the cache.
+    pub max_pending: usize,
+    /// inotify watches per cache; `None`: half of `fs.inotify.max_user_watches`.
+    pub max_watches: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -146,6 +151,8 @@ struct RawDaemon {
     log_format: Option<LogFormat>,
     metrics_textfile: Option<Spanned<String>>,
     audit_log: Option<Spanned<String>>,
+    max_pending: Option<Spanned<i64>>,
+    max_watches: Option<Spanned<i64>>,
 }
 
 impl Config {
@@ -255,6 +262,17 @@ impl Config {
                         .map(|v| absolute(v, "daemon.metrics_textfile"))
                         .transpose()?,
                     audit_log: d.audit_log.as_ref().map(|v| absolute(v, "daemon.audit_log")).transpose()?,
+                    max_pending: match &d.max_pending {
+                        Some(v) => {
+                            positive(*v.get_ref()).map_err(|m| at(v.span().start, "daemon.max_pending", m))? as usize
+                        }
+                        None => DaemonConfig::default().max_pending,
+                    },
+                    max_watches: d
+                        .max_watches
+                        .as_ref()
+                        .map(|v| positive(*v.get_ref()).map_err(|m| at(v.span().start, "daemon.max_watches", m)))
+                        .transpose()?,
                 }
             }
         };
@@ -272,8 +290,17 @@ impl Default for DaemonConfig {
             log_format: LogFormat::Text,
             metrics_textfile: None,
             audit_log: None,
+            // A pending path costs its length and a few dozen bytes: 65,536 of them stay
+            // within a few MiB even for deep paths, against the 32 MiB target.
+            max_pending: 65_536,
+            max_watches: None,
         }
     }
+}
+
+/// A count that must be at least 1.
+fn positive(n: i64) -> Result<u64, String> {
+    u64::try_from(n).ok().filter(|&n| n >= 1).ok_or_else(|| format!("`{n}` is not a count of at least 1"))
 }
 
 /// Validates the spelling of a cache root: absolute, normalised (`//`, `/./`, `..`,
@@ -511,6 +538,14 @@ audit_log = "/var/log/ck.jsonl"
             (
                 "[[cache]]\npath = \"/c\"\n[daemon]\nfull_rescan = \"500ms\"\n",
                 "/etc/ck.toml:4: daemon.full_rescan: `500ms` is shorter than a second",
+            ),
+            (
+                "[[cache]]\npath = \"/c\"\n[daemon]\nmax_pending = 0\n",
+                "/etc/ck.toml:4: daemon.max_pending: `0` is not a count of at least 1",
+            ),
+            (
+                "[[cache]]\npath = \"/c\"\n[daemon]\nmax_watches = -5\n",
+                "/etc/ck.toml:4: daemon.max_watches: `-5` is not a count of at least 1",
             ),
             (
                 "[[cache]]\npath = \"/c\"\n[daemon]\nverbose = true\n",

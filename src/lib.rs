@@ -9,6 +9,8 @@
 //!
 //! Every system call that needs `unsafe` lives behind one seam, [`sys`], which is also
 //! where the platforms differ.
+//! [`service`] is the long-running keeper: one worker per cache owns its state, fed by
+//! that cache's inotify reader ([`watch`]); the control socket only routes requests.
 
 #![deny(unsafe_code)]
 
@@ -17,7 +19,6 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod ctl;
-pub mod daemon;
 pub mod doctor;
 pub mod explain;
 pub mod ext_acl;
@@ -30,6 +31,7 @@ pub mod protocol;
 pub mod repair;
 pub mod root;
 pub mod sandbox;
+pub mod service;
 pub mod sidefile;
 pub mod summary;
 #[allow(unsafe_code)]

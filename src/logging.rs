@@ -33,7 +33,10 @@ pub fn subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    // A line that cannot be written (the reader of stderr is gone) is lost, nothing more:
+    // by default the subscriber reports it with `eprintln!`, which panics on the same
+    // broken stderr and would take the logging thread (a cache's worker) with it.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).log_internal_errors(false);
     match log_format {
         LogFormat::Text => {
             let inner = format().with_target(false).with_ansi(false);

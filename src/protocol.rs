@@ -155,6 +155,28 @@ pub struct CacheStatus {
     /// ACLs). Added within schema version 1; absent from older services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inheritance: Option<crate::model::Inheritance>,
+    /// Entries that stay non-compliant because a check or repair failed; while any
+    /// remain the cache is `degraded`, and `rescan` and `sync` fail.
+    #[serde(default)]
+    pub unrepaired: u64,
+    /// The first of them (at most [`UNREPAIRED_SHOWN`]), by path.
+    #[serde(default)]
+    pub unrepaired_entries: Vec<Unrepaired>,
+    /// How often the pending paths passed `daemon.max_pending` and became one full
+    /// reconcile instead.
+    #[serde(default)]
+    pub queue_collapses: u64,
+}
+
+/// How many unrepaired entries `status` lists; `unrepaired` counts them all.
+pub const UNREPAIRED_SHOWN: usize = 10;
+
+/// An entry the service could not bring to its model, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unrepaired {
+    pub path: String,
+    /// What failed and the error: `cannot repair (mode 0600→0664): Operation not permitted`.
+    pub cause: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,6 +19,11 @@ pub struct NotApplied {
     want: String,
 }
 
+/// The error of [`apply`] is a read-back that differs ([`NotApplied`]).
+pub fn not_applied(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<NotApplied>())
+}
+
 /// Brings the inode behind `fd` from `d.from` to `d.to`, then reads it back.
 /// `default_acl` is the model's default ACL, set when `d.set_default_acl`.
 pub fn apply(fd: BorrowedFd<'_>, d: &Divergence, default_acl: Option<&Acl>) -> io::Result<()> {

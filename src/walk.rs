@@ -164,12 +164,13 @@ impl Tally {
 /// Walks the cache pinned as `root` and repairs or lists every divergent entry. The
 /// findings come back sorted by path; counts accumulate in `tally`.
 pub fn walk(cache: &CacheConfig, root: &Root, action: Action, tally: &Tally) -> io::Result<Vec<Note>> {
-    Scan { cache, root, action, tally, watch: None, audit: None }.all()
+    Scan { cache, root, action, tally, watch: None, audit: None, log_repairs: false }.all()
 }
 
-/// Called with the relative path of each directory before it is listed, so that a
-/// watch exists before the listing and nothing created meanwhile is missed.
-pub type WatchHook<'a> = dyn Fn(&[u8]) + Sync + 'a;
+/// Called with the relative path and the open descriptor of each directory before it
+/// is listed, so that a watch exists before the listing and nothing created meanwhile
+/// is missed; the watch is added through the descriptor, never by path.
+pub type WatchHook<'a> = dyn Fn(&[u8], BorrowedFd<'_>) + Sync + 'a;
 
 /// Told of every repair that took: the relative path and what changed.
 pub type AuditHook<'a> = dyn Fn(&[u8], &Divergence) + Sync + 'a;
@@ -183,6 +184,9 @@ pub struct Scan<'a> {
     pub tally: &'a Tally,
     pub watch: Option<&'a WatchHook<'a>>,
     pub audit: Option<&'a AuditHook<'a>>,
+    /// One `info` line per repair (live checks); otherwise `debug` (full scans, whose
+    /// callers log a summary).
+    pub log_repairs: bool,
 }
 
 impl std::fmt::Debug for Scan<'_> {
@@ -206,6 +210,7 @@ impl<'a> Scan<'a> {
             tally: self.tally,
             watch: self.watch,
             audit: self.audit,
+            log_repairs: self.log_repairs,
             notes: Mutex::new(Vec::new()),
             default_acl,
             every_acl: true,
@@ -272,6 +277,65 @@ impl<'a> Scan<'a> {
     }
 }
 
+impl Scan<'_> {
+    /// Several entries at once, as [`Scan::path`] checks one, sorted by path: the
+    /// directories on the way are opened once for every path below them, so a batch of
+    /// events in one deep directory costs its depth once, not once per event.
+    pub fn paths(&self, checks: &[(Vec<u8>, bool)]) -> io::Result<Vec<Note>> {
+        let (root, root_st) = self.open_root()?;
+        let root = Arc::new(root);
+        let walker = self.walker(root_st);
+        // The directories open from the root down, by name: a prefix of the next path.
+        let mut chain: Vec<(&[u8], Arc<OwnedFd>)> = Vec::new();
+        rayon::scope(|s| {
+            for (rel, deep) in checks {
+                if rel.is_empty() {
+                    if let Ok(fd) = self.root.reopen() {
+                        walker.directory(s, fd, root_st, Vec::new(), *deep);
+                    }
+                    continue;
+                }
+                let components: Vec<&[u8]> = rel.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+                let Some((name, parents)) = components.split_last() else { continue };
+                let mut prefix = Vec::new();
+                let skipped = components.iter().any(|c| {
+                    prefix = names::join(&prefix, c);
+                    self.cache.exclude.matches(&prefix) || *c == b"." || *c == b".."
+                });
+                if skipped {
+                    continue;
+                }
+                let kept = chain.iter().zip(parents.iter()).take_while(|((open, _), want)| open == *want).count();
+                chain.truncate(kept);
+                // A component that cannot be opened without following a symlink, or
+                // that is gone, ends the path: it is not an entry of this cache now.
+                let opened = parents[kept..].iter().all(|c| {
+                    let dir = chain.last().map_or(&root, |(_, fd)| fd);
+                    let next = CString::new(*c).ok().and_then(|c| sys::open_dir_at(dir.as_fd(), &c).ok());
+                    next.map(|fd| chain.push((c, Arc::new(fd)))).is_some()
+                });
+                if !opened {
+                    continue;
+                }
+                let parent = Arc::clone(chain.last().map_or(&root, |(_, fd)| fd));
+                match sys::stat_fd(parent.as_fd()) {
+                    Ok(st) if st.same_mount(&root_st) => {}
+                    _ => continue,
+                }
+                let Ok(name) = CString::new(*name) else { continue };
+                match sys::stat_at(parent.as_fd(), &name) {
+                    Ok(st) if st.file_type == FileType::Dir => {
+                        walker.open_directory(s, parent, &name, rel.clone(), *deep)
+                    }
+                    Ok(st) => walker.leaf(parent.as_fd(), &name, names::parent(rel), st),
+                    Err(_) => {}
+                }
+            }
+        });
+        Ok(walker.into_notes())
+    }
+}
+
 struct Walker<'a> {
     cache: &'a CacheConfig,
     action: Action,
@@ -279,6 +343,7 @@ struct Walker<'a> {
     tally: &'a Tally,
     watch: Option<&'a WatchHook<'a>>,
     audit: Option<&'a AuditHook<'a>>,
+    log_repairs: bool,
     notes: Mutex<Vec<Note>>,
     /// The model's default ACL for directories, `None` when it leaves them alone.
     default_acl: Option<Acl>,
@@ -340,7 +405,7 @@ impl<'s> Walker<'s> {
             return;
         }
         if let Some(watch) = self.watch {
-            watch(&rel);
+            watch(&rel, fd.as_fd());
         }
         let fd = Arc::new(fd);
         let listed = sys::read_dir(fd.as_fd(), |name, hint| self.visit(s, &fd, &rel, name, hint));
@@ -573,26 +638,63 @@ impl<'s> Walker<'s> {
         }
         match repair::apply(fd, &d, self.default_acl.as_ref()) {
             Ok(()) => {
-                let t = self.tally;
-                Tally::bump(&t.changed);
-                for (changed, counter) in
-                    [(d.owner(), &t.owner), (d.group(), &t.group), (d.mode(), &t.mode), (d.acl(), &t.acl)]
-                {
-                    if changed {
-                        Tally::bump(counter);
-                    }
-                }
-                tracing::info!(path = %names::display(&self.cache.path, rel), "repaired: {d}");
-                if let Some(audit) = self.audit {
-                    audit(rel, &d);
-                }
+                self.repaired(rel, &d);
                 true
             }
             Err(e) if vanished(&e) => true,
+            // The read-back differs: the entry may have changed meanwhile (Go chmods an
+            // extracted module to 0555 while we repair it). Decide again on what the
+            // pinned inode is now, once; only a second miss is a failure.
+            Err(e) if repair::not_applied(&e) => match self.again(fd) {
+                Ok(None) => true,
+                Ok(Some(d)) => match repair::apply(fd, &d, self.default_acl.as_ref()) {
+                    Ok(()) => {
+                        self.repaired(rel, &d);
+                        true
+                    }
+                    Err(e) if vanished(&e) => true,
+                    Err(e) => {
+                        self.fail(rel.to_vec(), Failure::new(format!("cannot repair ({d})"), &e));
+                        false
+                    }
+                },
+                Err(reason) => {
+                    self.report(rel.to_vec(), reason);
+                    false
+                }
+            },
             Err(e) => {
                 self.fail(rel.to_vec(), Failure::new(format!("cannot repair ({d})"), &e));
                 false
             }
+        }
+    }
+
+    /// The divergence of the inode pinned by `fd` as it is now, or why it is only reported.
+    fn again(&self, fd: BorrowedFd<'_>) -> Result<Option<Divergence>, Reason> {
+        // A pin that can no longer be read is left to the next check of its path.
+        let Ok(st) = sys::stat_fd(fd) else { return Ok(None) };
+        let kind = self.classify(&st)?;
+        Ok(self.divergence(kind, &st))
+    }
+
+    fn repaired(&self, rel: &[u8], d: &Divergence) {
+        let t = self.tally;
+        Tally::bump(&t.changed);
+        for (changed, counter) in [(d.owner(), &t.owner), (d.group(), &t.group), (d.mode(), &t.mode), (d.acl(), &t.acl)]
+        {
+            if changed {
+                Tally::bump(counter);
+            }
+        }
+        // A full scan logs a summary; only live repairs get a line each.
+        if self.log_repairs {
+            tracing::info!(path = %names::display(&self.cache.path, rel), "repaired: {d}");
+        } else {
+            tracing::debug!(path = %names::display(&self.cache.path, rel), "repaired: {d}");
+        }
+        if let Some(audit) = self.audit {
+            audit(rel, d);
         }
     }
 
@@ -663,7 +765,8 @@ mod tests {
     }
 
     fn walker<'a>(cache: &'a CacheConfig, root: &'a Root, tally: &'a Tally) -> Walker<'a> {
-        Scan { cache, root, action: Action::Repair, tally, watch: None, audit: None }.walker(*root.stat())
+        Scan { cache, root, action: Action::Repair, tally, watch: None, audit: None, log_repairs: false }
+            .walker(*root.stat())
     }
 
     fn write_private(p: &Path) {
@@ -732,6 +835,33 @@ mod tests {
         assert_eq!(mode_of(&tmp.path().join("outside/dir/inner")), 0o600);
         assert_eq!(tally.reported(Reason::Symlink), 1);
         assert_eq!(tally.changed.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_batch_of_paths_opens_shared_directories_once_and_follows_no_symlink() {
+        let (tmp, cache, root) = setup();
+        for f in ["a/b/c/f1", "a/b/c/f2", "a/b/g"] {
+            std::fs::create_dir_all(cache.path.join(f).parent().unwrap()).unwrap();
+            write_private(&cache.path.join(f));
+        }
+        symlink(tmp.path().join("outside/dir"), cache.path.join("s")).unwrap();
+        let tally = Tally::default();
+        let scan = Scan {
+            cache: &cache,
+            root: &root,
+            action: Action::Repair,
+            tally: &tally,
+            watch: None,
+            audit: None,
+            log_repairs: false,
+        };
+        let checks: Vec<(Vec<u8>, bool)> =
+            ["a/b/c/f1", "a/b/c/f2", "a/b/g", "s/inner"].iter().map(|p| (p.as_bytes().to_vec(), false)).collect();
+        scan.paths(&checks).unwrap();
+        for f in ["a/b/c/f1", "a/b/c/f2", "a/b/g"] {
+            assert_ne!(mode_of(&cache.path.join(f)), 0o600, "{f} was not checked");
+        }
+        assert_eq!(mode_of(&tmp.path().join("outside/dir/inner")), 0o600, "a symlinked component was followed");
     }
 
     #[test]

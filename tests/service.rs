@@ -553,3 +553,286 @@ fn root_systemd_notifications_and_json_logs() {
     assert_eq!(repair["level"], "INFO");
     assert!(repair["fields"]["message"].as_str().unwrap().contains("owner 1002→1001"), "{repair}");
 }
+
+/// An immutable file (`chattr +i`) stands for any entry the service cannot change;
+/// the flag is cleared on drop so that the temp tree can be removed.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(path: &Path) -> Immutable {
+        let out = std::process::Command::new("chattr").arg("+i").arg(path).output().expect("chattr (e2fsprogs)");
+        assert!(out.status.success(), "chattr +i {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        Immutable(path.to_owned())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn root_an_entry_that_cannot_be_repaired_is_listed_and_fails_rescan_and_sync() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let stuck = t.path("stuck/f.go");
+    write(&stuck, 0o600);
+    let immutable = Immutable::set(&stuck);
+    let d = Daemon::start_unsynced(&t.base, &shared_cache(&t.root), "", |cmd| cmd);
+    let s = d.status();
+    let cache = &s["caches"][0];
+    assert_eq!(cache["state"], "degraded", "{s}");
+    assert_eq!(cache["unrepaired"], 1, "{s}");
+    assert_eq!(cache["unrepaired_entries"][0]["path"], stuck.to_str().unwrap(), "{s}");
+    assert!(cache["unrepaired_entries"][0]["cause"].as_str().unwrap().contains("cannot repair"), "{s}");
+    assert!(cache["reason"].as_str().unwrap().contains("could not be repaired"), "{s}");
+    assert_eq!(code(&d.ctl(&["status"])), 1);
+    let rescan = d.ctl(&["rescan"]);
+    assert_eq!(code(&rescan), 1, "rescan must not say reconciled: {}", stdout(&rescan));
+    assert!(stderr(&rescan).contains("could not be repaired"), "{}", stderr(&rescan));
+    assert_eq!(code(&d.ctl(&["sync", "--timeout", "60s"])), 1);
+    // Once the entry can be changed, the next reconcile repairs it and the cache is whole.
+    drop(immutable);
+    assert_eq!(code(&d.ctl(&["rescan"])), 0);
+    d.sync();
+    d.assert_compliant();
+    let s = d.status();
+    assert_eq!(s["caches"][0]["state"], "healthy", "{s}");
+    assert_eq!(s["caches"][0]["unrepaired"], 0, "{s}");
+}
+
+#[test]
+fn root_full_scans_log_a_summary_not_a_line_per_entry() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    for i in 0..200 {
+        write(&t.path(&format!("pre/f{i}")), 0o600);
+    }
+    for i in 0..30 {
+        std::os::unix::fs::symlink("f0", t.path(&format!("pre/l{i}"))).unwrap();
+    }
+    let d = start(&t);
+    for _ in 0..3 {
+        assert_eq!(code(&d.ctl(&["rescan"])), 0);
+    }
+    as_member(&t, ": > live.go");
+    d.sync();
+    let log = d.log();
+    let lines_about = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(lines_about("pre/f"), 0, "a line per repaired entry of a full scan:\n{log}");
+    assert_eq!(lines_about("pre/l"), 0, "a line per symlink and rescan:\n{log}");
+    assert!(log.lines().any(|l| l.contains("full scan:") && l.contains("30 symlink(s)")), "no summary:\n{log}");
+    assert_eq!(lines_about("live.go"), 1, "a live repair has its line:\n{log}");
+}
+
+#[test]
+fn root_a_log_write_error_stops_nothing() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    // stderr is a pipe whose reader is gone: every log line fails with EPIPE.
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    let d = Daemon::start_with_stderr(&t.base, &shared_cache(&t.root), "", std::process::Stdio::from(writer));
+    as_member(&t, "mkdir -p a/b && : > a/b/f.go");
+    d.sync();
+    d.assert_compliant();
+    assert_eq!(d.status()["caches"][0]["state"], "healthy");
+}
+
+#[test]
+fn root_go_clean_modcache_deletes_the_root_and_go_makes_it_again() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let d = start(&t);
+    as_member(&t, "mkdir -p cache/download/m/@v && : > cache/download/m/@v/list");
+    d.sync();
+    // `sudo go clean -modcache` removes the root; the next `sudo go` command makes it
+    // again, root-owned 0755.
+    std::fs::remove_dir_all(&t.root).unwrap();
+    mkdir(&t.root, 0o755);
+    d.sync();
+    let m = meta(&t.root);
+    assert_eq!((m.uid, m.gid), (OWNER, GROUP), "the new root was not reconciled:\n{}", d.log());
+    // A member's next download works, and the new root is watched: what it writes is repaired.
+    as_member(&t, "mkdir -p cache/download/n/@v && : > cache/download/n/@v/list");
+    d.sync();
+    d.assert_compliant();
+}
+
+/// Threads of the cache workers and inotify instances held by process `pid`.
+fn runtimes_of(pid: i32) -> (usize, usize) {
+    let task = std::path::PathBuf::from(format!("/proc/{pid}/task"));
+    let workers = std::fs::read_dir(&task)
+        .unwrap()
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("ck-")))
+        .count();
+    let inotify = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy().contains("inotify")))
+        .count();
+    (workers, inotify)
+}
+
+#[test]
+fn root_80_concurrent_reloads_by_a_member_leave_no_runtime_behind() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let d = Daemon::start(&t.base, &shared_cache(&t.root), &format!("socket_group = {GROUP}"));
+    let before = runtimes_of(d.pid());
+    let reloads: Vec<_> = (0..80)
+        .map(|_| {
+            let mut cmd = setpriv(MEMBER, &[GROUP]);
+            cmd.arg(bin("cachekeeperctl")).arg("--socket").arg(&d.socket).arg("reload");
+            cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap()
+        })
+        .collect();
+    for mut r in reloads {
+        r.wait().unwrap();
+    }
+    d.sync();
+    assert_eq!(runtimes_of(d.pid()), before, "(worker threads, inotify instances) before and after:\n{}", d.log());
+    as_member(&t, ": > after-reloads.go");
+    d.sync();
+    d.assert_compliant();
+}
+
+/// Holds `n` connections to the control socket as a member until dropped; a connect
+/// that does not complete within 5 s ends the attempt (the listener no longer accepts).
+struct IdleConnections(std::process::Child);
+
+impl IdleConnections {
+    fn open(socket: &Path, n: usize) -> IdleConnections {
+        use std::io::BufRead;
+        let script = r#"
+            use IO::Socket::UNIX;
+            my ($path, $n) = @ARGV; my @held; $| = 1;
+            for (1..$n) {
+                my $s = eval { local $SIG{ALRM} = sub { die "timeout\n" }; alarm 5;
+                    my $c = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $path); alarm 0; $c };
+                last unless $s;
+                push @held, $s;
+            }
+            print scalar(@held), "\n";
+            <STDIN>;
+        "#;
+        let mut cmd = setpriv(MEMBER, &[GROUP]);
+        cmd.args(["perl", "-e", script]).arg(socket).arg(n.to_string());
+        let mut child = cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.trim().parse::<usize>().is_ok(), "perl: {line}");
+        IdleConnections(child)
+    }
+}
+
+impl Drop for IdleConnections {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn root_idle_connections_of_a_member_do_not_starve_checks() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    // The default soft limit of a service started by init.
+    let d = Daemon::start_with(&t.base, &shared_cache(&t.root), &format!("socket_group = {GROUP}"), |cmd| {
+        let mut limited = std::process::Command::new("prlimit");
+        limited.arg("--nofile=1024:8192").arg("--").arg(cmd.get_program()).args(cmd.get_args());
+        limited
+    });
+    let held = IdleConnections::open(&d.socket, 1100);
+    as_member(&t, "mkdir held && : > held/f.go");
+    // Checked while the connections are held.
+    let out = d.ctl(&["sync", "--timeout", "60s"]);
+    drop(held);
+    assert_eq!(code(&out), 0, "sync while a member holds idle connections: {}\n{}", stderr(&out), d.log());
+    d.sync();
+    d.assert_compliant();
+}
+
+#[test]
+fn root_a_flood_of_events_past_max_pending_becomes_one_reconcile() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let d = Daemon::start(&t.base, &shared_cache(&t.root), "max_pending = 8");
+    // Stalled, so that the events of 500 new files all wait for the worker at once.
+    let pid = nix::unistd::Pid::from_raw(d.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    as_member(&t, "i=0; while [ $i -lt 500 ]; do : > f$i.go; i=$((i+1)); done");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    d.sync();
+    d.assert_compliant();
+    let s = d.status();
+    assert!(s["caches"][0]["queue_collapses"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(s["caches"][0]["queue_depth"], 0, "{s}");
+}
+
+#[test]
+fn root_max_watches_caps_the_watches_of_a_cache() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let d = Daemon::start(&t.base, &shared_cache(&t.root), "max_watches = 10");
+    as_member(&t, "i=0; while [ $i -lt 30 ]; do mkdir -p w$i/inner; : > w$i/inner/f; i=$((i+1)); done");
+    d.sync();
+    d.assert_compliant();
+    let s = d.status();
+    let cache = &s["caches"][0];
+    assert_eq!(cache["state"], "degraded", "{s}");
+    assert!(cache["reason"].as_str().unwrap().contains("daemon.max_watches"), "{s}");
+    // The cache's own watches, the sync markers' directory and the root's parent.
+    assert!(s["daemon"]["inotify_watches"].as_u64().unwrap() <= 12, "{s}");
+    // What appears in the unwatched part is repaired by sync's reconcile.
+    as_member(&t, ": > w29/inner/later");
+    d.sync();
+    d.assert_compliant();
+}
+
+#[test]
+fn root_directories_deeper_than_path_max_are_watched() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let d = start(&t);
+    // 25 levels of 200-byte names: the deepest paths are longer than PATH_MAX (4096).
+    // Made outside the cache, each level relative to the one before, then moved in.
+    let mut dir = std::fs::File::open(&t.base).unwrap();
+    for name in std::iter::once("deep".to_owned()).chain(std::iter::repeat_n("d".repeat(200), 25)) {
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o700);
+        nix::sys::stat::mkdirat(&dir, name.as_str(), mode).unwrap();
+        let flags = nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_NOFOLLOW;
+        dir = nix::fcntl::openat(&dir, name.as_str(), flags, mode).unwrap().into();
+    }
+    let create = nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_WRONLY;
+    drop(nix::fcntl::openat(&dir, "f.go", create, mode_600()).unwrap());
+    std::fs::rename(t.base.join("deep"), t.path("deep")).unwrap();
+    d.sync();
+    d.assert_compliant();
+    let s = d.status();
+    assert_eq!(s["caches"][0]["state"], "healthy", "{s}");
+    let scans = s["caches"][0]["full_scans"].clone();
+    // A file made at the bottom now is repaired through the deepest directory's watch:
+    // a healthy cache's sync does not reconcile.
+    drop(nix::fcntl::openat(&dir, "later.go", create, mode_600()).unwrap());
+    d.sync();
+    d.assert_compliant();
+    let s = d.status();
+    assert_eq!(s["caches"][0]["state"], "healthy", "{s}");
+    assert_eq!(s["caches"][0]["full_scans"], scans, "{s}");
+}
+
+fn mode_600() -> nix::sys::stat::Mode {
+    nix::sys::stat::Mode::from_bits_truncate(0o600)
+}

@@ -101,7 +101,11 @@ fn root_a_cache_root_swapped_for_a_symlink_by_its_owner_leads_nowhere() {
     sh_as(1041, &[], &home.join("go/pkg"), &script);
     for _ in 0..5 {
         d.ctl(&["rescan"]);
-        d.sync();
+        // The root was replaced: the service resolves the path again, refuses the
+        // symlink, and says so instead of settling.
+        let out = d.ctl(&["sync", "--timeout", "60s"]);
+        assert_eq!(code(&out), 1, "{}", stdout(&out));
+        assert!(stderr(&out).contains("symlink owned by uid 1041"), "{}", stderr(&out));
     }
     canary.assert_intact("a rescan after the root was swapped");
 

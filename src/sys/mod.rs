@@ -443,3 +443,23 @@ mod other {
         ))
     }
 }
+/// Few malloc arenas: glibc gives each thread that allocates (the walk's rayon workers,
+/// tokio's) an arena of its own, and memory freed in one is not reused by another. A
+/// service that keeps a small state for a long time wants one heap, not eight.
+pub fn few_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tunable; called before the service starts threads.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// Hands memory freed by a full scan or a burst of events back to the system, so that
+/// the service's size is what it keeps (watches, pending paths), not its peak.
+pub fn trim_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers and may be called from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

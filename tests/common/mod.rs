@@ -178,13 +178,26 @@ impl Daemon {
     }
 
     pub fn start_with(base: &Path, caches: &str, daemon_extra: &str, wrap: impl FnOnce(Command) -> Command) -> Daemon {
-        let d = Daemon::spawn(base, caches, daemon_extra, wrap);
+        let d = Daemon::spawn(base, caches, daemon_extra, wrap, None);
+        d.sync();
+        d
+    }
+
+    /// Like `start`, with the service's stderr going to `stderr` instead of the log.
+    pub fn start_with_stderr(base: &Path, caches: &str, daemon_extra: &str, stderr: Stdio) -> Daemon {
+        let d = Daemon::spawn(base, caches, daemon_extra, |cmd| cmd, Some(stderr));
         d.sync();
         d
     }
 
     /// Starts the service and waits for its control socket.
-    fn spawn(base: &Path, caches: &str, daemon_extra: &str, wrap: impl FnOnce(Command) -> Command) -> Daemon {
+    fn spawn(
+        base: &Path,
+        caches: &str,
+        daemon_extra: &str,
+        wrap: impl FnOnce(Command) -> Command,
+        stderr: Option<Stdio>,
+    ) -> Daemon {
         let socket = Daemon::write_config(base, caches, daemon_extra);
         let config = base.join("ck.toml");
         let log = base.join("ck.log");
@@ -194,7 +207,7 @@ impl Daemon {
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(stderr.unwrap_or_else(|| std::fs::File::create(&log).unwrap().into()))
             .spawn()
             .expect("start cachekeeper");
         let mut d = Daemon { child: Some(child), config, socket, log };
@@ -221,7 +234,7 @@ impl Daemon {
         daemon_extra: &str,
         wrap: impl FnOnce(Command) -> Command,
     ) -> Daemon {
-        let d = Daemon::spawn(base, caches, daemon_extra, wrap);
+        let d = Daemon::spawn(base, caches, daemon_extra, wrap, None);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let out = d.ctl(&["status", "--json"]);

@@ -1,0 +1,335 @@
+//! One cache being kept: its runtime (queue, watcher, state shared with `status`), its
+//! counters that survive a reload, and what `status` says about it.
+
+use super::*;
+
+/// Counters of a cache that survive a reload.
+#[derive(Debug, Default)]
+pub(super) struct Stats {
+    pub(super) counters: Arc<Counters>,
+    pub(super) repairs: Tally,
+    pub(super) full_scans: AtomicU64,
+    pub(super) full_scan_ms: AtomicU64,
+    pub(super) last_scan: Mutex<Option<LastScan>>,
+    pub(super) last_repair: Mutex<Option<protocol::LastRepair>>,
+    /// Directories watched by the last full scan, and since.
+    pub(super) watches: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct LastScan {
+    pub(super) info: ScanInfo,
+    pub(super) reported: Reported,
+}
+
+/// One cache being kept: its worker thread, its watcher and its state.
+pub(super) struct CacheRuntime {
+    pub(super) cache: Arc<CacheConfig>,
+    pub(super) stats: Arc<Stats>,
+    pub(super) queue: Queue,
+    /// Where `sync` creates its marker files, watched by this cache's inotify instance.
+    pub(super) sentinel: Result<SafeDir, String>,
+    pub(super) filesystem: String,
+    pub(super) polled: bool,
+    /// An inotify watcher exists (it may not: not polled, yet inotify failed).
+    pub(super) watched: bool,
+    pub(super) waiters: Waiters,
+    pub(super) degraded: Degradation,
+    pub(super) scanned: Arc<AtomicBool>,
+    /// Why the last full reconcile could not walk the cache, if it could not: `rescan`
+    /// and `sync` fail with it rather than report a reconcile that did not happen.
+    pub(super) scan_error: Mutex<Option<String>>,
+    pub(super) stopped: AtomicBool,
+    pub(super) full_rescan: Duration,
+    pub(super) thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set by the worker each time it looks at the pinned root.
+    pub(super) isolation: Mutex<Option<IsolationState>>,
+    /// Entries that stay non-compliant, by path relative to the root, with the cause:
+    /// rebuilt by each full scan, updated by each check of a path.
+    pub(super) unrepaired: Mutex<BTreeMap<Vec<u8>, String>>,
+    /// Watches this cache may hold (`daemon.max_watches`).
+    pub(super) max_watches: u64,
+}
+
+/// What kept a walk from watching every directory it listed.
+#[derive(Default)]
+pub(super) struct WatchTrouble {
+    /// The kernel's limit (`fs.inotify.max_user_watches`) refused a watch.
+    pub(super) limit: AtomicBool,
+    /// `daemon.max_watches` was reached.
+    pub(super) budget: AtomicBool,
+    /// Directories refused for another reason (a path longer than PATH_MAX), and the first.
+    pub(super) unwatched: AtomicU64,
+    pub(super) first: Mutex<Option<String>>,
+}
+
+impl WatchTrouble {
+    /// Why part of the cache is not watched, if it is not.
+    pub(super) fn reason(&self, max_watches: u64) -> Option<Degraded> {
+        if self.limit.load(Relaxed) {
+            return Some(Degraded::WatchLimit);
+        }
+        if self.budget.load(Relaxed) {
+            return Some(Degraded::WatchBudget { max: max_watches });
+        }
+        let count = self.unwatched.load(Relaxed);
+        let first = self.first.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        (count > 0).then(|| Degraded::Unwatched { count, first: first.unwrap_or_default() })
+    }
+}
+
+/// `daemon.max_watches`, or half of `fs.inotify.max_user_watches`: the kernel's budget is
+/// per user, and the service's user (root, in a container) shares it with the host.
+pub(super) fn max_watches(configured: Option<u64>) -> u64 {
+    configured.unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map_or(u64::MAX, |n| (n / 2).max(1))
+    })
+}
+
+/// Whether hard links from outside can reach a cache, and whether that stops repairs.
+#[derive(Debug, Clone)]
+pub(super) struct IsolationState {
+    pub(super) isolated: bool,
+    pub(super) description: String,
+    /// Why files are not changed (the hard-link guard), if they are not.
+    pub(super) refused: Option<String>,
+}
+
+impl CacheRuntime {
+    pub(super) fn start(
+        cache: CacheConfig,
+        sentinel: Result<SafeDir, String>,
+        stats: Arc<Stats>,
+        full_rescan: Duration,
+        audit: Option<Arc<AuditLog>>,
+        scanned: bool,
+        (max_pending, max_watches_configured): (usize, Option<u64>),
+    ) -> (Arc<CacheRuntime>, oneshot::Receiver<()>) {
+        let cache = Arc::new(cache);
+        let (filesystem, polled) = watch::filesystem(&cache.path);
+        let queue = Queue::new(max_pending);
+        let waiters: Waiters = Arc::default();
+        let degraded: Degradation = Arc::default();
+        let mut watcher = None;
+        let mut template = None;
+        if polled {
+            tracing::warn!(
+                root = %cache.path.display(),
+                "{filesystem} sends no events for other clients' writes: polling every {}s",
+                POLL_INTERVAL.as_secs()
+            );
+        } else {
+            let handler = Handler {
+                root: cache.path.clone(),
+                sentinel: sentinel.as_ref().map(|d| d.path().to_owned()).unwrap_or_default(),
+                queue: queue.clone(),
+                counters: Arc::clone(&stats.counters),
+                waiters: Arc::clone(&waiters),
+                degraded: Arc::clone(&degraded),
+            };
+            let made = match &sentinel {
+                Ok(_) => handler.clone().start(),
+                Err(e) => Err(std::io::Error::other(e.clone())),
+            };
+            template = Some(handler);
+            match made {
+                Ok(w) => watcher = Some(w),
+                Err(e) => {
+                    tracing::error!(root = %cache.path.display(), "cannot watch, falling back to polling: {e}");
+                    *degraded.lock().unwrap_or_else(|p| p.into_inner()) = Some(Degraded::NoInotify);
+                }
+            }
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        queue.send(Work::Rescan { done: Some(done_tx) });
+        let watched = watcher.is_some();
+        let runtime = Arc::new(CacheRuntime {
+            cache,
+            stats,
+            queue,
+            sentinel,
+            filesystem,
+            polled,
+            watched,
+            waiters,
+            degraded,
+            scanned: Arc::new(AtomicBool::new(scanned)),
+            scan_error: Mutex::new(None),
+            stopped: AtomicBool::new(false),
+            full_rescan,
+            thread: Mutex::new(None),
+            isolation: Mutex::new(None),
+            unrepaired: Mutex::default(),
+            max_watches: max_watches(max_watches_configured),
+        });
+        let worker = Worker {
+            runtime: Arc::clone(&runtime),
+            watcher: Mutex::new(watcher),
+            audit,
+            root: Mutex::default(),
+            retry: Mutex::default(),
+            warned: Mutex::default(),
+            handler: template,
+            over_budget: AtomicBool::new(false),
+        };
+        let name = format!("ck-{}", runtime.cache.path.display());
+        let handle = std::thread::Builder::new().name(name).spawn(move || worker.run());
+        match handle {
+            Ok(h) => *runtime.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(h),
+            Err(e) => tracing::error!("cannot start a worker thread: {e}"),
+        }
+        (runtime, done_rx)
+    }
+
+    pub(super) fn watched(&self) -> bool {
+        self.watched
+    }
+
+    pub(super) fn state(&self) -> CacheState {
+        if !self.scanned.load(Relaxed) {
+            CacheState::Starting
+        } else if self.degraded_reason().is_some() {
+            CacheState::Degraded
+        } else if self.polled {
+            CacheState::Polling
+        } else {
+            CacheState::Healthy
+        }
+    }
+
+    /// Why events cannot be trusted now, if they cannot.
+    pub(super) fn degraded_reason(&self) -> Option<Degraded> {
+        let set = self.degraded.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        set.or_else(|| self.stats.counters.overflowed_recently().then_some(Degraded::Overflow))
+            .or_else(|| self.unrepaired_reason())
+    }
+
+    /// Entries left non-compliant, if any are.
+    pub(super) fn unrepaired_reason(&self) -> Option<Degraded> {
+        let map = self.unrepaired.lock().unwrap_or_else(|p| p.into_inner());
+        let (rel, cause) = map.iter().next()?;
+        let first = crate::names::display(&self.cache.path, rel);
+        Some(Degraded::Unrepaired { count: map.len(), first, cause: cause.clone() })
+    }
+
+    /// `rescan` and `sync` fail while entries stay non-compliant.
+    pub(super) fn require_repaired(&self) -> Result<(), String> {
+        match self.unrepaired_reason() {
+            Some(why) => Err(why.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// A full reconcile, waited for; fails when the worker is gone or the cache could
+    /// not be walked.
+    pub(super) async fn rescan(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        if !self.queue.send(Work::Rescan { done: Some(tx) }) {
+            return Err("the worker stopped".into());
+        }
+        rx.await.map_err(|_| "the worker stopped".to_owned())?;
+        match self.scan_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            Some(why) => Err(format!("not reconciled: {why}")),
+            None => self.require_repaired(),
+        }
+    }
+
+    pub(super) async fn barrier(&self, token: u64) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        {
+            // Under the lock that stop() clears: a runtime being replaced by a reload
+            // either refuses the waiter here or drops it there, never keeps it forever.
+            let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            if self.stopped.load(Relaxed) {
+                return Err("the worker stopped".into());
+            }
+            waiters.insert(token, tx);
+        }
+        let marker = OsString::from(token.to_string());
+        let created = self.sentinel.as_ref().map_err(String::clone).and_then(|dir| dir.create_file(&marker));
+        let result = match created {
+            Ok(()) => rx.await.map_err(|_| "the worker stopped".to_owned()),
+            Err(e) => Err(format!("cannot create the sync marker: {e}")),
+        };
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&token);
+        if let Ok(dir) = &self.sentinel {
+            let _ = dir.remove_file(&marker);
+        }
+        result
+    }
+
+    pub(super) fn set_degraded(&self, reason: Option<Degraded>) {
+        *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+    }
+
+    pub(super) fn stop(&self) {
+        {
+            // Waiters of a sync would otherwise wait for a worker that is gone.
+            let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            self.stopped.store(true, Relaxed);
+            waiters.clear();
+        }
+        self.queue.send(Work::Stop);
+        if let Some(h) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
+        }
+    }
+
+    pub(super) fn status(&self) -> CacheStatus {
+        let last = self.stats.last_scan.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let isolation = self.isolation.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let r = &self.stats.repairs;
+        let c = &self.stats.counters;
+        let unrepaired = self.unrepaired.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let reason = self.degraded_reason().map(|d| d.to_string()).or_else(|| {
+            self.polled.then(|| {
+                format!(
+                    "{} sends no events for other clients' writes: polled every {}s",
+                    self.filesystem,
+                    POLL_INTERVAL.as_secs()
+                )
+            })
+        });
+        CacheStatus {
+            path: self.cache.path.display().to_string(),
+            state: self.state(),
+            reason,
+            filesystem: self.filesystem.clone(),
+            entries: last.as_ref().map_or(0, |l| l.info.entries),
+            repairs: Repairs {
+                entries: r.changed.load(Relaxed),
+                owner: r.owner.load(Relaxed),
+                group: r.group.load(Relaxed),
+                mode: r.mode.load(Relaxed),
+                acl: r.acl.load(Relaxed),
+            },
+            reported: last.as_ref().map(|l| l.reported).unwrap_or_default(),
+            errors: c.errors.load(Relaxed) + r.failed.load(Relaxed),
+            last_full_scan: last.map(|l| l.info),
+            full_scans: self.stats.full_scans.load(Relaxed),
+            full_scan_ms_total: self.stats.full_scan_ms.load(Relaxed),
+            queue_depth: self.queue.depth(),
+            events_received: c.events.load(Relaxed),
+            overflows: c.overflows.load(Relaxed),
+            isolated: isolation.as_ref().map(|i| i.isolated),
+            isolation: isolation.map(|i| i.description),
+            owner_model: Some(self.cache.policy),
+            watches: self.stats.watches.load(Relaxed),
+            last_repair: self.stats.last_repair.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            inheritance: Some(crate::model::Inheritance::of(&self.cache.policy, r.no_acl.load(Relaxed))),
+            queue_collapses: self.queue.collapses(),
+            unrepaired: unrepaired.len() as u64,
+            unrepaired_entries: unrepaired
+                .iter()
+                .take(protocol::UNREPAIRED_SHOWN)
+                .map(|(rel, cause)| protocol::Unrepaired {
+                    path: crate::names::display(&self.cache.path, rel),
+                    cause: cause.clone(),
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The control socket: binding it safely, accepting within caps and deadlines, and
+//! answering each request (status, sync, rescan, reload) by routing it to the caches.
+
+use super::*;
+
+/// Binds the control socket in its directory, resolved safely and writable only by root
+/// and the service's user: refuses to start when another service answers there, removes
+/// a stale socket file, and limits access to root and `socket_group`.
+pub(super) fn bind_socket(
+    daemon: &DaemonConfig,
+    trusted: &[u32],
+) -> Result<(std::os::unix::net::UnixListener, SafeDir, OsString), String> {
+    let (dir_path, name) = sidefile::split(&daemon.socket).map_err(|e| format!("daemon.socket: {e}"))?;
+    // A directory made for the socket belongs to the service's user, who must be able to
+    // remove the socket on exit; members must reach the socket inside it.
+    let dir = SafeDir::create(dir_path, 0o755, daemon.user).map_err(|e| format!("daemon.socket: {e}"))?;
+    dir.require_private(trusted).map_err(|e| format!("daemon.socket: {e}"))?;
+    if let Some((uid, _)) = daemon.user {
+        let writable = sys::stat_fd(dir.fd()).is_ok_and(|st| st.uid == uid && st.mode & 0o200 != 0);
+        if !writable {
+            tracing::warn!(
+                "{} is not owned and writable by uid {uid} (daemon.user): the socket cannot be removed on exit",
+                dir.path().display()
+            );
+        }
+    }
+    let shown = daemon.socket.display();
+    let at = dir.proc_path(name);
+    if std::os::unix::net::UnixStream::connect(&at).is_ok() {
+        return Err(format!("another cachekeeper is already running at {shown}"));
+    }
+    dir.remove_file(name).map_err(|e| format!("cannot remove the stale socket: {e}"))?;
+    let listener = std::os::unix::net::UnixListener::bind(&at)
+        .map_err(|e| format!("cannot bind control socket {shown}: {}", sys::describe(&e)))?;
+    let mode = if daemon.socket_group.is_some() { 0o660 } else { 0o600 };
+    let access = dir.set_socket_access(name, daemon.socket_group, mode);
+    if let Err(e) = access.and_then(|()| listener.set_nonblocking(true).map_err(|e| e.to_string())) {
+        let _ = dir.remove_file(name);
+        return Err(e);
+    }
+    Ok((listener, dir, name.to_owned()))
+}
+
+pub(super) async fn accept_loop(service: Arc<Service>, listener: UnixListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                // Over a cap the connection is closed unanswered: the client sees the
+                // service busy, and the service keeps its descriptors for the caches.
+                let Some(slot) = ConnectionSlot::take(&service, &stream) else { continue };
+                tokio::spawn(async move {
+                    slot.service.connection(stream).await;
+                    drop(slot);
+                });
+            }
+            Err(e) => {
+                tracing::warn!("control socket: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// A control connection counted against the caps; released on drop.
+pub(super) struct ConnectionSlot {
+    pub(super) service: Arc<Service>,
+    pub(super) uid: Option<u32>,
+}
+
+impl ConnectionSlot {
+    pub(super) fn take(service: &Arc<Service>, stream: &UnixStream) -> Option<ConnectionSlot> {
+        let uid = stream.peer_cred().ok().map(|c| c.uid());
+        let trusted = |uid: u32| uid == 0 || uid == nix::unistd::geteuid().as_raw();
+        let mut guard = service.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, by_uid) = &mut *guard;
+        if *total >= MAX_CONNECTIONS {
+            return None;
+        }
+        let counted = uid.filter(|&u| !trusted(u));
+        if let Some(u) = counted {
+            let n = by_uid.entry(u).or_default();
+            if *n >= MAX_CONNECTIONS_PER_UID {
+                return None;
+            }
+            *n += 1;
+        }
+        *total += 1;
+        Some(ConnectionSlot { service: Arc::clone(service), uid: counted })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut guard = self.service.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, by_uid) = &mut *guard;
+        *total -= 1;
+        if let Some(u) = self.uid {
+            if let Some(n) = by_uid.get_mut(&u) {
+                *n -= 1;
+                if *n == 0 {
+                    by_uid.remove(&u);
+                }
+            }
+        }
+    }
+}
+
+/// A peer's `reload` or `rescan` under way; released on drop.
+pub(super) struct BusyPeer<'a> {
+    pub(super) busy: &'a Mutex<HashSet<u32>>,
+    pub(super) uid: u32,
+}
+
+impl Drop for BusyPeer<'_> {
+    fn drop(&mut self) {
+        self.busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.uid);
+    }
+}
+
+impl Service {
+    /// One `reload` or `rescan` at a time per peer (root and the service's user aside):
+    /// each restarts or walks whole caches, and a member must not queue hundreds.
+    pub(super) fn one_at_a_time(&self, uid: Option<u32>) -> Result<Option<BusyPeer<'_>>, String> {
+        let Some(uid) = uid.filter(|&u| u != 0 && u != nix::unistd::geteuid().as_raw()) else { return Ok(None) };
+        if !self.busy.lock().unwrap_or_else(|p| p.into_inner()).insert(uid) {
+            return Err(format!(
+                "uid {uid} already has a reload or rescan under way; run it again when that one is done"
+            ));
+        }
+        Ok(Some(BusyPeer { busy: &self.busy, uid }))
+    }
+
+    pub(super) fn snapshot(&self) -> Arc<Vec<Arc<CacheRuntime>>> {
+        Arc::clone(&self.caches.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Starts a runtime per cache (keeping the counters of caches that were already
+    /// running at the same path) and returns a receiver per first full scan.
+    pub(super) fn start_caches(
+        &self,
+        caches: &[CacheConfig],
+        previous: &HashMap<PathBuf, Arc<Stats>>,
+    ) -> Vec<oneshot::Receiver<()>> {
+        let mut runtimes = Vec::new();
+        let mut started = Vec::new();
+        for (i, cache) in caches.iter().enumerate() {
+            // A cache that was kept before a reload is not "starting" again: its tree was
+            // compliant a moment ago, and a readiness probe must not flap.
+            let kept = previous.get(&cache.path).cloned();
+            let scanned = kept.is_some();
+            let stats = kept.unwrap_or_default();
+            let sentinel = self.side.sentinel_root.fresh_subdir(OsStr::new(&i.to_string()), 0o700, None);
+            let (runtime, rx) = CacheRuntime::start(
+                cache.clone(),
+                sentinel,
+                stats,
+                self.daemon.full_rescan,
+                self.side.audit.clone(),
+                scanned,
+                (self.daemon.max_pending, self.daemon.max_watches),
+            );
+            runtimes.push(runtime);
+            started.push(rx);
+        }
+        *self.caches.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(runtimes);
+        started
+    }
+
+    /// Re-reads the configuration (serialised; the outcome is kept for `status`). A
+    /// refusal is logged as an error whichever way the reload was asked for (SIGHUP, or
+    /// `cachekeeperctl reload`, the unit's ExecReload=).
+    pub(super) async fn reload(&self) -> Result<Vec<String>, String> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let text = std::fs::read(&self.config_path).ok();
+        let result = self.replace_runtimes().await;
+        let message = match &result {
+            Ok(paths) => paths.join(", "),
+            Err(e) => {
+                tracing::error!("reload failed, keeping the running configuration: {e}");
+                e.clone()
+            }
+        };
+        if result.is_ok() {
+            *self.config_text.lock().unwrap_or_else(|p| p.into_inner()) = text;
+        }
+        let outcome = protocol::ReloadResult { at: protocol::rfc3339(SystemTime::now()), ok: result.is_ok(), message };
+        *self.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+        result
+    }
+
+    pub(super) async fn replace_runtimes(&self) -> Result<Vec<String>, String> {
+        let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
+        if config.daemon.socket != self.daemon.socket || config.daemon.socket_group != self.daemon.socket_group {
+            tracing::warn!("daemon.socket and daemon.socket_group take effect on restart");
+        }
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+        let old = self.snapshot();
+        let previous: HashMap<PathBuf, Arc<Stats>> =
+            old.iter().map(|c| (c.cache.path.clone(), Arc::clone(&c.stats))).collect();
+        tokio::task::spawn_blocking(move || old.iter().for_each(|c| c.stop())).await.ok();
+        let _ = self.start_caches(&config.caches, &previous);
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        let paths: Vec<String> = config.caches.iter().map(|c| c.path.display().to_string()).collect();
+        tracing::info!("configuration reloaded: {}", paths.join(", "));
+        Ok(paths)
+    }
+
+    pub(super) async fn connection(&self, mut stream: UnixStream) {
+        let uid = stream.peer_cred().ok().map(|c| c.uid());
+        let response = match self.read_request(&mut stream).await {
+            Ok(request) => match self.authorize(&stream, &request) {
+                Ok(()) => self.answer(request, uid).await,
+                Err(message) => Response::Denied { message },
+            },
+            Err(message) => Response::Failed { message },
+        };
+        let mut line = serde_json::to_vec(&response).unwrap_or_default();
+        line.push(b'\n');
+        // A peer that does not read its answer does not keep the connection.
+        let _ = tokio::time::timeout(REQUEST_DEADLINE, stream.write_all(&line)).await;
+    }
+
+    pub(super) async fn read_request(&self, stream: &mut UnixStream) -> Result<Request, String> {
+        let mut line = String::new();
+        let mut reader = BufReader::new(stream).take(protocol::MAX_REQUEST as u64);
+        match tokio::time::timeout(REQUEST_DEADLINE, reader.read_line(&mut line)).await {
+            Ok(Ok(_)) => serde_json::from_str(&line).map_err(|e| format!("bad request: {e}")),
+            Ok(Err(e)) => Err(format!("cannot read the request: {e}")),
+            Err(_) => Err("no request within 10 s".into()),
+        }
+    }
+
+    /// Root and members of `daemon.socket_group` only (SO_PEERCRED; tokio asks getpeereid on macOS).
+    pub(super) fn authorize(&self, stream: &UnixStream, request: &Request) -> Result<(), String> {
+        let cred = stream.peer_cred().map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+        // The service's own user too: the unit's ExecReload= runs cachekeeperctl as User=.
+        if cred.uid() == 0 || cred.uid() == nix::unistd::geteuid().as_raw() {
+            return Ok(());
+        }
+        if let Some(group) = self.daemon.socket_group {
+            let member = cred.gid() == group || peer_groups(cred.uid(), cred.gid(), cred.pid()).contains(&group);
+            if member {
+                return Ok(());
+            }
+            return Err(format!(
+                "uid {} may not use cachekeeper ({request:?}): only root and members of group {group} (daemon.socket_group) may",
+                cred.uid()
+            ));
+        }
+        Err(format!(
+            "uid {} may not use cachekeeper: only root may (set daemon.socket_group to allow a group)",
+            cred.uid()
+        ))
+    }
+
+    pub(super) async fn answer(&self, request: Request, uid: Option<u32>) -> Response {
+        let _busy = match &request {
+            Request::Reload | Request::Rescan { .. } => match self.one_at_a_time(uid) {
+                Ok(busy) => busy,
+                Err(message) => return Response::Failed { message },
+            },
+            Request::Status | Request::Sync { .. } => None,
+        };
+        match request {
+            Request::Status => Response::Status(Box::new(self.status())),
+            Request::Sync { timeout_ms } => {
+                let deadline = Duration::from_millis(timeout_ms);
+                match tokio::time::timeout(deadline, self.sync()).await {
+                    Ok(Ok(())) => Response::Synced,
+                    Ok(Err(message)) => Response::Failed { message },
+                    Err(_) => Response::Failed { message: format!("not settled within {timeout_ms} ms") },
+                }
+            }
+            Request::Rescan { path } => {
+                let caches = self.snapshot();
+                let chosen: Vec<Arc<CacheRuntime>> = match &path {
+                    None => caches.iter().cloned().collect(),
+                    Some(p) => caches.iter().filter(|c| c.cache.path == crate::config::clean(p)).cloned().collect(),
+                };
+                if chosen.is_empty() {
+                    let p = path.unwrap_or_default();
+                    return Response::Failed { message: format!("no configured cache at {p}") };
+                }
+                let mut scans = Vec::new();
+                for c in &chosen {
+                    if let Err(e) = c.rescan().await {
+                        return Response::Failed { message: format!("{}: {e}", c.cache.path.display()) };
+                    }
+                    let last = c.stats.last_scan.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    scans.extend(last.map(|l| l.info));
+                }
+                let caches = chosen.iter().map(|c| c.cache.path.display().to_string()).collect();
+                Response::Rescanned { caches, scans }
+            }
+            Request::Reload => match self.reload().await {
+                Ok(caches) => Response::Reloaded { caches },
+                Err(message) => Response::Failed { message },
+            },
+        }
+    }
+
+    /// Every event that happened before this call has been handled: a sentinel file
+    /// goes through each cache's inotify queue behind them, then through its work
+    /// queue. Caches whose events cannot be trusted are reconciled in full instead.
+    pub(super) async fn sync(&self) -> Result<(), String> {
+        'again: loop {
+            let caches = self.snapshot();
+            for c in caches.iter() {
+                let token = self.next_token.fetch_add(1, Relaxed);
+                let mut settled = if c.watched() { c.barrier(token).await } else { Ok(()) };
+                if settled.is_ok() && c.state() != CacheState::Healthy {
+                    settled = c.rescan().await;
+                }
+                if settled.is_ok() {
+                    settled = c.require_repaired();
+                }
+                if let Err(e) = settled {
+                    // A reload replaced this cache's runtime while we waited: start over
+                    // on the new ones.
+                    if c.stopped.load(Relaxed) {
+                        continue 'again;
+                    }
+                    return Err(format!("{}: {e}", c.cache.path.display()));
+                }
+            }
+            return Ok(());
+        }
+    }
+
+    pub(super) fn status(&self) -> Status {
+        let caches: Vec<CacheStatus> = self.snapshot().iter().map(|c| c.status()).collect();
+        Status {
+            schema_version: protocol::SCHEMA_VERSION,
+            healthy: Status::healthy(&caches),
+            daemon: protocol::DaemonStatus {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                pid: std::process::id(),
+                uptime_s: self.started.elapsed().as_secs(),
+                uid: nix::unistd::geteuid().as_raw(),
+                capabilities: crate::privilege::effective(),
+                config: self.config_path.display().to_string(),
+                inotify_watches: inotify_watches(),
+                user: crate::summary::Names::default().user(nix::unistd::geteuid().as_raw()),
+                started: protocol::rfc3339(self.started_at),
+                last_reload: self.last_reload.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                config_changed: std::fs::read(&self.config_path).ok()
+                    != *self.config_text.lock().unwrap_or_else(|p| p.into_inner()),
+            },
+            caches,
+        }
+    }
+}
+
+/// inotify watches held by this process, from `/proc/self/fdinfo`.
+pub(super) fn inotify_watches() -> u64 {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fdinfo") else { return 0 };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_to_string(fd.path()).ok())
+        .map(|text| text.lines().filter(|l| l.starts_with("inotify wd")).count() as u64)
+        .sum()
+}
+
+/// Supplementary groups of the peer: those its process holds (`/proc/<pid>/status`),
+/// or, where the unit hides other users' processes (`ProtectProc=invisible`), those
+/// the group database gives its user.
+pub(super) fn peer_groups(uid: u32, gid: u32, pid: Option<i32>) -> Vec<u32> {
+    let from_proc = pid.and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok()).and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Groups:"))
+            .map(|g| g.split_whitespace().filter_map(|n| n.parse().ok()).collect::<Vec<u32>>())
+    });
+    if let Some(groups) = from_proc {
+        return groups;
+    }
+    let user = nix::unistd::User::from_uid(uid.into()).ok().flatten();
+    user.and_then(|u| std::ffi::CString::new(u.name).ok())
+        .map(|name| crate::sys::group_list(&name, gid))
+        .unwrap_or_default()
+}

@@ -1,0 +1,376 @@
+//! The service (SPEC §4): one worker thread per cache that owns its queue and does all
+//! its checks and reconciles; one inotify instance per cache feeding that queue; and a
+//! tokio runtime for the control socket, signals and systemd notifications.
+//!
+//! Watches come first, then scans: every directory gets its watch before it is listed,
+//! on the first full scan and whenever one appears, so nothing created meanwhile is
+//! missed. Lost events (overflow, watch limit, network filesystems) fall back to full
+//! reconciles; a periodic one (`full_rescan`) is the last safety net.
+//!
+//! Here: startup, signals, timers and the side files. `control` is the socket (caps,
+//! deadlines, routing), `cache` a cache's runtime and what `status` says of it,
+//! `worker` the thread that owns a cache's work.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::oneshot;
+
+use crate::audit::AuditLog;
+use crate::config::{CacheConfig, Config, DaemonConfig};
+use crate::protocol::{self, CacheState, CacheStatus, Repairs, Reported, Request, Response, ScanInfo, Status};
+use crate::root::{self, Origin, Root};
+use crate::sidefile::{self, SafeDir};
+use crate::sys;
+use crate::walk::{Action, Reason, Scan, Tally};
+use crate::watch::{self, Counters, Degradation, Degraded, Handler, Queue, Waiters, Work};
+
+mod cache;
+mod control;
+mod worker;
+
+use cache::*;
+use control::*;
+use worker::*;
+
+/// How often a cache is fully reconciled when events cannot be trusted.
+const DEGRADED_RESCAN: Duration = Duration::from_secs(60);
+const POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// How soon a check that failed for a transient reason (EMFILE, ENFILE, ENOMEM) is
+/// tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Findings of a full scan logged one per line; the rest are counted in one line.
+const FINDINGS_LOGGED: usize = 20;
+/// How often `daemon.metrics_textfile` is rewritten.
+const METRICS_INTERVAL: Duration = Duration::from_secs(15);
+/// How often systemd's STATUS= line is refreshed (when it changed).
+const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+/// Control connections served at once; past it a new one is closed at once. Each costs
+/// a descriptor and a task, and a request takes milliseconds (a `sync` up to its timeout).
+const MAX_CONNECTIONS: usize = 128;
+/// Control connections of one uid at once (root and the service's own user aside):
+/// a member holding idle connections cannot take the service's descriptors.
+const MAX_CONNECTIONS_PER_UID: usize = 8;
+/// How long a peer has to send its request, and to take the answer.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Why the service could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Startup(String),
+}
+
+/// Runs the service until SIGTERM or SIGINT. Configuration errors come back before
+/// anything is started.
+pub fn run(config_path: &Path) -> Result<(), DaemonError> {
+    let config = Config::load(config_path)?;
+    crate::logging::init_service(config.daemon.log_format);
+    raise_nofile_limit();
+    sys::few_arenas();
+    // A stop asked for during startup waits until the handlers exist, so that it still
+    // removes the socket; every thread started meanwhile keeps them blocked.
+    stop_signals().thread_block().map_err(|e| DaemonError::Startup(format!("cannot block signals: {e}")))?;
+    // Everything that needs root's full power happens before the capabilities go, and
+    // every side file is checked before the first cache is touched: binding the socket,
+    // the sentinel directory, the audit log, then missing cache roots and isolation.
+    crate::privilege::check().map_err(DaemonError::Startup)?;
+    let (listener, side) = SideFiles::open(&config.daemon).map_err(DaemonError::Startup)?;
+    for cache in &config.caches {
+        prepare_root(cache);
+    }
+    // Before any thread exists: capabilities are per thread, and threads started
+    // later (tokio, rayon, inotify readers) inherit the reduced set.
+    if let Err(e) = crate::privilege::reduce(config.daemon.user) {
+        side.remove();
+        return Err(DaemonError::Startup(e));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| DaemonError::Startup(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(serve(config_path.to_owned(), config, listener, side))
+}
+
+/// Raises the soft limit on open descriptors to the hard one: the default soft limit
+/// (1024) is for programs that use `select`, and a walk, the watches and the control
+/// connections all need descriptors.
+fn raise_nofile_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot read the open-file limit: {e}"),
+    }
+}
+
+/// SIGHUP, SIGTERM and SIGINT: what the service handles.
+fn stop_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::Signal;
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {
+        set.add(s);
+    }
+    set
+}
+
+/// The service's own files: control socket, sync markers, audit log, metrics textfile,
+/// each reached through a directory resolved and pinned by [`crate::sidefile`].
+struct SideFiles {
+    socket_dir: SafeDir,
+    socket_name: OsString,
+    sentinel_root: SafeDir,
+    audit: Option<Arc<AuditLog>>,
+    metrics: Option<(SafeDir, OsString)>,
+}
+
+impl SideFiles {
+    fn open(daemon: &DaemonConfig) -> Result<(std::os::unix::net::UnixListener, SideFiles), String> {
+        let trusted: Vec<u32> =
+            [Some(nix::unistd::geteuid().as_raw()), daemon.user.map(|u| u.0)].into_iter().flatten().collect();
+        let (listener, socket_dir, socket_name) = bind_socket(daemon, &trusted)?;
+        let remove_socket = || {
+            let _ = socket_dir.remove_file(&socket_name);
+        };
+        let mut sync_name = socket_name.clone();
+        sync_name.push(".sync");
+        let sentinel_root = match socket_dir.fresh_subdir(&sync_name, 0o700, daemon.user) {
+            Ok(d) => d,
+            Err(e) => {
+                remove_socket();
+                return Err(e);
+            }
+        };
+        let audit = daemon.audit_log.as_deref().map(|p| AuditLog::open(p, &trusted)).transpose();
+        let metrics = daemon
+            .metrics_textfile
+            .as_deref()
+            .map(|p| {
+                let (dir, name) = sidefile::split(p)?;
+                Ok::<_, String>((
+                    SafeDir::open(dir).map_err(|e| format!("daemon.metrics_textfile: {e}"))?,
+                    name.to_owned(),
+                ))
+            })
+            .transpose();
+        match (audit, metrics) {
+            (Ok(audit), Ok(metrics)) => Ok((
+                listener,
+                SideFiles { socket_dir, socket_name, sentinel_root, audit: audit.map(Arc::new), metrics },
+            )),
+            (Err(e), _) | (_, Err(e)) => {
+                remove_socket();
+                let _ = socket_dir.remove_subdir(&sync_name);
+                Err(e)
+            }
+        }
+    }
+
+    /// On every way out: the socket and the sync markers go.
+    fn remove(&self) {
+        if let Err(e) = self.socket_dir.remove_file(&self.socket_name) {
+            tracing::warn!("{e} (its directory must be writable by the service's user)");
+        }
+        if let Some(name) = self.sentinel_root.path().file_name() {
+            let _ = self.socket_dir.remove_subdir(name);
+        }
+    }
+}
+
+/// Creates a missing root as the administrator configured it, and isolates it when the
+/// service may: as root, in the host's own mount namespace (a mount made in a private
+/// namespace, such as systemd's sandbox, would protect no one outside it).
+fn prepare_root(cache: &CacheConfig) {
+    let own = root::Ownership::for_cache(&cache.policy, None);
+    if let Err(e) = root::create(&cache.path, &Origin::Admin, own) {
+        tracing::error!("{e}");
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    // Where PID 1's namespace cannot be read (a sandbox without CAP_SYS_PTRACE over it),
+    // the mount is tried: a service without the power to mount fails cleanly.
+    let private_namespace = match (std::fs::read_link("/proc/self/ns/mnt"), std::fs::read_link("/proc/1/ns/mnt")) {
+        (Ok(mine), Ok(init)) => mine != init,
+        _ => false,
+    };
+    match root::resolve(&cache.path, &Origin::Admin, cache.force) {
+        Ok(pinned) if !root::isolation(&pinned).isolated() && private_namespace => tracing::info!(
+            root = %cache.path.display(),
+            "not isolating: the service runs in a mount namespace of its own; use the shipped mount unit or fstab"
+        ),
+        Ok(pinned) => match root::isolate(&pinned) {
+            Ok(true) => {
+                tracing::info!(root = %cache.path.display(), "{}", root::isolation(&pinned).describe(pinned.path()))
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("{e}"),
+        },
+        Err(e) => tracing::error!("{e}"),
+    }
+}
+
+/// Everything the control socket and the signal handlers reach.
+struct Service {
+    config_path: PathBuf,
+    daemon: DaemonConfig,
+    side: SideFiles,
+    started: Instant,
+    started_at: SystemTime,
+    caches: Mutex<Arc<Vec<Arc<CacheRuntime>>>>,
+    next_token: AtomicU64,
+    /// One reload at a time: a second waits, so that no runtime is left running.
+    reloading: tokio::sync::Mutex<()>,
+    last_reload: Mutex<Option<protocol::ReloadResult>>,
+    /// The configuration file as the running configuration was read from it.
+    config_text: Mutex<Option<Vec<u8>>>,
+    /// Open control connections, in all and by peer uid.
+    connections: Mutex<(usize, HashMap<u32, usize>)>,
+    /// Peers (uid) with a `reload` or `rescan` under way: one at a time each.
+    busy: Mutex<HashSet<u32>>,
+}
+
+async fn serve(
+    config_path: PathBuf,
+    config: Config,
+    listener: std::os::unix::net::UnixListener,
+    side: SideFiles,
+) -> Result<(), DaemonError> {
+    let listener = match UnixListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            side.remove();
+            return Err(DaemonError::Startup(e.to_string()));
+        }
+    };
+    let config_text = std::fs::read(&config_path).ok();
+    let service = Arc::new(Service {
+        config_path,
+        daemon: config.daemon.clone(),
+        side,
+        started: Instant::now(),
+        started_at: SystemTime::now(),
+        caches: Mutex::new(Arc::new(Vec::new())),
+        next_token: AtomicU64::new(1),
+        reloading: tokio::sync::Mutex::new(()),
+        last_reload: Mutex::new(None),
+        config_text: Mutex::new(config_text),
+        connections: Mutex::default(),
+        busy: Mutex::default(),
+    });
+    // Caches first: a `sync` answered before they exist would settle on nothing.
+    let started = service.start_caches(&config.caches, &HashMap::new());
+    let accept = tokio::spawn(accept_loop(Arc::clone(&service), listener));
+    let result = run_until_stopped(&service, started).await;
+
+    accept.abort();
+    let caches = service.snapshot();
+    tokio::task::spawn_blocking(move || caches.iter().for_each(|c| c.stop())).await.ok();
+    service.side.remove();
+    tracing::info!("stopped");
+    result
+}
+
+async fn run_until_stopped(service: &Arc<Service>, started: Vec<oneshot::Receiver<()>>) -> Result<(), DaemonError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let sig = |kind| signal(kind).map_err(|e| DaemonError::Startup(format!("cannot handle signals: {e}")));
+    let (mut hup, mut term, mut int) =
+        (sig(SignalKind::hangup())?, sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?);
+    // This is the main thread (block_on): a stop that came during startup arrives now.
+    stop_signals().thread_unblock().map_err(|e| DaemonError::Startup(format!("cannot unblock signals: {e}")))?;
+
+    let initial = async {
+        for rx in started {
+            let _ = rx.await;
+        }
+    };
+    tokio::select! {
+        () = initial => {}
+        _ = term.recv() => return Ok(()),
+        _ = int.recv() => return Ok(()),
+    }
+    let n = service.snapshot().len();
+    tracing::info!("first full scan done; watching {n} cache(s)");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    // STATUS= for `systemctl status`: refreshed as states and counters change.
+    {
+        let service = Arc::clone(service);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(STATUS_INTERVAL);
+            let mut last = String::new();
+            loop {
+                tick.tick().await;
+                let line = status_line(&service.status());
+                if line != last {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&line)]);
+                    last = line;
+                }
+            }
+        });
+    }
+    if service.side.metrics.is_some() {
+        let service = Arc::clone(service);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(METRICS_INTERVAL);
+            loop {
+                tick.tick().await;
+                let Some((dir, name)) = &service.side.metrics else { return };
+                if let Err(e) = dir.replace(name, crate::metrics::render(&service.status()).as_bytes(), 0o644) {
+                    tracing::warn!("{e}");
+                }
+            }
+        });
+    }
+    let mut usec = 0;
+    if sd_notify::watchdog_enabled(false, &mut usec) {
+        let period = Duration::from_micros(usec / 2);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+    }
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let _ = service.reload().await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    Ok(())
+}
+
+/// One line for systemd's STATUS=: how many caches are in which state, and repairs.
+fn status_line(status: &Status) -> String {
+    let count = |state: CacheState| status.caches.iter().filter(|c| c.state == state).count();
+    let repairs: u64 = status.caches.iter().map(|c| c.repairs.entries).sum();
+    let mut parts = vec![format!("{} cache(s): {} healthy", status.caches.len(), count(CacheState::Healthy))];
+    for (state, name) in
+        [(CacheState::Polling, "polling"), (CacheState::Degraded, "degraded"), (CacheState::Starting, "starting")]
+    {
+        if count(state) > 0 {
+            parts.push(format!("{} {name}", count(state)));
+        }
+    }
+    format!("{}; {repairs} repairs since start", parts.join(", "))
+}
