@@ -73,9 +73,8 @@ fn the_unit_grants_exactly_the_four_capabilities_and_no_forbidden_hardening() {
     }
 }
 
-#[test]
-fn sysusers_and_tmpfiles_parse() {
-    let t = Tree::new();
+/// The shipped sysusers file applied to an empty root filesystem below `t`.
+fn sysusers_into(t: &Tree) -> (PathBuf, std::process::Output) {
     let root = t.base.join("root");
     std::fs::create_dir_all(root.join("etc")).unwrap();
     let out = tool(
@@ -84,6 +83,13 @@ fn sysusers_and_tmpfiles_parse() {
             .arg(shipped("systemd/cachekeeper.sysusers")),
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    (root, out)
+}
+
+#[test]
+fn sysusers_and_tmpfiles_parse() {
+    let t = Tree::new();
+    let (root, out) = sysusers_into(&t);
     let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
     assert!(passwd.lines().any(|l| l.starts_with("cachekeeper:")), "no cachekeeper user: {passwd}{}", stderr(&out));
     let out = tool(
@@ -345,14 +351,7 @@ fn a_configuration_error_does_not_loop_and_a_refused_reload_fails() {
 #[test]
 fn the_package_creates_the_group_and_the_default_cache_of_the_shipped_configuration() {
     let t = Tree::new();
-    let root = t.base.join("root");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    let out = tool(
-        Command::new("systemd-sysusers")
-            .arg(format!("--root={}", root.display()))
-            .arg(shipped("systemd/cachekeeper.sysusers")),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let (root, _) = sysusers_into(&t);
     let group = std::fs::read_to_string(root.join("etc/group")).unwrap_or_default();
     assert!(group.lines().any(|l| l.starts_with("gobuild:")), "no gobuild group: {group}");
     let example = std::fs::read_to_string(shipped("systemd/config.toml")).unwrap();

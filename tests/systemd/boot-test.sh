@@ -46,7 +46,7 @@ if [ ! -x "$base/usr/bin/go" ]; then
     # Go is installed last: without it the copy is incomplete, whatever else is there.
     rm -rf "$base"
     mkdir -p "$ROOTFS_CACHE"
-    tmp=$(mktemp -d "$ROOTFS_CACHE/build.XXXXXX")
+    tmp=$(mktemp -d -p "$ROOTFS_CACHE")
     debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,procps,adduser \
         bookworm "$tmp/rootfs" http://deb.debian.org/debian >"$tmp/debootstrap.log" 2>&1 \
         || { tail -20 "$tmp/debootstrap.log" >&2; rm -rf "$tmp"; die "debootstrap failed"; }
@@ -59,7 +59,7 @@ if [ ! -x "$base/usr/bin/go" ]; then
 fi
 
 name=ck-boot-$$
-work=$(mktemp -d "/var/tmp/$name.XXXXXX")
+work=$(mktemp -d -p /var/tmp)
 rootfs=$work/rootfs
 nspawn_pid=
 cgroup=
