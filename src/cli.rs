@@ -79,8 +79,8 @@ struct Args {
     /// nor README and trim.txt)
     #[arg(long)]
     force: bool,
-    /// Make the cache's parent directory a mount of its own (a bind mount on itself), so
-    /// that no file from elsewhere can be hard-linked into the cache; needs root
+    /// Make the cache root a mount of its own (a bind mount on itself), so that no file
+    /// from elsewhere can be hard-linked into the cache; needs root; only with --init
     #[arg(long, requires = "init")]
     isolate: bool,
     /// acl: every directory carries a default ACL, so that new entries are usable by the
@@ -200,6 +200,9 @@ fn service(args: &Args) -> ExitCode {
 /// True when every cache is compliant at exit.
 fn run(args: &Args) -> Result<bool, Usage> {
     let action = if args.init { Action::Repair } else { Action::Check };
+    if args.isolate && !args.init {
+        return Err(Usage("--isolate goes with --init: a check never changes the system (it mounts nothing)".into()));
+    }
     let (caches, origin) = if args.config.is_some() && args.has_cache_flags() {
         return Err(Usage(
             "give either --config or the cache on the command line (--path, --owner, ...), not both".into(),
@@ -278,10 +281,12 @@ fn open_cache(
         created = root::create(&cache.path, origin, own).map_err(usage)?;
     }
     let mut pinned = root::resolve(&cache.path, origin, cache.force).map_err(usage)?;
-    if isolate && root::isolate(&pinned).map_err(usage)? {
-        let parent = pinned.path().parent().unwrap_or(pinned.path()).display().to_string();
+    if isolate && root::isolate(&pinned).map_err(usage)?.is_some() {
+        let root = pinned.path().display();
         eprintln!(
-            "cachekeeper: isolated {parent} (bind-mounted on itself): no file from elsewhere can be hard-linked into              the cache; to keep it across reboots add `{parent} {parent} none bind 0 0` to /etc/fstab"
+            "cachekeeper: isolated {root} (bind-mounted on itself): no file from elsewhere can be hard-linked into \
+             the cache; `go clean -modcache` now empties it but cannot remove it. To keep it across reboots add \
+             `{root} {root} none bind 0 0` to /etc/fstab; to undo it: umount {root}"
         );
         // Pin the root again on the new mount, which is the one users reach.
         pinned = root::resolve(&cache.path, origin, cache.force).map_err(usage)?;

@@ -21,6 +21,7 @@ Exit codes (as systemctl status):
   2  usage error
   3  the service is not running
   4  you may not use the service (only root and members of daemon.socket_group)
+  5  sync/rescan done, but entries you own could not be repaired (others' are only listed)
 
 Examples:
   cachekeeperctl status
@@ -91,6 +92,8 @@ pub fn command() -> clap::Command {
 
 const FAILED: u8 = 1;
 const NOT_RUNNING: u8 = 3;
+/// `sync`/`rescan` did their work, but entries the caller owns stay unrepaired.
+const UNREPAIRED: u8 = 5;
 const DENIED: u8 = 4;
 
 pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
@@ -147,8 +150,8 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
             print!("{}", crate::metrics::render(&status));
             ExitCode::SUCCESS
         }
-        (Response::Synced, _) => ExitCode::SUCCESS,
-        (Response::Rescanned { caches, scans }, _) => {
+        (Response::Synced { leftovers }, _) => ExitCode::from(tell_leftovers(&leftovers)),
+        (Response::Rescanned { caches, scans, leftovers }, _) => {
             for (i, path) in caches.iter().enumerate() {
                 match scans.get(i) {
                     Some(s) => println!(
@@ -160,7 +163,7 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
                     None => println!("{path}: reconciled"),
                 }
             }
-            ExitCode::SUCCESS
+            ExitCode::from(tell_leftovers(&leftovers))
         }
         (Response::Reloaded { caches }, _) => {
             println!("configuration reloaded; caches: {}", caches.join(", "));
@@ -178,6 +181,34 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
             eprintln!("cachekeeperctl: unexpected answer from the service: {other:?}");
             ExitCode::from(FAILED)
         }
+    }
+}
+
+/// Says what a `sync` or `rescan` left unrepaired, on stderr: the work is done either way.
+/// Exit 5 when some of it is the caller's own (they can act on it), else 0: an entry
+/// another user broke never fails everyone else's `sync` (SPEC §4).
+fn tell_leftovers(leftovers: &[crate::protocol::Leftover]) -> u8 {
+    let mut yours = 0;
+    for l in leftovers {
+        let first = l.first.first().map(|u| format!(" (first: {}: {})", u.path, u.cause)).unwrap_or_default();
+        let whose = match l.yours {
+            0 => "none of them yours".to_owned(),
+            n if n == l.unrepaired => "all of them yours".to_owned(),
+            n => format!("{n} of them yours"),
+        };
+        eprintln!(
+            "cachekeeperctl: {}: done; {} entr{} could not be repaired, {whose}{first}; \
+             `cachekeeperctl status` lists them",
+            l.cache,
+            l.unrepaired,
+            if l.unrepaired == 1 { "y" } else { "ies" }
+        );
+        yours += l.yours;
+    }
+    if yours > 0 {
+        UNREPAIRED
+    } else {
+        0
     }
 }
 

@@ -28,12 +28,19 @@ pub enum Request {
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
     Status(Box<Status>),
-    Synced,
+    Synced {
+        /// Caches where entries stay unrepaired; the request itself succeeded.
+        #[serde(default)]
+        leftovers: Vec<Leftover>,
+    },
     Rescanned {
         caches: Vec<String>,
         /// What each reconcile found, in the order of `caches`.
         #[serde(default)]
         scans: Vec<ScanInfo>,
+        /// Caches where entries stay unrepaired.
+        #[serde(default)]
+        leftovers: Vec<Leftover>,
     },
     Reloaded {
         caches: Vec<String>,
@@ -155,8 +162,9 @@ pub struct CacheStatus {
     /// ACLs). Added within schema version 1; absent from older services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inheritance: Option<crate::model::Inheritance>,
-    /// Entries that stay non-compliant because a check or repair failed; while any
-    /// remain the cache is `degraded`, and `rescan` and `sync` fail.
+    /// Entries that stay non-compliant because a check or repair failed. Each is that
+    /// entry's problem, retried with back-off: the cache is not `degraded` for it, and
+    /// `sync` and `rescan` exit 4 only for a caller who owns one of them.
     #[serde(default)]
     pub unrepaired: u64,
     /// The first of them (at most [`UNREPAIRED_SHOWN`]), by path.
@@ -177,6 +185,20 @@ pub struct Unrepaired {
     pub path: String,
     /// What failed and the error: `cannot repair (mode 0600→0664): Operation not permitted`.
     pub cause: String,
+    /// The entry's owner (uid), where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<u32>,
+}
+
+/// What a `sync` or `rescan` left unrepaired in one cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leftover {
+    pub cache: String,
+    pub unrepaired: u64,
+    /// Those the caller owns.
+    pub yours: u64,
+    /// The first of them, by path.
+    pub first: Vec<Unrepaired>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

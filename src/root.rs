@@ -286,6 +286,76 @@ pub fn resolve(path: &Path, origin: &Origin, force: bool) -> Result<Root, RootEr
     Ok(root)
 }
 
+/// What the service knew of a root it had pinned, to judge a directory that later
+/// takes its place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Former {
+    pub dev: (u32, u32),
+    pub ino: u64,
+    pub uid: u32,
+    /// The last time the service found it in place.
+    pub seen: std::time::SystemTime,
+}
+
+impl Former {
+    pub fn of(root: &Root) -> Former {
+        Former { dev: root.st.dev, ino: root.st.ino, uid: root.st.uid, seen: std::time::SystemTime::now() }
+    }
+}
+
+/// Whether a directory owned by `uid`:`gid` was made by the model's owner or a member of
+/// its group (its group is the cache's, as a member's or the setgid parent's gives it,
+/// or the group database lists its owner); with neither configured, by the owner of
+/// the root it replaces.
+fn may_make_root((uid, dir_gid): (u32, u32), policy: &crate::model::Policy, former: &Former) -> bool {
+    if policy.owner.is_none() && policy.group.is_none() {
+        return uid == former.uid;
+    }
+    if policy.owner == Some(uid) || policy.group == Some(dir_gid) {
+        return true;
+    }
+    let Some(gid) = policy.group else { return false };
+    let Ok(Some(user)) = nix::unistd::User::from_uid(uid.into()) else { return false };
+    user.gid.as_raw() == gid
+        || nix::unistd::Group::from_gid(gid.into()).ok().flatten().is_some_and(|g| g.mem.contains(&user.name))
+}
+
+/// A directory found at a root's path after the pinned root went away (SPEC §4) is
+/// accepted only when Go or cachekeeper could have made it there for this cache: the
+/// same directory, or on the same filesystem and either empty, or made after the old
+/// root was last seen, by the owner or a member. An existing tree renamed into the
+/// root's name (another team's cache beside it) is refused.
+pub fn accept_successor(new: &Root, former: &Former, policy: &crate::model::Policy) -> Result<(), RootError> {
+    if new.st.dev == former.dev && new.st.ino == former.ino {
+        return Ok(());
+    }
+    let refused = |why: &str| {
+        refuse(format!(
+            "root replaced — refusing: {} is now another directory ({why}), not one Go or cachekeeper would have made \
+             there; nothing in it is changed until an administrator runs `cachekeeperctl rescan` or `reload`",
+            new.path.display()
+        ))
+    };
+    if new.st.dev != former.dev {
+        return Err(refused("on another filesystem"));
+    }
+    let listing =
+        new.reopen().map_err(|e| refuse(format!("cannot list {}: {}", new.path.display(), sys::describe(&e))))?;
+    let mut empty = true;
+    sys::read_dir(listing.as_fd(), |_, _| empty = false)
+        .map_err(|e| refuse(format!("cannot list {}: {}", new.path.display(), sys::describe(&e))))?;
+    if empty {
+        return Ok(());
+    }
+    // Go's `go clean -modcache` followed by a download: a new root, filled at once.
+    let made_since = sys::birth_time(new.fd()).is_some_and(|born| born >= former.seen);
+    match (made_since, may_make_root((new.st.uid, new.st.gid), policy, former)) {
+        (true, true) => Ok(()),
+        (true, false) => Err(refused(&format!("made by uid {}, neither the owner nor a member", new.st.uid))),
+        (false, _) => Err(refused("not empty, and older than the root it replaced")),
+    }
+}
+
 /// Who owns what `create` makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ownership {
@@ -576,31 +646,39 @@ fn check_shape(root: &Root) -> Result<(), RootError> {
 /// Whether links from elsewhere can reach a root (SPEC §6, hard links).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Isolation {
-    /// The root is a mount of its own.
+    /// The root is a mount of its own: `link(2)` and `rename(2)` from anywhere else fail
+    /// with `EXDEV`.
     Root,
-    /// Its parent is (a directory kept for caches, like `/var/cache/go`).
+    /// Its parent is a mount of its own but the root is not: everything else below the
+    /// parent shares the root's mount, and a member who can write there can link a file
+    /// from there into the cache. Not a guard.
     Parent,
     /// It shares its mount with the rest of that filesystem.
     None,
 }
 
 impl Isolation {
+    /// Only exactly the root on a mount of its own stops links from outside.
     pub fn isolated(&self) -> bool {
-        !matches!(self, Isolation::None)
+        matches!(self, Isolation::Root)
     }
 
     pub fn describe(&self, root: &Path) -> String {
         let parent = root.parent().unwrap_or(root).display();
+        let root = root.display();
         match self {
-            Isolation::Root => format!("isolated: {} is a mount of its own", root.display()),
-            Isolation::Parent => format!("isolated: {parent} is a mount of its own"),
+            Isolation::Root => format!("isolated: {root} is a mount of its own"),
             Isolation::None if !cfg!(target_os = "linux") => format!(
                 "not isolated: files elsewhere on its filesystem can be hard-linked in (there are no bind mounts \
-                 here; a volume of its own for {parent} isolates it)"
+                 here; a volume of its own for {root} isolates it)"
+            ),
+            Isolation::Parent => format!(
+                "not isolated: {parent} is a mount of its own but {root} is not, so files elsewhere in {parent} can \
+                 be hard-linked in (`cachekeeper --init --isolate` bind-mounts {root} on itself)"
             ),
             Isolation::None => format!(
                 "not isolated: files elsewhere on its filesystem can be hard-linked in (`cachekeeper --init --isolate` \
-                 bind-mounts {parent} on itself)"
+                 bind-mounts {root} on itself)"
             ),
         }
     }
@@ -610,7 +688,7 @@ fn other_mount(a: &Stat, b: &Stat) -> bool {
     a.dev != b.dev || matches!((a.mnt_id, b.mnt_id), (Some(x), Some(y)) if x != y)
 }
 
-/// Is the root, or its parent, a mount of its own?
+/// Is the root a mount of its own (or only its parent)?
 pub fn isolation(root: &Root) -> Isolation {
     let Ok(parent) = sys::pin_dir_at(root.fd(), c"..") else { return Isolation::None };
     let Ok(parent_st) = sys::stat_fd(parent.as_fd()) else { return Isolation::None };
@@ -620,34 +698,31 @@ pub fn isolation(root: &Root) -> Isolation {
     let Ok(grand) = sys::pin_dir_at(parent.as_fd(), c"..").and_then(|g| sys::stat_fd(g.as_fd())) else {
         return Isolation::None;
     };
-    // `..` of `/` is `/` itself: a cache directly below `/` is never isolated this way.
+    // `..` of `/` is `/` itself.
     if !grand.same_inode(&parent_st) && other_mount(&parent_st, &grand) {
         return Isolation::Parent;
     }
     Isolation::None
 }
 
-/// Bind-mounts the root's parent on itself, unless the root or its parent already is a
-/// mount. Not the root itself: `go clean -modcache` removes the root, and a mount point
-/// cannot be removed (`EBUSY`). Needs `CAP_SYS_ADMIN` in the initial mount namespace.
-pub fn isolate(root: &Root) -> Result<bool, RootError> {
+/// Bind-mounts exactly the root on itself, unless it already is a mount: its parent's
+/// other children are not inside the boundary (a member who can write beside the root
+/// could link from there). The price: `go clean -modcache` empties the cache but cannot
+/// remove a mount point, and says `unlinkat <root>: device or resource busy`. Needs
+/// `CAP_SYS_ADMIN` in the initial mount namespace. Returns the new mount's id, `None`
+/// when the root already was a mount (nothing is stacked on it).
+pub fn isolate(root: &Root) -> Result<Option<u64>, RootError> {
     if isolation(root).isolated() {
-        return Ok(false);
+        return Ok(None);
     }
-    let parent_path = root.path.parent().unwrap_or(&root.path).to_owned();
-    if parent_path == Path::new("/") {
-        return Err(refuse(format!(
-            "cannot isolate {}: its parent is /; keep caches in a directory of their own, such as /var/cache/go",
-            root.path.display()
-        )));
-    }
-    let parent = sys::pin_dir_at(root.fd(), c"..")
-        .map_err(|e| refuse(format!("cannot open {}: {}", parent_path.display(), sys::describe(&e))))?;
-    sys::bind_onto_itself(parent.as_fd()).map_err(|e| {
+    sys::bind_onto_itself(root.fd()).map_err(|e| {
         let hint = if e.raw_os_error() == Some(libc::EPERM) { " (a bind mount needs root)" } else { "" };
-        refuse(format!("cannot isolate {}: {}{hint}", parent_path.display(), sys::describe(&e)))
+        refuse(format!("cannot isolate {}: {}{hint}", root.path.display(), sys::describe(&e)))
     })?;
-    Ok(true)
+    // The pinned descriptor still stands on the mount below; the new one is reached by path.
+    let (fd, _, _) = open_dir(&root.path)?;
+    let st = sys::stat_fd(fd.as_fd()).map_err(|e| refuse(format!("cannot stat {}: {e}", root.path.display())))?;
+    Ok(Some(st.mnt_id.unwrap_or(0)))
 }
 
 /// `fs.protected_hardlinks`: `Some(true)` when users cannot link files they do not own.
@@ -664,11 +739,10 @@ pub fn hard_link_guard(isolation: &Isolation, protected: Option<bool>, root: &Pa
         return Ok(());
     }
     Err(refuse(format!(
-        "refusing to change files in {}: fs.protected_hardlinks is 0 and the cache is not isolated, so a group member \
-         could hard-link any file of the system into it; run `cachekeeper --init --isolate` (or bind-mount {} on \
+        "refusing to change files in {0}: fs.protected_hardlinks is 0 and the cache is not isolated, so a group member \
+         could hard-link any file of the system into it; run `cachekeeper --init --isolate` (or bind-mount {0} on \
          itself), or `sysctl fs.protected_hardlinks=1`",
-        root.display(),
-        root.parent().unwrap_or(root).display()
+        root.display()
     )))
 }
 

@@ -91,15 +91,22 @@ pub struct Failure {
     pub errno: Option<i32>,
     /// The error in words.
     pub cause: String,
+    /// The entry's owner, where the walk knew it: `sync` tells a caller whether what
+    /// is left unrepaired is theirs.
+    pub owner: Option<u32>,
 }
 
 impl Failure {
     fn new(what: impl Into<String>, e: &io::Error) -> Failure {
-        Failure { what: what.into(), errno: e.raw_os_error(), cause: sys::describe(e) }
+        Failure { what: what.into(), errno: e.raw_os_error(), cause: sys::describe(e), owner: None }
+    }
+
+    fn of(self, uid: u32) -> Failure {
+        Failure { owner: Some(uid), ..self }
     }
 
     fn raced(what: &str) -> Failure {
-        Failure { what: what.into(), errno: None, cause: "it changed during the walk".into() }
+        Failure { what: what.into(), errno: None, cause: "it changed during the walk".into(), owner: None }
     }
 }
 
@@ -654,7 +661,7 @@ impl<'s> Walker<'s> {
                     }
                     Err(e) if vanished(&e) => true,
                     Err(e) => {
-                        self.fail(rel.to_vec(), Failure::new(format!("cannot repair ({d})"), &e));
+                        self.fail(rel.to_vec(), Failure::new(format!("cannot repair ({d})"), &e).of(d.from.uid));
                         false
                     }
                 },
@@ -664,7 +671,7 @@ impl<'s> Walker<'s> {
                 }
             },
             Err(e) => {
-                self.fail(rel.to_vec(), Failure::new(format!("cannot repair ({d})"), &e));
+                self.fail(rel.to_vec(), Failure::new(format!("cannot repair ({d})"), &e).of(d.from.uid));
                 false
             }
         }

@@ -227,8 +227,6 @@ pub enum Degraded {
     Unwatched { count: u64, first: String },
     /// The hard-link guard stops every change; the message says which setting.
     Refused(String),
-    /// Entries that stay non-compliant.
-    Unrepaired { count: usize, first: String, cause: String },
 }
 
 impl std::fmt::Display for Degraded {
@@ -249,12 +247,6 @@ impl std::fmt::Display for Degraded {
                 "{count} director{} cannot be watched (first: {first}), so changes there are covered by reconciles \
                  every minute only",
                 plural(*count, "y", "ies")
-            ),
-            Degraded::Unrepaired { count, first, cause } => write!(
-                f,
-                "{count} entr{} could not be repaired (first: {first}: {cause}); `cachekeeperctl status --json` lists \
-                 them under `unrepaired_entries`, and each is retried on every full reconcile",
-                plural(*count as u64, "y", "ies")
             ),
         }
     }

@@ -105,18 +105,8 @@ fn root_explain_names_a_read_only_filesystem() {
 }
 
 #[cfg(target_os = "linux")]
-struct Unmount(std::path::PathBuf);
-
-#[cfg(target_os = "linux")]
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn scopeguard(p: &Path) -> Unmount {
-    Unmount(p.to_owned())
+fn scopeguard(p: &Path) -> MountGuard {
+    MountGuard(p.to_owned())
 }
 
 #[cfg(target_os = "linux")]

@@ -415,16 +415,6 @@ fn root_four_members_build_at_once_sharing_a_gocache() {
 }
 
 #[cfg(target_os = "linux")]
-struct Unmount(PathBuf);
-
-#[cfg(target_os = "linux")]
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-#[cfg(target_os = "linux")]
 /// Where the filesystem has no POSIX ACLs (ramfs has no xattrs at all), the cache is
 /// repair only: `--init`, `status` and `doctor` say so, doctor tells a member with umask
 /// 022 to set 002, and with that umask concurrent downloads work.
@@ -436,7 +426,7 @@ fn root_a_cache_on_a_filesystem_without_acls_is_repair_only_and_doctor_says_whic
     let mount = go.t.base.join("ramfs");
     mkdir(&mount, 0o755);
     nix::mount::mount(Some("ramfs"), &mount, Some("ramfs"), nix::mount::MsFlags::empty(), Some("mode=755")).unwrap();
-    let _unmount = Unmount(mount.clone());
+    let _unmount = MountGuard(mount.clone());
     let go = Go { modcache: mount.join("gomodcache"), ..go };
     let rounds = 3;
     let names = round_modules(rounds);

@@ -84,13 +84,7 @@ fn root_a_read_only_filesystem_gives_one_line_with_the_fix() {
     nix::mount::mount(Some(&t.root), &t.root, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>).unwrap();
     let flags = nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY;
     nix::mount::mount(None::<&str>, &t.root, None::<&str>, flags, None::<&str>).unwrap();
-    struct Unmount<'a>(&'a std::path::Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            unmount_all(self.0);
-        }
-    }
-    let _unmount = Unmount(&t.root);
+    let _unmount = MountGuard(t.root.clone());
     let out = cachekeeper(&["--init", "--path", t.root_str(), "--owner", "1102"], &[]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let text = stdout(&out);

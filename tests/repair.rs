@@ -243,17 +243,6 @@ fn root_tree_deeper_than_path_max_is_repaired() {
 }
 
 #[cfg(target_os = "linux")]
-/// Unmounts on drop, so a failing assertion does not leave a mount behind.
-struct Mounted(PathBuf);
-
-#[cfg(target_os = "linux")]
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-#[cfg(target_os = "linux")]
 #[test]
 fn root_bind_mount_inside_the_tree_is_not_crossed() {
     require_root();
@@ -270,7 +259,7 @@ fn root_bind_mount_inside_the_tree_is_not_crossed() {
     mkdir(&t.path("mnt"), 0o755);
     nix::mount::mount(Some(&outside), &t.path("mnt"), None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
         .expect("bind mount (needs root and mount permission)");
-    let _guard = Mounted(t.path("mnt"));
+    let _guard = MountGuard(t.path("mnt"));
     let out = init(&t, &["--owner", "1001:1001", "--json"]);
     assert_ok(&out);
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();

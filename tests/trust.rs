@@ -303,8 +303,70 @@ fn root_init_isolate_stops_hard_links_and_says_so() {
     let out = init(&["--init", "--isolate", "--path", root.to_str().unwrap(), "--owner", "0"], &[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(mounts(), before);
-    // go clean -modcache removes the root itself: the root must not be the mount point.
-    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Regression: isolation bind-mounted the root's parent, so a member who could write
+/// beside the root linked another user's file from there into the cache. The mount is
+/// exactly the root now: a link from a sibling fails like one from anywhere else.
+#[test]
+fn root_isolation_is_exactly_the_root_so_nothing_beside_it_links_in() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let root = t.base.join("caches/mod");
+    mkdir(&root.join("cache/download"), 0o755);
+    let sibling = t.base.join("caches/teamb");
+    write(&sibling.join("theirs"), 0o666);
+    let out = init(&["--init", "--isolate", "--path", root.to_str().unwrap(), "--owner", "0"], &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(mounts_under(&t.base), vec![root.clone()], "the mount is the root, and only the root");
+    let e = std::fs::hard_link(sibling.join("theirs"), root.join("cache/download/theirs")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EXDEV), "a sibling's file was linked into the cache: {e}");
+    assert!(stderr(&out).contains(&format!("isolated {}", root.display())), "{}", stderr(&out));
+}
+
+/// Regression: `--check --isolate` was accepted and mounted; a check changes nothing.
+#[test]
+fn root_check_with_isolate_is_refused_and_mounts_nothing() {
+    require_root();
+    let t = Tree::new();
+    let out = init(&["--check", "--isolate", "--path", t.root_str(), "--owner", "0"], &[]);
+    assert_eq!(code(&out), 2, "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--isolate"), "{}", stderr(&out));
+    assert_eq!(mounts_under(&t.base), Vec::<PathBuf>::new());
+}
+
+/// Waits up to 10 s for the mounts at or below `dir` to be `want`.
+fn wait_mounts(dir: &Path, want: usize, context: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mounts_under(dir).len() != want {
+        assert!(Instant::now() < deadline, "{context}: mounts below {}: {:?}", dir.display(), mounts_under(dir));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Regression: a service started as root left its bind mount behind when it stopped, and
+/// each start stacked another. Its mount ends with it: on SIGTERM, and on SIGKILL too.
+#[test]
+fn root_the_services_mount_ends_with_it_and_is_never_stacked() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let caches = format!("[[cache]]\npath = \"{}\"\nowner = 0\ngroup = 0\n", t.root.display());
+    let mut d = Daemon::start(&t.base, &caches, "");
+    assert_eq!(mounts_under(&t.base), vec![t.root.clone()], "the service isolates exactly its root");
+    let s = d.status();
+    assert_eq!(s["caches"][0]["isolated"], true, "{s}");
+    let said = s["caches"][0]["isolation"].as_str().unwrap_or_default().to_owned();
+    assert!(said.contains(t.root_str()) && said.contains("until the service stops"), "{said}");
+    assert!(d.stop().success());
+    wait_mounts(&t.base, 0, "after SIGTERM");
+
+    let d = Daemon::start(&t.base, &caches, "");
+    assert_eq!(mounts_under(&t.base).len(), 1, "a restart stacks no second mount");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.pid()), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_mounts(&t.base, 0, "after SIGKILL");
 }
 
 #[test]

@@ -14,6 +14,25 @@ pub(super) struct Stats {
     pub(super) last_repair: Mutex<Option<protocol::LastRepair>>,
     /// Directories watched by the last full scan, and since.
     pub(super) watches: AtomicU64,
+    pub(super) root_memory: Mutex<RootMemory>,
+}
+
+/// What a cache's worker knew of its root, kept across reloads: a member's `reload` must
+/// not make the service accept a root it refused (SPEC §4, root re-creation).
+#[derive(Debug, Default)]
+pub(super) struct RootMemory {
+    /// The root last pinned.
+    pub(super) former: Option<root::Former>,
+    /// Why the directory now at the root's path is refused, until an administrator
+    /// accepts it (`rescan` or `reload` by root or the service's user).
+    pub(super) refused: Option<String>,
+}
+
+impl RootMemory {
+    /// An administrator vouches for whatever is at the root's path now.
+    pub(super) fn accept_any(&mut self) {
+        *self = RootMemory::default();
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -44,9 +63,9 @@ pub(super) struct CacheRuntime {
     pub(super) thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Set by the worker each time it looks at the pinned root.
     pub(super) isolation: Mutex<Option<IsolationState>>,
-    /// Entries that stay non-compliant, by path relative to the root, with the cause:
-    /// rebuilt by each full scan, updated by each check of a path.
-    pub(super) unrepaired: Mutex<BTreeMap<Vec<u8>, String>>,
+    /// Entries that stay non-compliant, bounded: rebuilt by each full scan, updated by
+    /// each check of a path.
+    pub(super) unrepaired: Mutex<unrepaired::Unrepaired>,
     /// Watches this cache may hold (`daemon.max_watches`).
     pub(super) max_watches: u64,
 }
@@ -171,6 +190,7 @@ impl CacheRuntime {
             audit,
             root: Mutex::default(),
             retry: Mutex::default(),
+            backoff: Mutex::new(RETRY_AFTER),
             warned: Mutex::default(),
             handler: template,
             over_budget: AtomicBool::new(false),
@@ -200,27 +220,34 @@ impl CacheRuntime {
         }
     }
 
-    /// Why events cannot be trusted now, if they cannot.
+    /// Why events cannot be trusted now, if they cannot: causes of the whole cache only.
+    /// An entry that cannot be repaired is that entry's (SPEC §4): listed, retried, and
+    /// told to whoever owns it, but it degrades nobody else's cache.
     pub(super) fn degraded_reason(&self) -> Option<Degraded> {
         let set = self.degraded.lock().unwrap_or_else(|p| p.into_inner()).clone();
         set.or_else(|| self.stats.counters.overflowed_recently().then_some(Degraded::Overflow))
-            .or_else(|| self.unrepaired_reason())
     }
 
-    /// Entries left non-compliant, if any are.
-    pub(super) fn unrepaired_reason(&self) -> Option<Degraded> {
+    /// What stays unrepaired after a `sync` or `rescan`, and how much of it `uid` owns.
+    pub(super) fn leftover(&self, uid: Option<u32>) -> Option<protocol::Leftover> {
         let map = self.unrepaired.lock().unwrap_or_else(|p| p.into_inner());
-        let (rel, cause) = map.iter().next()?;
-        let first = crate::names::display(&self.cache.path, rel);
-        Some(Degraded::Unrepaired { count: map.len(), first, cause: cause.clone() })
+        (!map.is_empty()).then(|| protocol::Leftover {
+            cache: self.cache.path.display().to_string(),
+            unrepaired: map.count(),
+            yours: uid.map_or(0, |u| map.owned_by(u)),
+            first: self.shown(&map),
+        })
     }
 
-    /// `rescan` and `sync` fail while entries stay non-compliant.
-    pub(super) fn require_repaired(&self) -> Result<(), String> {
-        match self.unrepaired_reason() {
-            Some(why) => Err(why.to_string()),
-            None => Ok(()),
-        }
+    /// The first unrepaired entries, as `status` lists them.
+    fn shown(&self, map: &unrepaired::Unrepaired) -> Vec<protocol::Unrepaired> {
+        map.first(protocol::UNREPAIRED_SHOWN)
+            .map(|(rel, e)| protocol::Unrepaired {
+                path: crate::names::display(&self.cache.path, rel),
+                cause: e.cause.clone(),
+                owner: e.owner,
+            })
+            .collect()
     }
 
     /// A full reconcile, waited for; fails when the worker is gone or the cache could
@@ -233,7 +260,7 @@ impl CacheRuntime {
         rx.await.map_err(|_| "the worker stopped".to_owned())?;
         match self.scan_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             Some(why) => Err(format!("not reconciled: {why}")),
-            None => self.require_repaired(),
+            None => Ok(()),
         }
     }
 
@@ -283,7 +310,10 @@ impl CacheRuntime {
         let isolation = self.isolation.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let r = &self.stats.repairs;
         let c = &self.stats.counters;
-        let unrepaired = self.unrepaired.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (unrepaired, unrepaired_entries) = {
+            let map = self.unrepaired.lock().unwrap_or_else(|p| p.into_inner());
+            (map.count(), self.shown(&map))
+        };
         let reason = self.degraded_reason().map(|d| d.to_string()).or_else(|| {
             self.polled.then(|| {
                 format!(
@@ -321,15 +351,8 @@ impl CacheRuntime {
             last_repair: self.stats.last_repair.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             inheritance: Some(crate::model::Inheritance::of(&self.cache.policy, r.no_acl.load(Relaxed))),
             queue_collapses: self.queue.collapses(),
-            unrepaired: unrepaired.len() as u64,
-            unrepaired_entries: unrepaired
-                .iter()
-                .take(protocol::UNREPAIRED_SHOWN)
-                .map(|(rel, cause)| protocol::Unrepaired {
-                    path: crate::names::display(&self.cache.path, rel),
-                    cause: cause.clone(),
-                })
-                .collect(),
+            unrepaired,
+            unrepaired_entries,
         }
     }
 }

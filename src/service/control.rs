@@ -169,9 +169,14 @@ impl Service {
     /// Re-reads the configuration (serialised; the outcome is kept for `status`). A
     /// refusal is logged as an error whichever way the reload was asked for (SIGHUP, or
     /// `cachekeeperctl reload`, the unit's ExecReload=).
-    pub(super) async fn reload(&self) -> Result<Vec<String>, String> {
+    pub(super) async fn reload(&self, admin: bool) -> Result<Vec<String>, String> {
         let _one_at_a_time = self.reloading.lock().await;
         let text = std::fs::read(&self.config_path).ok();
+        if admin {
+            for c in self.snapshot().iter() {
+                c.stats.root_memory.lock().unwrap_or_else(|p| p.into_inner()).accept_any();
+            }
+        }
         let result = self.replace_runtimes().await;
         let message = match &result {
             Ok(paths) => paths.join(", "),
@@ -266,7 +271,7 @@ impl Service {
             Request::Sync { timeout_ms } => {
                 let deadline = Duration::from_millis(timeout_ms);
                 match tokio::time::timeout(deadline, self.sync()).await {
-                    Ok(Ok(())) => Response::Synced,
+                    Ok(Ok(())) => Response::Synced { leftovers: self.leftovers(&self.snapshot(), uid) },
                     Ok(Err(message)) => Response::Failed { message },
                     Err(_) => Response::Failed { message: format!("not settled within {timeout_ms} ms") },
                 }
@@ -281,6 +286,12 @@ impl Service {
                     let p = path.unwrap_or_default();
                     return Response::Failed { message: format!("no configured cache at {p}") };
                 }
+                // An administrator's rescan accepts a root the service refused as replaced.
+                if admin(uid) {
+                    for c in &chosen {
+                        c.stats.root_memory.lock().unwrap_or_else(|p| p.into_inner()).accept_any();
+                    }
+                }
                 let mut scans = Vec::new();
                 for c in &chosen {
                     if let Err(e) = c.rescan().await {
@@ -290,9 +301,9 @@ impl Service {
                     scans.extend(last.map(|l| l.info));
                 }
                 let caches = chosen.iter().map(|c| c.cache.path.display().to_string()).collect();
-                Response::Rescanned { caches, scans }
+                Response::Rescanned { caches, scans, leftovers: self.leftovers(&chosen, uid) }
             }
-            Request::Reload => match self.reload().await {
+            Request::Reload => match self.reload(admin(uid)).await {
                 Ok(caches) => Response::Reloaded { caches },
                 Err(message) => Response::Failed { message },
             },
@@ -311,9 +322,6 @@ impl Service {
                 if settled.is_ok() && c.state() != CacheState::Healthy {
                     settled = c.rescan().await;
                 }
-                if settled.is_ok() {
-                    settled = c.require_repaired();
-                }
                 if let Err(e) = settled {
                     // A reload replaced this cache's runtime while we waited: start over
                     // on the new ones.
@@ -325,6 +333,11 @@ impl Service {
             }
             return Ok(());
         }
+    }
+
+    /// What stays unrepaired in `caches`, told apart by whether `uid` owns it.
+    fn leftovers(&self, caches: &[Arc<CacheRuntime>], uid: Option<u32>) -> Vec<protocol::Leftover> {
+        caches.iter().filter_map(|c| c.leftover(uid)).collect()
     }
 
     pub(super) fn status(&self) -> Status {
@@ -349,6 +362,13 @@ impl Service {
             caches,
         }
     }
+}
+
+/// Root and the service's own user: the administrators, whose `rescan` or `reload`
+/// accepts a root the service refused. Members of `daemon.socket_group` may ask for
+/// both too, but cannot make it accept what they may have moved there.
+pub(super) fn admin(uid: Option<u32>) -> bool {
+    uid.is_some_and(|u| u == 0 || u == nix::unistd::geteuid().as_raw())
 }
 
 /// inotify watches held by this process, from `/proc/self/fdinfo`.

@@ -11,7 +11,7 @@
 //! deadlines, routing), `cache` a cache's runtime and what `status` says of it,
 //! `worker` the thread that owns a cache's work.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
@@ -34,6 +34,7 @@ use crate::watch::{self, Counters, Degradation, Degraded, Handler, Queue, Waiter
 
 mod cache;
 mod control;
+mod unrepaired;
 mod worker;
 
 use cache::*;
@@ -46,6 +47,10 @@ const POLL_INTERVAL: Duration = Duration::from_secs(30);
 /// How soon a check that failed for a transient reason (EMFILE, ENFILE, ENOMEM) is
 /// tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The longest wait before unrepaired entries are tried again.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Bytes of names remembered as warned about in one scan cycle.
+const MAX_WARNED_BYTES: usize = 1 << 20;
 /// Findings of a full scan logged one per line; the rest are counted in one line.
 const FINDINGS_LOGGED: usize = 20;
 /// How often `daemon.metrics_textfile` is rewritten.
@@ -60,6 +65,9 @@ const MAX_CONNECTIONS: usize = 128;
 const MAX_CONNECTIONS_PER_UID: usize = 8;
 /// How long a peer has to send its request, and to take the answer.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Mount ids of the bind mounts this service made at start, which end with it.
+static OWN_MOUNTS: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
 
 /// Why the service could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -85,8 +93,11 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     // the sentinel directory, the audit log, then missing cache roots and isolation.
     crate::privilege::check().map_err(DaemonError::Startup)?;
     let (listener, side) = SideFiles::open(&config.daemon).map_err(DaemonError::Startup)?;
-    for cache in &config.caches {
-        prepare_root(cache);
+    let mounts: Vec<_> = config.caches.iter().filter_map(prepare_root).collect();
+    let _ = OWN_MOUNTS.set(mounts.iter().map(|m| m.1).collect());
+    if let Err(e) = sys::unmount_when_gone(mounts) {
+        side.remove();
+        return Err(DaemonError::Startup(format!("cannot start the process that undoes its mounts on exit: {e}")));
     }
     // Before any thread exists: capabilities are per thread, and threads started
     // later (tokio, rayon, inotify readers) inherit the reduced set.
@@ -193,35 +204,55 @@ impl SideFiles {
 
 /// Creates a missing root as the administrator configured it, and isolates it when the
 /// service may: as root, in the host's own mount namespace (a mount made in a private
-/// namespace, such as systemd's sandbox, would protect no one outside it).
-fn prepare_root(cache: &CacheConfig) {
+/// namespace, such as systemd's sandbox, would protect no one outside it). Returns the
+/// mount it made (path and mount id), which must end with the service.
+fn prepare_root(cache: &CacheConfig) -> Option<(std::ffi::CString, u64)> {
     let own = root::Ownership::for_cache(&cache.policy, None);
     if let Err(e) = root::create(&cache.path, &Origin::Admin, own) {
         tracing::error!("{e}");
-        return;
+        return None;
     }
     if !nix::unistd::geteuid().is_root() {
-        return;
+        return None;
     }
     // Where PID 1's namespace cannot be read (a sandbox without CAP_SYS_PTRACE over it),
-    // the mount is tried: a service without the power to mount fails cleanly.
-    let private_namespace = match (std::fs::read_link("/proc/self/ns/mnt"), std::fs::read_link("/proc/1/ns/mnt")) {
-        (Ok(mine), Ok(init)) => mine != init,
+    // the namespace of whoever started the service stands for it (`unshare -m`); where
+    // neither can, the mount is tried: a service without the power to mount fails cleanly.
+    let host = std::fs::read_link("/proc/1/ns/mnt")
+        .or_else(|_| std::fs::read_link(format!("/proc/{}/ns/mnt", nix::unistd::getppid())));
+    let private_namespace = match (std::fs::read_link("/proc/self/ns/mnt"), host) {
+        (Ok(mine), Ok(host)) => mine != host,
         _ => false,
     };
-    match root::resolve(&cache.path, &Origin::Admin, cache.force) {
-        Ok(pinned) if !root::isolation(&pinned).isolated() && private_namespace => tracing::info!(
+    let pinned = match root::resolve(&cache.path, &Origin::Admin, cache.force) {
+        Ok(pinned) => pinned,
+        Err(e) => {
+            tracing::error!("{e}");
+            return None;
+        }
+    };
+    if !root::isolation(&pinned).isolated() && private_namespace {
+        tracing::info!(
             root = %cache.path.display(),
             "not isolating: the service runs in a mount namespace of its own; use the shipped mount unit or fstab"
-        ),
-        Ok(pinned) => match root::isolate(&pinned) {
-            Ok(true) => {
-                tracing::info!(root = %cache.path.display(), "{}", root::isolation(&pinned).describe(pinned.path()))
-            }
-            Ok(false) => {}
-            Err(e) => tracing::warn!("{e}"),
-        },
-        Err(e) => tracing::error!("{e}"),
+        );
+        return None;
+    }
+    match root::isolate(&pinned) {
+        Ok(Some(id)) => {
+            tracing::info!(
+                root = %pinned.path().display(),
+                "isolated: bind-mounted {} on itself until the service stops",
+                pinned.path().display()
+            );
+            let path = std::ffi::CString::new(pinned.path().as_os_str().as_encoded_bytes()).ok()?;
+            Some((path, id))
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!("{e}");
+            None
+        }
     }
 }
 
@@ -350,7 +381,7 @@ async fn run_until_stopped(service: &Arc<Service>, started: Vec<oneshot::Receive
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                let _ = service.reload().await;
+                let _ = service.reload(true).await;
             }
             _ = term.recv() => break,
             _ = int.recv() => break,

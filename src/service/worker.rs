@@ -42,12 +42,18 @@ pub(super) struct Worker {
     pub(super) audit: Option<Arc<AuditLog>>,
     /// The pinned root; every scan and check starts from it.
     pub(super) root: Mutex<Option<Arc<Root>>>,
-    /// Paths whose check failed for a reason that passes (no descriptor or memory left
-    /// for a moment): checked again after [`RETRY_AFTER`], never dropped.
-    pub(super) retry: Mutex<Option<(Instant, Vec<Vec<u8>>)>>,
-    /// Entries already warned about in this scan cycle: each is warned once per full
-    /// scan, not once per event or per rescan.
-    pub(super) warned: Mutex<HashSet<Vec<u8>>>,
+    /// Paths to check again and when: those whose check failed for a reason that passes
+    /// (no descriptor or memory left for a moment) after [`RETRY_AFTER`], never dropped;
+    /// those left unrepaired after the back-off. Past [`unrepaired::MAX_ENTRIES`] paths
+    /// it becomes one full reconcile (the empty path).
+    pub(super) retry: Mutex<Option<(Instant, BTreeSet<Vec<u8>>)>>,
+    /// How long until unrepaired entries are tried again: doubled by each retry that
+    /// leaves some, back to [`RETRY_AFTER`] once none are left.
+    pub(super) backoff: Mutex<Duration>,
+    /// Entries already warned about in this scan cycle (each is warned once per full
+    /// scan, not once per event or per rescan), and the bytes their names take: past
+    /// [`MAX_WARNED_BYTES`] the rest are counted, not remembered.
+    pub(super) warned: Mutex<(HashSet<Vec<u8>>, usize)>,
     /// What makes this cache's watcher, to start afresh.
     pub(super) handler: Option<Handler>,
     /// `max_watches` was reached: the next full scan starts with a new watcher, so that
@@ -139,39 +145,48 @@ impl Worker {
             }
         }
         self.finish(&mut pending, next_scan);
+        let left = !self.runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        *backoff = if left { (*backoff * 2).min(MAX_BACKOFF) } else { RETRY_AFTER };
     }
 
-    /// Schedules `rel` (empty: the whole cache) to be checked again soon.
-    pub(super) fn defer(&self, rel: Vec<u8>) {
+    /// Schedules `rel` (empty: the whole cache) to be checked again within `after`.
+    pub(super) fn defer(&self, rel: Vec<u8>, after: Duration) {
         let mut retry = self.retry.lock().unwrap_or_else(|p| p.into_inner());
-        let (_, paths) = retry.get_or_insert_with(|| (Instant::now() + RETRY_AFTER, Vec::new()));
-        if !paths.contains(&rel) {
-            paths.push(rel);
+        let at = Instant::now() + after;
+        let (when, paths) = retry.get_or_insert_with(|| (at, BTreeSet::new()));
+        *when = (*when).min(at);
+        if paths.len() >= unrepaired::MAX_ENTRIES {
+            paths.clear();
+            paths.insert(Vec::new());
+        } else if !paths.contains(&Vec::new()) {
+            paths.insert(rel);
         }
     }
 
     /// Records what stays non-compliant after a walk: `scope` is the path a check
     /// covered (and whether it went deep), `None` for a full scan, which replaces all.
+    /// A failure is that entry's (SPEC §4): recorded by path within the bounds of
+    /// [`Unrepaired`], and tried again with back-off, never a state of the whole cache.
     pub(super) fn record(&self, scope: Option<&[(Vec<u8>, bool)]>, notes: &[crate::walk::Note]) {
         let mut map = self.runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner());
         match scope {
             None => map.clear(),
-            Some(checks) => {
-                for (rel, deep) in checks {
-                    map.retain(|k, _| {
-                        let below = rel.is_empty() || (k.starts_with(rel) && k.get(rel.len()) == Some(&b'/'));
-                        !(k == rel || (*deep && below))
-                    })
-                }
-            }
+            Some(checks) => checks.iter().for_each(|(rel, deep)| map.forget(rel, *deep)),
         }
         for note in notes {
             if let crate::walk::Finding::Failed(f) = &note.finding {
                 if transient(f.errno) {
-                    self.defer(note.rel.clone());
+                    self.defer(note.rel.clone(), RETRY_AFTER);
                 }
-                map.insert(note.rel.clone(), f.to_string());
+                map.insert(note.rel.clone(), unrepaired::Entry { cause: f.to_string(), owner: f.owner });
             }
+        }
+        let again: Vec<Vec<u8>> = map.paths().cloned().collect();
+        drop(map);
+        let after = *self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        for rel in again {
+            self.defer(rel, after);
         }
     }
 
@@ -232,17 +247,25 @@ impl Worker {
     /// few and counts the rest; `status` lists them.
     pub(super) fn log_findings(&self, notes: &[crate::walk::Note], full: bool) {
         let root = &self.runtime.cache.path;
-        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        let (warned, bytes) = &mut *guard;
         if full {
             warned.clear();
+            *bytes = 0;
         }
         let mut logged = 0;
         let mut more = 0;
         for note in notes {
             let finding = &note.finding;
-            if matches!(finding, crate::walk::Finding::Diverges(_)) || !warned.insert(note.rel.clone()) {
+            if matches!(finding, crate::walk::Finding::Diverges(_)) || warned.contains(&note.rel) {
                 continue;
             }
+            if *bytes + note.rel.len() > MAX_WARNED_BYTES {
+                more += 1;
+                continue;
+            }
+            *bytes += note.rel.len() + 32;
+            warned.insert(note.rel.clone());
             if full && logged >= FINDINGS_LOGGED {
                 more += 1;
                 continue;
@@ -285,17 +308,31 @@ impl Worker {
     /// The pinned root, resolved anew (with every rule of [`root`]) when there is none yet
     /// or the pinned one was removed: Go's `go clean -modcache` deletes the root, and the
     /// next `go` command makes a new one. Never re-resolved for a scan otherwise.
+    /// A directory that took the old root's place is judged by [`root::accept_successor`].
     pub(super) fn root(&self) -> Result<Arc<Root>, String> {
         let mut slot = self.root.lock().unwrap_or_else(|p| p.into_inner());
+        let mut memory = self.runtime.stats.root_memory.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(pinned) = slot.as_ref().filter(|r| !r.removed()) {
+            memory.former = Some(root::Former::of(pinned));
             return Ok(Arc::clone(pinned));
         }
         *slot = None;
+        if let Some(why) = &memory.refused {
+            return Err(why.clone());
+        }
         let cache = &self.runtime.cache;
         let own = root::Ownership::for_cache(&cache.policy, None);
         let unusable = |e: root::RootError| format!("{}: {e}", watch::UNWALKABLE_REASON);
         root::create(&cache.path, &Origin::Admin, own).map_err(unusable)?;
         let pinned = Arc::new(root::resolve(&cache.path, &Origin::Admin, cache.force).map_err(unusable)?);
+        if let Some(former) = &memory.former {
+            if let Err(e) = root::accept_successor(&pinned, former, &cache.policy) {
+                tracing::warn!(root = %cache.path.display(), "{e}");
+                memory.refused = Some(e.0.clone());
+                return Err(e.0);
+            }
+        }
+        memory.former = Some(root::Former::of(&pinned));
         *slot = Some(Arc::clone(&pinned));
         Ok(pinned)
     }
@@ -342,6 +379,14 @@ impl Worker {
         let guard = root::hard_link_guard(&isolation, root::protected_hardlinks(), pinned.path());
         let action = if guard.is_ok() { Action::Repair } else { Action::Check };
         let mut description = isolation.describe(pinned.path());
+        if isolation.isolated() {
+            let own = pinned.stat().mnt_id.is_some_and(|id| OWN_MOUNTS.get().is_some_and(|m| m.contains(&id)));
+            description += if own {
+                " until the service stops (the service's own bind mount)"
+            } else {
+                " (a mount that outlives the service: fstab, a mount unit or `cachekeeper --init --isolate`)"
+            };
+        }
         // systemd's sandbox makes every ReadWritePaths= directory a bind mount in the
         // unit's own namespace: there, "a mount of its own" says nothing about the host.
         if isolation.isolated() && std::env::var_os("INVOCATION_ID").is_some() {
@@ -371,7 +416,7 @@ impl Worker {
                 tracing::warn!("{e}");
                 self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
                 // Not dropped: a full reconcile follows, which says what is wrong.
-                self.defer(Vec::new());
+                self.defer(Vec::new(), RETRY_AFTER);
                 return;
             }
         };
@@ -399,12 +444,9 @@ impl Worker {
                 // never dropped; `status` shows it as unrepaired meanwhile.
                 let cause = format!("cannot open the cache root: {}", sys::describe(&e));
                 for (rel, _) in checks {
-                    self.runtime
-                        .unrepaired
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(rel.clone(), cause.clone());
-                    self.defer(rel.clone());
+                    let entry = unrepaired::Entry { cause: cause.clone(), owner: None };
+                    self.runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner()).insert(rel.clone(), entry);
+                    self.defer(rel.clone(), RETRY_AFTER);
                 }
             }
         }
@@ -443,7 +485,7 @@ impl Worker {
                 Scan { cache, root: &pinned, action, tally: &tally, watch, audit: Some(&*audit), log_repairs: false };
             scan.all().map_err(|e| {
                 if transient(e.raw_os_error()) {
-                    self.defer(Vec::new());
+                    self.defer(Vec::new(), RETRY_AFTER);
                 }
                 format!("{}: {}", watch::UNWALKABLE_REASON, sys::describe(&e))
             })
@@ -503,7 +545,7 @@ impl Worker {
             .map(|&r| format!("{} {}(s)", tally.reported(r), r.name()))
             .collect();
         let left = if left.is_empty() { String::new() } else { format!(", left as they are: {}", left.join(", ")) };
-        let unrepaired = self.runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let unrepaired = self.runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner()).count();
         tracing::info!(
             root = %cache.path.display(),
             "full scan: {entries} entries in {:.2}s, {} repaired, {unrepaired} unrepaired{left}",

@@ -98,6 +98,82 @@ pub fn bind_onto_itself(fd: BorrowedFd<'_>) -> io::Result<()> {
         .map_err(|e| io::Error::from_raw_os_error(e as i32))
 }
 
+/// When the inode behind `fd` was created (`statx` `STATX_BTIME`), where the filesystem
+/// records it.
+pub fn birth_time(fd: BorrowedFd<'_>) -> Option<std::time::SystemTime> {
+    let mut buf = MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: an empty NUL-terminated name with AT_EMPTY_PATH and a valid statx buffer.
+    let ret =
+        unsafe { libc::statx(fd.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, libc::STATX_BTIME, buf.as_mut_ptr()) };
+    if ret != 0 {
+        return None;
+    }
+    // SAFETY: statx succeeded and filled the buffer (it was zeroed before).
+    let st = unsafe { buf.assume_init() };
+    if st.stx_mask & libc::STATX_BTIME == 0 || st.stx_btime.tv_sec < 0 {
+        return None;
+    }
+    let since = std::time::Duration::new(st.stx_btime.tv_sec as u64, st.stx_btime.tv_nsec);
+    Some(std::time::UNIX_EPOCH + since)
+}
+
+/// Makes the service's mounts end with it (SPEC §6: they do not outlive it in the host's
+/// mount namespace). The service drops `CAP_SYS_ADMIN` right after start, so it cannot
+/// unmount them itself: a forked process keeps root's power, waits until its end of a
+/// pipe reports that the service is gone (however it ended, SIGKILL included), then
+/// detaches each mount that still has the id it had when it was made, and exits. It
+/// ignores the stop signals a service manager sends to the whole group, so that it
+/// outlives the service by the moment it needs. Call it while the process has one thread.
+pub fn unmount_when_gone(mounts: Vec<(std::ffi::CString, u64)>) -> io::Result<()> {
+    use nix::unistd::{fork, ForkResult};
+    if mounts.is_empty() {
+        return Ok(());
+    }
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    // SAFETY: the caller guarantees one thread, so the child's copy of the process is
+    // consistent; the child only makes system calls and ends with `_exit`.
+    match unsafe { fork() }.map_err(io::Error::from)? {
+        ForkResult::Parent { .. } => {
+            drop(read);
+            // Held until the service ends: the child wakes when the last write end closes.
+            std::mem::forget(write);
+            Ok(())
+        }
+        ForkResult::Child => {
+            drop(write);
+            // SAFETY: plain system calls on descriptors and NUL-terminated paths this
+            // process owns; nothing here returns to the service's code.
+            unsafe {
+                libc::dup2(read.as_raw_fd(), 0);
+                libc::close_range(3, libc::c_uint::MAX, 0);
+                for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGPIPE] {
+                    libc::signal(sig, libc::SIG_IGN);
+                }
+                libc::prctl(libc::PR_SET_NAME, c"ck-unmount".as_ptr());
+                let mut byte = 0u8;
+                while libc::read(0, (&raw mut byte).cast(), 1) < 0
+                    && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+                {}
+                for (path, id) in &mounts {
+                    let fd = libc::open(
+                        path.as_ptr(),
+                        libc::O_PATH | libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    );
+                    if fd < 0 {
+                        continue;
+                    }
+                    let same = statx_raw(fd, c"", libc::AT_EMPTY_PATH).is_ok_and(|st| st.mnt_id == Some(*id));
+                    libc::close(fd);
+                    if same {
+                        libc::umount2(path.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW);
+                    }
+                }
+                libc::_exit(0);
+            }
+        }
+    }
+}
+
 /// `fchownat(fd, "", uid, gid, AT_EMPTY_PATH)`: changes exactly the pinned inode.
 pub fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
     // SAFETY: empty NUL-terminated name with AT_EMPTY_PATH acts on `fd` itself.

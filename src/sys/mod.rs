@@ -28,9 +28,15 @@ mod macos;
 pub mod portable;
 
 #[cfg(target_os = "linux")]
-pub use linux::{bind_onto_itself, get_xattr_at, get_xattr_fd, get_xattr_path, remove_xattr_fd, set_xattr_fd};
+pub use linux::{
+    bind_onto_itself, birth_time, get_xattr_at, get_xattr_fd, get_xattr_path, remove_xattr_fd, set_xattr_fd,
+    unmount_when_gone,
+};
 #[cfg(not(target_os = "linux"))]
-pub use other::{bind_onto_itself, get_xattr_at, get_xattr_fd, get_xattr_path, remove_xattr_fd, set_xattr_fd};
+pub use other::{
+    bind_onto_itself, birth_time, get_xattr_at, get_xattr_fd, get_xattr_path, remove_xattr_fd, set_xattr_fd,
+    unmount_when_gone,
+};
 
 /// File type of an entry, from `st_mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -433,6 +439,17 @@ mod other {
         }
         let _ = fd;
         unsupported()
+    }
+
+    /// Not asked for elsewhere: a root that replaced another is then judged by its
+    /// contents alone.
+    pub fn birth_time(_fd: BorrowedFd<'_>) -> Option<std::time::SystemTime> {
+        None
+    }
+
+    /// No bind mounts, so nothing to unmount.
+    pub fn unmount_when_gone(_mounts: Vec<(std::ffi::CString, u64)>) -> io::Result<()> {
+        Ok(())
     }
 
     /// Bind mounts exist only on Linux; `--isolate` says so in one line.

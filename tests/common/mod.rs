@@ -112,19 +112,45 @@ impl Tree {
 }
 
 impl Drop for Tree {
-    /// A service run as root isolates its caches (a bind mount of `base` on itself):
-    /// undo it, or the temp dir cannot be removed.
+    /// A service run as root isolates its caches (a bind mount of each root on itself),
+    /// and tests mount below `base`: undo it all, or the temp dir cannot be removed.
     fn drop(&mut self) {
         unmount_all(&self.base);
     }
 }
 
-/// Detaches every mount stacked on `dir`.
+/// Mount points at or below `dir` in this mount namespace, as many times as each is
+/// stacked, deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    points
+}
+
+/// Detaches every mount at or below `dir`: the one guard every test's mounts go through
+/// (a [`Tree`] and [`MountGuard`] call it on drop, so a failing test leaves none behind).
 pub fn unmount_all(dir: &Path) {
     #[cfg(target_os = "linux")]
-    while nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+    for point in mounts_under(dir) {
+        let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
+    }
     #[cfg(not(target_os = "linux"))]
     while nix::mount::unmount(dir, nix::mount::MntFlags::MNT_FORCE).is_ok() {}
+}
+
+/// Unmounts everything at or below a directory when dropped.
+pub struct MountGuard(pub PathBuf);
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        unmount_all(&self.0);
+    }
 }
 
 /// Owner, group, mode bits and change time of an entry, without following symlinks.
@@ -316,6 +342,15 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
     }
+}
+
+/// Wraps the service's command so that it runs in a mount namespace of its own, as
+/// under systemd: it then makes no mount on the host, so its cache root stays a plain
+/// directory that can be removed and renamed, as an unisolated cache's is.
+pub fn own_mount_namespace(cmd: Command) -> Command {
+    let mut unshare = Command::new("unshare");
+    unshare.args(["--mount", "--propagation", "private", "--"]).arg(cmd.get_program()).args(cmd.get_args());
+    unshare
 }
 
 /// `setpriv` set up to run the next arguments as `uid` (gid `uid`) with `groups`.
