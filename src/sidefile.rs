@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::root::{self, Origin, Ownership};
-use crate::sys::{self, FileType};
+use crate::sys::{self, FileType, Kind};
 
 /// A directory for side files, resolved safely and pinned.
 #[derive(Debug)]
@@ -25,6 +25,11 @@ pub struct SafeDir {
 
 fn cstr(name: &OsStr) -> Result<CString, String> {
     CString::new(name.as_bytes()).map_err(|_| format!("`{}` contains a NUL byte", name.to_string_lossy()))
+}
+
+/// The one line for a side file's name taken by something the service must not write.
+fn not_plain(shown: &str, kind: Kind) -> String {
+    format!("refusing to write {shown}: it is {kind}, not a plain file of the service's own")
 }
 
 /// The directory and the file name of a configured side file.
@@ -86,14 +91,24 @@ impl SafeDir {
 
     /// Opens `name` for appending, creating it `mode` when missing. An existing file must
     /// be a regular file with one link, owned by root or `trusted`: never a file someone
-    /// planted or linked there.
+    /// planted or linked there, and never a FIFO or device, which is refused before it is
+    /// opened (and the open does not block should one be swapped in meanwhile).
     pub fn append(&self, name: &OsStr, mode: u32, trusted: &[u32]) -> Result<std::fs::File, String> {
         let c = cstr(name)?;
         let shown = self.shown(name);
-        let file = sys::open_file_at(self.fd.as_fd(), &c, libc::O_APPEND | libc::O_CREAT, mode)
-            .map_err(|e| format!("cannot open {shown}: {}", sys::describe(&e)))?;
+        self.require_plain_or_absent(name)?;
+        let file =
+            sys::open_file_at(self.fd.as_fd(), &c, libc::O_APPEND | libc::O_CREAT, mode).map_err(
+                |e| match sys::kind_at(self.fd.as_fd(), &c) {
+                    Ok(kind) if kind != Kind::File => not_plain(&shown, kind),
+                    _ => format!("cannot open {shown}: {}", sys::describe(&e)),
+                },
+            )?;
         let st = sys::stat_fd(file.as_fd()).map_err(|e| format!("cannot stat {shown}: {e}"))?;
-        if st.file_type != FileType::File || st.nlink != 1 || (st.uid != 0 && !trusted.contains(&st.uid)) {
+        if st.file_type != FileType::File {
+            return Err(not_plain(&shown, sys::kind_fd(file.as_fd()).unwrap_or(Kind::Unknown)));
+        }
+        if st.nlink != 1 || (st.uid != 0 && !trusted.contains(&st.uid)) {
             return Err(format!(
                 "refusing to write {shown}: it is not a plain file of the service's own (uid {}, {} links)",
                 st.uid, st.nlink
@@ -102,10 +117,34 @@ impl SafeDir {
         Ok(file)
     }
 
+    /// Refuses `name` when it is there and anything but a regular file: a FIFO, a
+    /// device, a socket, a directory or a symlink is neither opened nor replaced.
+    pub fn require_plain_or_absent(&self, name: &OsStr) -> Result<(), String> {
+        let c = cstr(name)?;
+        match sys::kind_at(self.fd.as_fd(), &c) {
+            Ok(Kind::File) => Ok(()),
+            Ok(kind) => Err(not_plain(&self.shown(name), kind)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            Err(e) => Err(format!("cannot stat {}: {}", self.shown(name), sys::describe(&e))),
+        }
+    }
+
+    /// What is at `name`, not following a symlink; `None` when nothing is.
+    pub fn kind(&self, name: &OsStr) -> Result<Option<Kind>, String> {
+        let c = cstr(name)?;
+        match sys::kind_at(self.fd.as_fd(), &c) {
+            Ok(kind) => Ok(Some(kind)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(format!("cannot stat {}: {}", self.shown(name), sys::describe(&e))),
+        }
+    }
+
     /// Replaces `name` whole: a new file (`O_EXCL`, so nothing planted is reused) renamed
-    /// over the old one, so that a reader never sees half of it.
+    /// over the old one, so that a reader never sees half of it. Anything but a regular
+    /// file at `name` is left alone: the rename would delete it.
     pub fn replace(&self, name: &OsStr, content: &[u8], mode: u32) -> Result<(), String> {
         let shown = self.shown(name);
+        self.require_plain_or_absent(name)?;
         let mut tmp_name = OsStr::new(".").to_owned();
         tmp_name.push(name);
         tmp_name.push(".tmp");
@@ -218,7 +257,7 @@ fn remove_tree(dir: BorrowedFd<'_>, name: &std::ffi::CStr, depth: u32) -> std::i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 
     #[test]
     fn a_planted_symlink_or_link_is_never_written_through() {
@@ -240,6 +279,27 @@ mod tests {
         assert_eq!(std::fs::read(&victim).unwrap(), b"secret\n");
         assert_eq!(std::fs::metadata(&victim).unwrap().mode() & 0o7777, 0o600);
         assert!(safe.create_file(OsStr::new("audit.jsonl")).is_err(), "a planted name is not reused");
+    }
+
+    #[test]
+    fn a_fifo_or_directory_in_a_side_files_place_is_refused_at_once_and_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("logs");
+        std::fs::create_dir(&dir).unwrap();
+        nix::unistd::mkfifo(&dir.join("audit.jsonl"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        nix::unistd::mkfifo(&dir.join("metrics.prom"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        std::fs::create_dir(dir.join("audit.d")).unwrap();
+        let safe = SafeDir::open(&dir).unwrap();
+        // Without O_NONBLOCK, opening a FIFO no one reads blocks forever.
+        let err = safe.append(OsStr::new("audit.jsonl"), 0o640, &[]).unwrap_err();
+        assert!(err.contains("audit.jsonl: it is a FIFO, not a plain file"), "{err}");
+        let err = safe.append(OsStr::new("audit.d"), 0o640, &[]).unwrap_err();
+        assert!(err.contains("audit.d: it is a directory"), "{err}");
+        let err = safe.replace(OsStr::new("metrics.prom"), b"m 1\n", 0o644).unwrap_err();
+        assert!(err.contains("metrics.prom: it is a FIFO"), "{err}");
+        for name in ["audit.jsonl", "metrics.prom"] {
+            assert!(std::fs::symlink_metadata(dir.join(name)).unwrap().file_type().is_fifo(), "{name} was replaced");
+        }
     }
 
     #[test]

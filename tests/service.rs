@@ -961,3 +961,124 @@ fn root_directories_deeper_than_path_max_are_watched() {
 fn mode_600() -> nix::sys::stat::Mode {
     nix::sys::stat::Mode::from_bits_truncate(0o600)
 }
+
+/// Runs the service on `base/ck.toml`, which must refuse to start: its exit status and
+/// stderr. Killed, and the test failed, if it is still running after 10 s — whether it
+/// hangs or started after all.
+fn refused_start(base: &Path) -> std::process::Output {
+    let mut cmd = std::process::Command::new(bin("cachekeeper"));
+    cmd.arg("--config").arg(base.join("ck.toml"));
+    pass_engine(&mut cmd);
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("the service was still running (or hanging) after 10 s; stderr:\n{}", stderr(&out));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(out.status.code().is_some(), "killed by a signal: {:?}\n{}", out.status, stderr(&out));
+    out
+}
+
+/// The one line of `out`'s stderr that has every one of `words`.
+fn one_line_with(out: &std::process::Output, words: &[&str]) {
+    let err = stderr(out);
+    assert!(err.lines().any(|l| words.iter().all(|w| l.contains(w))), "no line with all of {words:?} in:\n{err}");
+}
+
+/// Regression: a FIFO at `daemon.audit_log` hung the start forever (the open waited for a
+/// reader), with SIGTERM blocked for the start-up.
+#[test]
+fn root_a_fifo_at_the_audit_log_path_fails_the_start_at_once() {
+    use std::os::unix::fs::FileTypeExt;
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let audit = t.base.join("audit.jsonl");
+    nix::unistd::mkfifo(&audit, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    Daemon::write_config(&t.base, &shared_cache(&t.root), &format!("audit_log = \"{}\"", audit.display()));
+    let out = refused_start(&t.base);
+    one_line_with(&out, &["daemon.audit_log", audit.to_str().unwrap(), "is a FIFO, not a plain file"]);
+    assert!(std::fs::symlink_metadata(&audit).unwrap().file_type().is_fifo(), "the FIFO was replaced");
+    assert!(!t.base.join("run/ck.sock").exists(), "the socket outlived the failed start");
+}
+
+/// A `root:GROUP 2775` directory: every member of the group could swap the audit log's
+/// name between the service's look and its open.
+#[test]
+fn root_a_group_writable_directory_for_the_audit_log_is_refused() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let logs = t.base.join("logs");
+    mkdir(&logs, 0o755);
+    chown(&logs, 0, GROUP);
+    chmod(&logs, 0o2775);
+    let audit = logs.join("audit.jsonl");
+    Daemon::write_config(&t.base, &shared_cache(&t.root), &format!("audit_log = \"{}\"", audit.display()));
+    let out = refused_start(&t.base);
+    one_line_with(&out, &["daemon.audit_log", audit.to_str().unwrap(), "writable by its group or by everyone (2775)"]);
+    assert!(!audit.exists(), "the audit log was created in a directory the group can write");
+}
+
+/// The same for the metrics textfile, rewritten by rename in its directory every 15 s.
+#[test]
+fn root_a_group_writable_directory_for_the_metrics_textfile_is_refused() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let metrics = t.base.join("metrics");
+    mkdir(&metrics, 0o755);
+    chown(&metrics, 0, GROUP);
+    chmod(&metrics, 0o2775);
+    let textfile = metrics.join("ck.prom");
+    Daemon::write_config(&t.base, &shared_cache(&t.root), &format!("metrics_textfile = \"{}\"", textfile.display()));
+    let out = refused_start(&t.base);
+    one_line_with(
+        &out,
+        &["daemon.metrics_textfile", textfile.to_str().unwrap(), "writable by its group or by everyone (2775)"],
+    );
+    assert!(!textfile.exists(), "the metrics textfile was written in a directory the group can write");
+}
+
+/// Regression: whatever had the socket's name was deleted at start, a regular file too.
+#[test]
+fn root_a_regular_file_at_the_socket_path_is_refused_and_kept() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let socket = Daemon::write_config(&t.base, &shared_cache(&t.root), "");
+    std::fs::write(&socket, b"not a socket\n").unwrap();
+    let out = refused_start(&t.base);
+    one_line_with(
+        &out,
+        &[
+            &format!("refusing to start: {} is a regular file, not a socket", socket.display()),
+            "never deletes it: move it away",
+        ],
+    );
+    assert_eq!(std::fs::read(&socket).unwrap(), b"not a socket\n");
+}
+
+/// A socket left by a service that died without removing it is the one thing at the
+/// socket's path that is removed: no one answers there.
+#[test]
+fn root_a_stale_socket_is_replaced() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let socket = Daemon::write_config(&t.base, &shared_cache(&t.root), "");
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let d = Daemon::start(&t.base, &shared_cache(&t.root), "");
+    assert_eq!(code(&d.ctl(&["status"])), 0);
+}

@@ -4,8 +4,9 @@
 use super::*;
 
 /// Binds the control socket in its directory, resolved safely and writable only by root
-/// and the service's user: refuses to start when another service answers there, removes
-/// a stale socket file, and limits access to root and `socket_group`.
+/// and the service's user: refuses to start when another service answers there or when
+/// something other than a socket has the name, removes a stale socket, and limits access
+/// to root and `socket_group`.
 pub(super) fn bind_socket(
     daemon: &DaemonConfig,
     trusted: &[u32],
@@ -26,10 +27,22 @@ pub(super) fn bind_socket(
     }
     let shown = daemon.socket.display();
     let at = dir.proc_path(name);
-    if std::os::unix::net::UnixStream::connect(&at).is_ok() {
-        return Err(format!("another cachekeeper is already running at {shown}"));
+    // Only a socket no service answers is the service's own leftover to remove; anything
+    // else at that name is someone's file, never deleted (SPEC §6, side files).
+    match dir.kind(name).map_err(|e| format!("daemon.socket: {e}"))? {
+        None => {}
+        Some(sys::Kind::Socket) => {
+            if std::os::unix::net::UnixStream::connect(&at).is_ok() {
+                return Err(format!("another cachekeeper is already running at {shown}"));
+            }
+            dir.remove_file(name).map_err(|e| format!("cannot remove the stale socket: {e}"))?;
+        }
+        Some(kind) => {
+            return Err(format!(
+                "refusing to start: {shown} is {kind}, not a socket; cachekeeper never deletes it: move it away"
+            ))
+        }
     }
-    dir.remove_file(name).map_err(|e| format!("cannot remove the stale socket: {e}"))?;
     let listener = std::os::unix::net::UnixListener::bind(&at)
         .map_err(|e| format!("cannot bind control socket {shown}: {}", sys::describe(&e)))?;
     let mode = if daemon.socket_group.is_some() { 0o660 } else { 0o600 };

@@ -171,11 +171,14 @@ impl SideFiles {
             .metrics_textfile
             .as_deref()
             .map(|p| {
-                let (dir, name) = sidefile::split(p)?;
-                Ok::<_, String>((
-                    SafeDir::open(dir).map_err(|e| format!("daemon.metrics_textfile: {e}"))?,
-                    name.to_owned(),
-                ))
+                let key = |e: String| format!("daemon.metrics_textfile: {e}");
+                let (dir, name) = sidefile::split(p).map_err(key)?;
+                let dir = SafeDir::open(dir).map_err(key)?;
+                // Rewritten by rename every 15 s: whoever else could write the directory
+                // could swap the name, as in the socket's and the audit log's.
+                dir.require_private(&trusted).map_err(|e| key(format!("refusing to write {}: {e}", p.display())))?;
+                dir.require_plain_or_absent(name).map_err(key)?;
+                Ok::<_, String>((dir, name.to_owned()))
             })
             .transpose();
         match (audit, metrics) {

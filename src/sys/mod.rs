@@ -245,20 +245,76 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// Opens (or creates) a file below `dir` for writing, never through a symlink.
-/// `flags` adds `O_APPEND`, `O_CREAT`, `O_EXCL` or `O_TRUNC`.
+/// Opens (or creates) a file below `dir` for writing, never through a symlink and never
+/// blocking: a FIFO put in the file's place fails at once (`ENXIO` without a reader) or
+/// is opened without waiting, for the caller's `fstat` to refuse. On a regular file
+/// `O_NONBLOCK` changes nothing. `flags` adds `O_APPEND`, `O_CREAT`, `O_EXCL` or `O_TRUNC`.
 pub fn open_file_at(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int, mode: u32) -> io::Result<std::fs::File> {
     // SAFETY: `name` is NUL-terminated; the returned descriptor is owned by us.
     let fd = cvt(unsafe {
         libc::openat(
             dir.as_raw_fd(),
             name.as_ptr(),
-            flags | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY,
+            flags | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY,
             mode as libc::c_uint,
         )
     })?;
     // SAFETY: `fd` was just returned by openat and nothing else owns it.
     Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// What an entry is, in the words of a message ("it is a FIFO").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+    Unknown,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::File => "a regular file",
+            Kind::Dir => "a directory",
+            Kind::Symlink => "a symbolic link",
+            Kind::Fifo => "a FIFO",
+            Kind::Socket => "a socket",
+            Kind::CharDevice => "a character device",
+            Kind::BlockDevice => "a block device",
+            Kind::Unknown => "a special file",
+        })
+    }
+}
+
+/// `st_mode` is 16 bits wide on macOS, hence the cast.
+#[allow(clippy::unnecessary_cast)]
+fn kind(st: &rustix::fs::Stat) -> Kind {
+    use rustix::fs::FileType as T;
+    match T::from_raw_mode(st.st_mode as rustix::fs::RawMode) {
+        T::RegularFile => Kind::File,
+        T::Directory => Kind::Dir,
+        T::Symlink => Kind::Symlink,
+        T::Fifo => Kind::Fifo,
+        T::Socket => Kind::Socket,
+        T::CharacterDevice => Kind::CharDevice,
+        T::BlockDevice => Kind::BlockDevice,
+        T::Unknown => Kind::Unknown,
+    }
+}
+
+/// What `name` below `dir` is, not following a symlink.
+pub fn kind_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Kind> {
+    Ok(kind(&rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?))
+}
+
+/// What the open descriptor `fd` is.
+pub fn kind_fd(fd: BorrowedFd<'_>) -> io::Result<Kind> {
+    Ok(kind(&rustix::fs::fstat(fd)?))
 }
 
 /// Reads a regular file below `dir` of at most `limit` bytes, never through a symlink
