@@ -14,7 +14,7 @@ deb=$(ls -t target/debian/cachekeeper_*.deb | head -1)
 if dpkg -s cachekeeper >/dev/null 2>&1; then dpkg --purge cachekeeper; fi
 dpkg -i "$deb"
 for f in /usr/bin/cachekeeper /usr/bin/cachekeeperctl /usr/lib/systemd/system/cachekeeper.service \
-         /usr/lib/systemd/system/var-cache-go.mount \
+         /usr/lib/systemd/system/var-cache-go-mod.mount \
          /usr/lib/sysusers.d/cachekeeper.conf /usr/lib/tmpfiles.d/cachekeeper.conf \
          /usr/share/man/man1/cachekeeper.1.gz /usr/share/man/man1/cachekeeperctl.1.gz \
          /usr/share/bash-completion/completions/cachekeeper /usr/share/bash-completion/completions/cachekeeperctl \
@@ -54,7 +54,7 @@ rpmfile=$(ls -t target/generate-rpm/cachekeeper-*.rpm | head -1)
 listing=$(rpm -qlp "$rpmfile")
 for f in /usr/bin/cachekeeper /usr/bin/cachekeeperctl /usr/lib/systemd/system/cachekeeper.service \
          /usr/lib/sysusers.d/cachekeeper.conf /usr/lib/tmpfiles.d/cachekeeper.conf /etc/cachekeeper/config.toml \
-         /usr/lib/systemd/system/var-cache-go.mount /usr/share/man/man1/cachekeeper.1 \
+         /usr/lib/systemd/system/var-cache-go-mod.mount /usr/share/man/man1/cachekeeper.1 \
          /usr/share/man/man1/cachekeeperctl.1 /usr/share/bash-completion/completions/cachekeeperctl \
          /usr/share/zsh/site-functions/_cachekeeperctl /usr/share/fish/vendor_completions.d/cachekeeperctl.fish; do
     grep -qx "$f" <<<"$listing" || fail "$f is missing from $rpmfile"

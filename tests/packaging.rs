@@ -37,17 +37,6 @@ fn the_systemd_unit_verifies() {
 }
 
 #[test]
-fn the_isolating_mount_unit_verifies_and_binds_the_cache_parent_on_itself() {
-    let unit = shipped("systemd/var-cache-go.mount");
-    let out = tool(Command::new("systemd-analyze").arg("verify").arg(&unit));
-    assert!(out.status.success() && stderr(&out).trim().is_empty(), "{}{}", stdout(&out), stderr(&out));
-    let text = std::fs::read_to_string(&unit).unwrap();
-    for line in ["What=/var/cache/go", "Where=/var/cache/go", "Options=bind"] {
-        assert!(text.lines().any(|l| l == line), "{line} missing from {}", unit.display());
-    }
-}
-
-#[test]
 fn the_systemd_unit_exposure_is_at_most_2() {
     let t = Tree::new();
     let unit = unit_copy(&t.base);
@@ -360,19 +349,19 @@ fn the_package_creates_the_group_and_the_default_cache_of_the_shipped_configurat
     assert!(tmpfiles.lines().any(|l| l == "d /var/cache/go/mod 2775 root gobuild -"), "{tmpfiles}");
 }
 
-/// The bind mount that puts /var/cache/go on a mount of its own (hard links from
-/// outside fail with EXDEV), and the service's dependency on it.
+/// The bind mount that puts the default cache root, exactly, on a mount of its own (hard
+/// links from outside fail with EXDEV), and the service's dependency on it.
 #[test]
 fn the_mount_unit_verifies_and_the_service_requires_it() {
     let t = Tree::new();
-    let unit = t.base.join("var-cache-go.mount");
-    std::fs::copy(shipped("systemd/var-cache-go.mount"), &unit).unwrap();
+    let unit = t.base.join("var-cache-go-mod.mount");
+    std::fs::copy(shipped("systemd/var-cache-go-mod.mount"), &unit).unwrap();
     let out = tool(Command::new("systemd-analyze").arg("verify").arg(&unit));
     assert!(out.status.success() && stderr(&out).trim().is_empty(), "{}{}", stdout(&out), stderr(&out));
     let text = std::fs::read_to_string(&unit).unwrap();
-    for line in ["What=/var/cache/go", "Where=/var/cache/go", "Options=bind"] {
+    for line in ["What=/var/cache/go/mod", "Where=/var/cache/go/mod", "Options=bind"] {
         assert!(text.lines().any(|l| l == line), "missing {line}");
     }
     let service = unit_settings();
-    assert!(service.iter().any(|(k, v)| k == "RequiresMountsFor" && v == "/var/cache/go"), "{service:?}");
+    assert!(service.iter().any(|(k, v)| k == "RequiresMountsFor" && v == "/var/cache/go/mod"), "{service:?}");
 }

@@ -930,7 +930,8 @@ fn root_directories_deeper_than_path_max_are_watched() {
     require_root();
     let _lock = sysctl_lock(false);
     let t = Tree::new();
-    let d = start(&t);
+    // Unisolated, so that a tree made outside can be moved in.
+    let d = Daemon::start_with(&t.base, &shared_cache(&t.root), "", own_mount_namespace);
     // 25 levels of 200-byte names: the deepest paths are longer than PATH_MAX (4096).
     // Made outside the cache, each level relative to the one before, then moved in.
     let mut dir = std::fs::File::open(&t.base).unwrap();

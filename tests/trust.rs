@@ -89,7 +89,9 @@ fn root_a_cache_root_swapped_for_a_symlink_by_its_owner_leads_nowhere() {
         chown(d, 1041, 1041);
     }
     let caches = format!("[[cache]]\npath = \"{}\"\nowner = 1041\ngroup = 3410\n", root.display());
-    let d = Daemon::start(&t.base, &caches, "");
+    // Unisolated (as under systemd without a mount unit): an isolated root cannot be
+    // renamed at all.
+    let d = Daemon::start_with(&t.base, &caches, "", own_mount_namespace);
 
     // The owner renames the root away and puts a symlink to the canary in its place,
     // then makes the service look: events in the tree and rescans by an operator.

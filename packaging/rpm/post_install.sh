@@ -3,7 +3,7 @@
 systemd-sysusers cachekeeper.conf >/dev/null 2>&1 || :
 systemd-tmpfiles --create cachekeeper.conf >/dev/null 2>&1 || :
 systemctl --system daemon-reload >/dev/null 2>&1 || :
-systemctl --system preset var-cache-go.mount cachekeeper.service >/dev/null 2>&1 || :
+systemctl --system preset var-cache-go-mod.mount cachekeeper.service >/dev/null 2>&1 || :
 if [ "$1" -ge 2 ]; then
     systemctl --system try-restart cachekeeper.service >/dev/null 2>&1 || :
 fi

@@ -291,7 +291,7 @@ same "after the reboot the system is running" running "$(g systemctl is-system-r
 same "after the reboot the service is active (running)" active/running "$(prop ActiveState)/$(prop SubState)"
 same "the service started once, without restarts" 0 "$(prop NRestarts)"
 same "after the reboot the default cache is there with the shipped model" "root:gobuild 2775" "$(stat_of /var/cache/go/mod)"
-same "/var/cache/go is a mount of its own" /var/cache/go "$(g findmnt -n -o TARGET --mountpoint /var/cache/go 2>&1)"
+same "/var/cache/go/mod is a mount of its own" /var/cache/go/mod "$(g findmnt -n -o TARGET --mountpoint /var/cache/go/mod 2>&1)"
 
 log "the running process: user, capabilities, sandbox"
 pid=$(main_pid)
@@ -459,7 +459,7 @@ check "dpkg --purge cachekeeper" g dpkg --purge cachekeeper
 fails "no cachekeeper process is left" g pgrep -x cachekeeper
 fails "the unit is gone" g test -e /usr/lib/systemd/system/cachekeeper.service
 fails "the configuration is gone" g test -e $config
-same "/var/cache/go is unmounted" "" "$(g findmnt -n -o TARGET --mountpoint /var/cache/go 2>&1)"
+same "/var/cache/go/mod is unmounted" "" "$(g findmnt -n -o TARGET --mountpoint /var/cache/go/mod 2>&1)"
 same "systemd knows nothing to run" inactive "$(g systemctl is-active cachekeeper 2>&1)"
 
 shutdown
