@@ -11,8 +11,12 @@
 //! * flood: a member chmods files 200 levels deep in a loop for 30 s; meanwhile the
 //!   service's largest RSS and queue depth, and the latency of single-file repairs of
 //!   other entries (targets: RSS ≤ 64 MiB, p99 ≤ 50 ms).
+//! * attack: a member's million unrepairable entries with ~3.7 KB paths (a read-only
+//!   bind of the cache makes every repair fail): the service's RSS on an empty cache and
+//!   after its full scan of those (target ≤ 32 MiB: the unrepaired set is bounded).
 //!
-//! `CK_BENCH_DIRS`, `CK_BENCH_IDLE_SECS` and `CK_BENCH_FLOOD_SECS` shrink them for a quick run.
+//! `CK_BENCH_DIRS`, `CK_BENCH_IDLE_SECS`, `CK_BENCH_FLOOD_SECS` and `CK_BENCH_ATTACK`
+//! shrink them for a quick run.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -41,6 +45,8 @@ fn main() {
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
     println!("idle: {:.3} s of CPU in {idle_secs} s ({ticks} ticks)", ticks as f64 / hz);
     drop(svc);
+
+    unrepairable(work.path(), env("CK_BENCH_ATTACK", 1_000_000) as usize);
 
     let dirs = env("CK_BENCH_DIRS", 100_000) as usize;
     let big = work.path().join("big");
@@ -179,6 +185,56 @@ fn flood(svc: &Service, root: &Path, secs: Duration) {
     );
 }
 
+/// `n` unrepairable 0600 files with long paths, and the service's RSS before and after
+/// its full scan of them.
+fn unrepairable(work: &Path, n: usize) {
+    use nix::fcntl::{open, openat, OFlag};
+    use nix::sys::stat::Mode;
+    let empty = work.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let baseline = Service::start(&work.join("empty-svc"), &empty);
+    let before = baseline.rss_kib();
+    drop(baseline);
+
+    let root = work.join("attack");
+    let mut deep = root.join("cache/download");
+    for _ in 0..13 {
+        deep.push("x".repeat(250));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    let dir = open(&deep, OFlag::O_DIRECTORY | OFlag::O_RDONLY, Mode::empty()).unwrap();
+    let made = Instant::now();
+    for i in 0..n {
+        let name = format!("{i:0>200}");
+        let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+        drop(openat(&dir, name.as_str(), flags, Mode::from_bits_truncate(0o600)).unwrap());
+    }
+    let path_len = deep.as_os_str().len() + 201;
+    // A read-only bind of the root: the service walks it (it is already a mount, so the
+    // service stacks none), and every repair fails with EROFS.
+    let mount = |flags| nix::mount::mount(Some(&root), &root, None::<&str>, flags, None::<&str>).unwrap();
+    mount(nix::mount::MsFlags::MS_BIND);
+    mount(nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY);
+    let started = Instant::now();
+    let svc = Service::start(&work.join("attack-svc"), &root);
+    let took = started.elapsed();
+    let after = svc.rss_kib();
+    let status = svc.status();
+    drop(svc);
+    let _ = nix::mount::umount2(&root, nix::mount::MntFlags::MNT_DETACH);
+    println!(
+        "attack: {n} unrepairable entries with {path_len}-byte paths (made in {:.0} s), scanned in {:.1} s: RSS \
+         {:.1} MiB on an empty cache, {:.1} MiB after ({} target ≤ 32 MiB); unrepaired counted {}, listed by `status` {}",
+        made.elapsed().as_secs_f64() - took.as_secs_f64(),
+        took.as_secs_f64(),
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        if after <= 32 * 1024 { "meets" } else { "MISSES" },
+        status["caches"][0]["unrepaired"],
+        status["caches"][0]["unrepaired_entries"].as_array().map_or(0, Vec::len),
+    );
+}
+
 fn generate_dirs(root: &Path, n: usize) {
     for i in 0..n {
         let p = root.join(format!("d{}/e{i}", i / 1000));
@@ -214,19 +270,24 @@ impl Service {
         while std::os::unix::net::UnixStream::connect(&svc.socket).is_err() {
             std::thread::sleep(Duration::from_millis(5));
         }
-        svc.ctl(&["sync", "--timeout", "600s"]);
+        // 5: done, with entries left unrepaired (the attack's).
+        svc.ctl_code(&["sync", "--timeout", "600s"], &[0, 5]);
         svc
     }
 
     fn ctl(&self, args: &[&str]) {
-        let ok = Command::new(env!("CARGO_BIN_EXE_cachekeeperctl"))
+        self.ctl_code(args, &[0]);
+    }
+
+    fn ctl_code(&self, args: &[&str], ok: &[i32]) {
+        let status = Command::new(env!("CARGO_BIN_EXE_cachekeeperctl"))
             .arg("--socket")
             .arg(&self.socket)
             .args(args)
+            .stderr(Stdio::null())
             .status()
-            .unwrap()
-            .success();
-        assert!(ok, "cachekeeperctl {args:?} failed");
+            .unwrap();
+        assert!(status.code().is_some_and(|c| ok.contains(&c)), "cachekeeperctl {args:?} failed: {status}");
     }
 
     fn proc_file(&self, name: &str) -> String {
@@ -249,16 +310,19 @@ impl Service {
             .unwrap_or(0)
     }
 
-    /// The cache's pending work, as `status --json` gives it.
-    fn queue_depth(&self) -> u64 {
+    fn status(&self) -> serde_json::Value {
         let out = Command::new(env!("CARGO_BIN_EXE_cachekeeperctl"))
             .arg("--socket")
             .arg(&self.socket)
             .args(["status", "--json"])
             .output()
             .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        v["caches"][0]["queue_depth"].as_u64().unwrap_or(0)
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// The cache's pending work, as `status --json` gives it.
+    fn queue_depth(&self) -> u64 {
+        self.status()["caches"][0]["queue_depth"].as_u64().unwrap_or(0)
     }
 
     fn watches(&self) -> usize {

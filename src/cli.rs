@@ -245,7 +245,16 @@ fn run(args: &Args) -> Result<bool, Usage> {
             repairs.lock().unwrap_or_else(|p| p.into_inner()).push((rel.to_vec(), *d));
         };
         let audit: Option<&walk::AuditHook<'_>> = if args.verbose > 0 { Some(&record) } else { None };
-        let scan = walk::Scan { cache, root: &root, action, tally: &tally, watch: None, audit, log_repairs: true };
+        let scan = walk::Scan {
+            cache,
+            root: &root,
+            action,
+            tally: &tally,
+            watch: None,
+            audit,
+            findings: None,
+            log_repairs: true,
+        };
         let notes = with_progress(!args.json, &tally, || scan.all())
             .map_err(|e| Usage(format!("cannot open cache root {}: {}", cache.path.display(), sys::describe(&e))))?;
         let mut s = CacheSummary::new(cache, action, &tally, notes, started.elapsed());

@@ -371,6 +371,14 @@ pub fn render_status(status: &Status) -> String {
             "  events     {} received, {} overflows, queue {}, errors {}\n",
             c.events_received, c.overflows, c.queue_depth, c.errors
         );
+        if c.unrepaired > 0 {
+            // Never hidden, though it degrades nothing: each is its entry's problem.
+            out += &format!("  unrepaired {} (retried; `status --json` lists the first)\n", c.unrepaired);
+            for u in &c.unrepaired_entries {
+                let owner = u.owner.map(|o| format!(" [uid {o}]")).unwrap_or_default();
+                out += &format!("             {}{owner}: {}\n", u.path, u.cause);
+            }
+        }
     }
     out
 }

@@ -91,6 +91,12 @@ pub fn render(status: &Status) -> String {
         "Entries that could not be checked or repaired.",
         per(&|c| c.errors.to_string()),
     );
+    family(
+        "cachekeeper_unrepaired_entries",
+        "gauge",
+        "Entries that stay non-compliant (each retried with back-off).",
+        per(&|c| c.unrepaired.to_string()),
+    );
     family("cachekeeper_queue_depth", "gauge", "Work items waiting.", per(&|c| c.queue_depth.to_string()));
     family(
         "cachekeeper_full_scans_total",

@@ -171,7 +171,7 @@ impl Tally {
 /// Walks the cache pinned as `root` and repairs or lists every divergent entry. The
 /// findings come back sorted by path; counts accumulate in `tally`.
 pub fn walk(cache: &CacheConfig, root: &Root, action: Action, tally: &Tally) -> io::Result<Vec<Note>> {
-    Scan { cache, root, action, tally, watch: None, audit: None, log_repairs: false }.all()
+    Scan { cache, root, action, tally, watch: None, audit: None, findings: None, log_repairs: false }.all()
 }
 
 /// Called with the relative path and the open descriptor of each directory before it
@@ -182,6 +182,11 @@ pub type WatchHook<'a> = dyn Fn(&[u8], BorrowedFd<'_>) + Sync + 'a;
 /// Told of every repair that took: the relative path and what changed.
 pub type AuditHook<'a> = dyn Fn(&[u8], &Divergence) + Sync + 'a;
 
+/// Told of each finding as the walk makes it, instead of collecting them: a caller that
+/// keeps only a bounded part (the service) holds no more than that, however many
+/// entries a tree's users make unrepairable.
+pub type FindingHook<'a> = dyn Fn(Note) + Sync + 'a;
+
 /// One walk over a cache, whole or from one path.
 #[derive(Clone, Copy)]
 pub struct Scan<'a> {
@@ -191,6 +196,8 @@ pub struct Scan<'a> {
     pub tally: &'a Tally,
     pub watch: Option<&'a WatchHook<'a>>,
     pub audit: Option<&'a AuditHook<'a>>,
+    /// Where findings go; `None`: collected and returned, sorted by path.
+    pub findings: Option<&'a FindingHook<'a>>,
     /// One `info` line per repair (live checks); otherwise `debug` (full scans, whose
     /// callers log a summary).
     pub log_repairs: bool,
@@ -218,6 +225,7 @@ impl<'a> Scan<'a> {
             watch: self.watch,
             audit: self.audit,
             log_repairs: self.log_repairs,
+            findings: self.findings,
             notes: Mutex::new(Vec::new()),
             default_acl,
             every_acl: true,
@@ -351,6 +359,7 @@ struct Walker<'a> {
     watch: Option<&'a WatchHook<'a>>,
     audit: Option<&'a AuditHook<'a>>,
     log_repairs: bool,
+    findings: Option<&'a FindingHook<'a>>,
     notes: Mutex<Vec<Note>>,
     /// The model's default ACL for directories, `None` when it leaves them alone.
     default_acl: Option<Acl>,
@@ -725,7 +734,10 @@ impl<'s> Walker<'s> {
     }
 
     fn note(&self, rel: Vec<u8>, finding: Finding) {
-        self.notes.lock().unwrap_or_else(|p| p.into_inner()).push(Note { rel, finding });
+        match self.findings {
+            Some(hook) => hook(Note { rel, finding }),
+            None => self.notes.lock().unwrap_or_else(|p| p.into_inner()).push(Note { rel, finding }),
+        }
     }
 }
 
@@ -772,8 +784,17 @@ mod tests {
     }
 
     fn walker<'a>(cache: &'a CacheConfig, root: &'a Root, tally: &'a Tally) -> Walker<'a> {
-        Scan { cache, root, action: Action::Repair, tally, watch: None, audit: None, log_repairs: false }
-            .walker(*root.stat())
+        Scan {
+            cache,
+            root,
+            action: Action::Repair,
+            tally,
+            watch: None,
+            audit: None,
+            findings: None,
+            log_repairs: false,
+        }
+        .walker(*root.stat())
     }
 
     fn write_private(p: &Path) {
@@ -853,6 +874,9 @@ mod tests {
         }
         symlink(tmp.path().join("outside/dir"), cache.path.join("s")).unwrap();
         let tally = Tally::default();
+        // Findings go to the hook as they are made; the walk keeps none of them.
+        let taken = Mutex::new(Vec::new());
+        let take = |note: Note| taken.lock().unwrap().push(note);
         let scan = Scan {
             cache: &cache,
             root: &root,
@@ -860,11 +884,14 @@ mod tests {
             tally: &tally,
             watch: None,
             audit: None,
+            findings: Some(&take),
             log_repairs: false,
         };
         let checks: Vec<(Vec<u8>, bool)> =
-            ["a/b/c/f1", "a/b/c/f2", "a/b/g", "s/inner"].iter().map(|p| (p.as_bytes().to_vec(), false)).collect();
-        scan.paths(&checks).unwrap();
+            ["a/b/c/f1", "a/b/c/f2", "a/b/g", "s", "s/inner"].iter().map(|p| (p.as_bytes().to_vec(), false)).collect();
+        assert!(scan.paths(&checks).unwrap().is_empty());
+        let taken = taken.into_inner().unwrap();
+        assert_eq!(taken, [Note { rel: b"s".to_vec(), finding: Finding::Reported(Reason::Symlink) }]);
         for f in ["a/b/c/f1", "a/b/c/f2", "a/b/g"] {
             assert_ne!(mode_of(&cache.path.join(f)), 0o600, "{f} was not checked");
         }

@@ -599,7 +599,9 @@ fn root_an_entry_that_cannot_be_repaired_is_listed_and_told_to_its_owner_only() 
     assert_eq!(cache["unrepaired_entries"][0]["path"], stuck.to_str().unwrap(), "{s}");
     assert_eq!(cache["unrepaired_entries"][0]["owner"], 0, "{s}");
     assert!(cache["unrepaired_entries"][0]["cause"].as_str().unwrap().contains("cannot repair"), "{s}");
-    assert_eq!(code(&d.ctl(&["status"])), 0);
+    let text = d.ctl(&["status"]);
+    assert_eq!(code(&text), 0);
+    assert!(stdout(&text).contains(&format!("{} [uid 0]: cannot repair", stuck.display())), "{}", stdout(&text));
     // Root owns the stuck file: its rescan and sync did the work and say what is left.
     let rescan = d.ctl(&["rescan"]);
     assert_eq!(code(&rescan), 5, "rescan must not say all is well: {}", stdout(&rescan));

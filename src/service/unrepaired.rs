@@ -32,11 +32,6 @@ fn cost(rel: &[u8], e: &Entry) -> usize {
 }
 
 impl Unrepaired {
-    /// A full scan starts over.
-    pub(super) fn clear(&mut self) {
-        *self = Unrepaired::default();
-    }
-
     /// `rel` was checked again (and, with `deep`, everything below it): what was
     /// recorded there is forgotten, to be recorded again if it still fails.
     pub(super) fn forget(&mut self, rel: &[u8], deep: bool) {

@@ -166,30 +166,6 @@ impl Worker {
 
     /// Records what stays non-compliant after a walk: `scope` is the path a check
     /// covered (and whether it went deep), `None` for a full scan, which replaces all.
-    /// A failure is that entry's (SPEC §4): recorded by path within the bounds of
-    /// [`Unrepaired`], and tried again with back-off, never a state of the whole cache.
-    pub(super) fn record(&self, scope: Option<&[(Vec<u8>, bool)]>, notes: &[crate::walk::Note]) {
-        let mut map = self.runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner());
-        match scope {
-            None => map.clear(),
-            Some(checks) => checks.iter().for_each(|(rel, deep)| map.forget(rel, *deep)),
-        }
-        for note in notes {
-            if let crate::walk::Finding::Failed(f) = &note.finding {
-                if transient(f.errno) {
-                    self.defer(note.rel.clone(), RETRY_AFTER);
-                }
-                map.insert(note.rel.clone(), unrepaired::Entry { cause: f.to_string(), owner: f.owner });
-            }
-        }
-        let again: Vec<Vec<u8>> = map.paths().cloned().collect();
-        drop(map);
-        let after = *self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-        for rel in again {
-            self.defer(rel, after);
-        }
-    }
-
     pub(super) fn interval(&self) -> Duration {
         let full = self.runtime.full_rescan;
         match self.runtime.state() {
@@ -238,53 +214,6 @@ impl Worker {
                     }
                 }
             }
-        }
-    }
-
-    /// What a walk left as it is or could not change: each entry once per scan cycle
-    /// (a full scan starts a new one), so that a symlink or an entry that cannot be
-    /// fixed does not log a line per event or per rescan. A full scan logs the first
-    /// few and counts the rest; `status` lists them.
-    pub(super) fn log_findings(&self, notes: &[crate::walk::Note], full: bool) {
-        let root = &self.runtime.cache.path;
-        let mut guard = self.warned.lock().unwrap_or_else(|p| p.into_inner());
-        let (warned, bytes) = &mut *guard;
-        if full {
-            warned.clear();
-            *bytes = 0;
-        }
-        let mut logged = 0;
-        let mut more = 0;
-        for note in notes {
-            let finding = &note.finding;
-            if matches!(finding, crate::walk::Finding::Diverges(_)) || warned.contains(&note.rel) {
-                continue;
-            }
-            if *bytes + note.rel.len() > MAX_WARNED_BYTES {
-                more += 1;
-                continue;
-            }
-            *bytes += note.rel.len() + 32;
-            warned.insert(note.rel.clone());
-            if full && logged >= FINDINGS_LOGGED {
-                more += 1;
-                continue;
-            }
-            let path = crate::names::display(root, &note.rel);
-            match finding {
-                // A full scan counts these in its summary and in `status`.
-                crate::walk::Finding::Reported(_) if full => continue,
-                crate::walk::Finding::Reported(r) => tracing::warn!(path = %path, "left as it is: {}", r.explain()),
-                crate::walk::Finding::Failed(f) => tracing::error!(path = %path, "{f}"),
-                crate::walk::Finding::Diverges(_) => continue,
-            }
-            logged += 1;
-        }
-        if more > 0 {
-            tracing::error!(
-                root = %root.display(),
-                "{more} more entries could not be checked or repaired; `cachekeeperctl status --json` lists them"
-            );
         }
     }
 
@@ -423,6 +352,12 @@ impl Worker {
         let refused =
             self.runtime.isolation.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|i| i.refused.is_some());
         let action = if refused == Some(false) { Action::Repair } else { self.guard(&pinned) };
+        {
+            let mut map = self.runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner());
+            checks.iter().for_each(|(rel, deep)| map.forget(rel, *deep));
+        }
+        let findings = Findings::new(self, false);
+        let take = |note| findings.take(note);
         let scan = Scan {
             cache,
             root: &pinned,
@@ -430,13 +365,11 @@ impl Worker {
             tally: &tally,
             watch: Some(&hook),
             audit: Some(&*audit),
+            findings: Some(&take),
             log_repairs: true,
         };
         match scan.paths(checks) {
-            Ok(notes) => {
-                self.log_findings(&notes, false);
-                self.record(Some(checks), &notes);
-            }
+            Ok(_) => findings.finish(),
             Err(e) => {
                 tracing::warn!(root = %cache.path.display(), "cannot open the cache root: {}", sys::describe(&e));
                 self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
@@ -470,6 +403,8 @@ impl Worker {
         let watch: Option<&crate::walk::WatchHook<'_>> = if self.runtime.polled { None } else { Some(&hook) };
         let audit = self.audit_hook();
         let mut refused = None;
+        let findings = Findings::new(self, true);
+        let take = |note| findings.take(note);
         let scanned = self.root().and_then(|pinned| {
             let action = self.guard(&pinned);
             if action == Action::Check {
@@ -481,8 +416,16 @@ impl Worker {
                     .as_ref()
                     .and_then(|i| i.refused.clone());
             }
-            let scan =
-                Scan { cache, root: &pinned, action, tally: &tally, watch, audit: Some(&*audit), log_repairs: false };
+            let scan = Scan {
+                cache,
+                root: &pinned,
+                action,
+                tally: &tally,
+                watch,
+                audit: Some(&*audit),
+                findings: Some(&take),
+                log_repairs: false,
+            };
             scan.all().map_err(|e| {
                 if transient(e.raw_os_error()) {
                     self.defer(Vec::new(), RETRY_AFTER);
@@ -496,9 +439,8 @@ impl Worker {
             Some(advice) => format!("{why}; {advice}"),
             None => why.clone(),
         });
-        if let Ok(notes) = &scanned {
-            self.log_findings(notes, true);
-            self.record(None, notes);
+        if scanned.is_ok() {
+            findings.finish();
         }
         if let Some(why) = &failure {
             tracing::error!(root = %cache.path.display(), "full scan failed: {why}");
@@ -559,4 +501,98 @@ impl Worker {
 /// is tried again rather than dropped.
 pub(super) fn transient(errno: Option<i32>) -> bool {
     matches!(errno, Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS | libc::EAGAIN))
+}
+
+/// What one walk finds, taken as the walk makes it (the walk keeps none of it): a
+/// failure goes to the cache's bounded unrepaired set, and each finding is logged once
+/// per scan cycle (a full scan starts a new one), so that a symlink or an entry that
+/// cannot be fixed does not log a line per event or per rescan. A full scan logs the
+/// first few and counts the rest; `status` lists them.
+struct Findings<'w> {
+    worker: &'w Worker,
+    full: bool,
+    /// A full scan builds the set anew, to replace the old one when it is done.
+    fresh: Mutex<unrepaired::Unrepaired>,
+    logged: std::sync::atomic::AtomicUsize,
+    more: AtomicU64,
+}
+
+impl<'w> Findings<'w> {
+    fn new(worker: &'w Worker, full: bool) -> Findings<'w> {
+        if full {
+            *worker.warned.lock().unwrap_or_else(|p| p.into_inner()) = Default::default();
+        }
+        Findings { worker, full, fresh: Mutex::default(), logged: Default::default(), more: AtomicU64::new(0) }
+    }
+
+    fn take(&self, note: crate::walk::Note) {
+        use crate::walk::Finding;
+        self.log(&note);
+        if let Finding::Failed(f) = &note.finding {
+            if transient(f.errno) {
+                self.worker.defer(note.rel.clone(), RETRY_AFTER);
+            }
+            let entry = unrepaired::Entry { cause: f.to_string(), owner: f.owner };
+            let set = if self.full { &self.fresh } else { &self.worker.runtime.unrepaired };
+            set.lock().unwrap_or_else(|p| p.into_inner()).insert(note.rel, entry);
+        }
+    }
+
+    fn log(&self, note: &crate::walk::Note) {
+        use crate::walk::Finding;
+        if matches!(note.finding, Finding::Diverges(_)) {
+            return;
+        }
+        {
+            let mut guard = self.worker.warned.lock().unwrap_or_else(|p| p.into_inner());
+            let (warned, bytes) = &mut *guard;
+            if warned.contains(&note.rel) {
+                return;
+            }
+            if *bytes + note.rel.len() > MAX_WARNED_BYTES {
+                self.more.fetch_add(1, Relaxed);
+                return;
+            }
+            *bytes += note.rel.len() + 32;
+            warned.insert(note.rel.clone());
+        }
+        if self.full && matches!(note.finding, Finding::Reported(_)) {
+            // A full scan counts what it leaves as it is in its summary and in `status`.
+            return;
+        }
+        if self.full && self.logged.fetch_add(1, Relaxed) >= FINDINGS_LOGGED {
+            self.more.fetch_add(1, Relaxed);
+            return;
+        }
+        let path = crate::names::display(&self.worker.runtime.cache.path, &note.rel);
+        match &note.finding {
+            Finding::Reported(r) => tracing::warn!(path = %path, "left as it is: {}", r.explain()),
+            Finding::Failed(f) => tracing::error!(path = %path, "{f}"),
+            Finding::Diverges(_) => {}
+        }
+    }
+
+    /// The walk is over: a full scan's set replaces the old one, what stays unrepaired
+    /// is tried again after the back-off, and what was not logged is counted.
+    fn finish(self) {
+        let runtime = &self.worker.runtime;
+        let again: Vec<Vec<u8>> = {
+            let mut map = runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner());
+            if self.full {
+                *map = self.fresh.into_inner().unwrap_or_else(|p| p.into_inner());
+            }
+            map.paths().cloned().collect()
+        };
+        let after = *self.worker.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        for rel in again {
+            self.worker.defer(rel, after);
+        }
+        let more = self.more.load(Relaxed);
+        if more > 0 {
+            tracing::error!(
+                root = %runtime.cache.path.display(),
+                "{more} more entries could not be checked or repaired; `cachekeeperctl status --json` lists them"
+            );
+        }
+    }
 }
