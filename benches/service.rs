@@ -185,8 +185,15 @@ fn flood(svc: &Service, root: &Path, secs: Duration) {
     );
 }
 
+/// Elsewhere there are no bind mounts to make the entries unrepairable with.
+#[cfg(not(target_os = "linux"))]
+fn unrepairable(_work: &Path, _n: usize) {
+    println!("attack: skipped: it makes a read-only bind mount, which only Linux has");
+}
+
 /// `n` unrepairable 0600 files with long paths, and the service's RSS before and after
 /// its full scan of them.
+#[cfg(target_os = "linux")]
 fn unrepairable(work: &Path, n: usize) {
     use nix::fcntl::{open, openat, OFlag};
     use nix::sys::stat::Mode;

@@ -170,9 +170,13 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
-/// Colour only for a person at a terminal, and never when `NO_COLOR` is set (no-color.org).
+/// Colour and lines rewritten in place only for a person at a terminal that can show
+/// them: never when `NO_COLOR` is set (no-color.org) nor with `TERM=dumb`, whose
+/// terminals (and build logs) print `\r` and escape codes as they are.
 pub fn colour(stream: &impl IsTerminal) -> bool {
-    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    stream.is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
 }
 
 /// `cachekeeper [--config PATH]`: the long-running service.
@@ -325,7 +329,7 @@ impl Interrupt {
             let spawned = std::thread::Builder::new().name("interrupt".into()).spawn(move || {
                 let Ok(signal) = set.wait() else { return };
                 let t = std::sync::Arc::clone(&seen.lock().unwrap_or_else(|p| p.into_inner()));
-                let clear = if progress && std::io::stderr().is_terminal() { "\r\x1b[K" } else { "" };
+                let clear = if progress && colour(&std::io::stderr()) { "\r\x1b[K" } else { "" };
                 eprintln!(
                     "{clear}cachekeeper: interrupted ({signal}) after {} seen, {} changed; run it again to finish",
                     summary::entries(t.entries.load(Relaxed)),
@@ -509,26 +513,39 @@ fn default_gomodcache() -> Result<(PathBuf, Origin, String), String> {
     Ok((path, origin, source))
 }
 
-/// Runs `f`, showing a live count on the terminal when both stdout and stderr are one.
+/// How far a walk has got, on stderr: for a person at a capable terminal a live line
+/// rewritten in place after half a second; elsewhere (a `docker build` log, CI,
+/// `TERM=dumb`, `NO_COLOR`) a plain line every [`PLAIN_PROGRESS`], and nothing for a
+/// walk shorter than that.
 fn with_progress<T>(wanted: bool, tally: &Tally, f: impl FnOnce() -> T) -> T {
-    if !(wanted && std::io::stdout().is_terminal() && std::io::stderr().is_terminal()) {
+    if !wanted {
         return f();
     }
+    let live = colour(&std::io::stderr());
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|s| {
         s.spawn(move || {
+            let tick = if live { Duration::from_millis(200) } else { PLAIN_PROGRESS };
             let started = Instant::now();
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(Duration::from_millis(200))
-            {
-                if started.elapsed() > Duration::from_millis(500) {
-                    let (n, c) = (tally.entries.load(Relaxed), tally.changed.load(Relaxed));
+            let mut shown = false;
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(tick) {
+                let (n, c) = (tally.entries.load(Relaxed), tally.changed.load(Relaxed));
+                if !live {
+                    eprintln!("cachekeeper: {} seen, {c} changed so far", summary::entries(n));
+                } else if started.elapsed() > Duration::from_millis(500) {
                     eprint!("\r\x1b[Kcachekeeper: {n} entries seen, {c} changed");
+                    shown = true;
                 }
             }
-            eprint!("\r\x1b[K");
+            if shown {
+                eprint!("\r\x1b[K");
+            }
         });
         let result = f();
         drop(done_tx);
         result
     })
 }
+
+/// How often a walk off a capable terminal says how far it has got.
+const PLAIN_PROGRESS: Duration = Duration::from_secs(10);

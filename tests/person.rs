@@ -201,6 +201,49 @@ fn root_cachekeeperctl_finds_the_socket_in_the_configuration() {
     assert!(stdout(&rescan).contains("reconciled, ") && stdout(&rescan).contains("repaired in"), "{}", stdout(&rescan));
 }
 
+/// A `\r` that does not end a line (a pty writes `\r\n` for each newline), or an
+/// escape sequence: what a `docker build` log or a dumb terminal shows as garbage.
+fn rewrites_in_place(s: &str) -> bool {
+    s.contains('\x1b') || s.match_indices('\r').any(|(i, _)| s.as_bytes().get(i + 1) != Some(&b'\n'))
+}
+
+/// Regression: the live count wrote `\r\e[K` with `TERM=dumb` and with `NO_COLOR`.
+#[test]
+fn root_progress_is_live_only_on_a_capable_terminal_and_plain_elsewhere() {
+    require_root();
+    let t = Tree::new();
+    // 60,000 compliant entries seen through bindfs (a FUSE filesystem, which .ci/run
+    // installs): a walk of more than the half second before a live line shows.
+    let backing = t.base.join("backing");
+    for d in 0..200 {
+        for f in 0..300 {
+            write(&backing.join(format!("cache/download/d{d}/f{f}")), 0o644);
+        }
+    }
+    let view = t.base.join("view");
+    mkdir(&view, 0o755);
+    let mounted = Command::new("bindfs").arg(&backing).arg(&view).status().expect("bindfs");
+    assert!(mounted.success());
+    struct FuseUnmount(std::path::PathBuf);
+    impl Drop for FuseUnmount {
+        fn drop(&mut self) {
+            let _ = Command::new("fusermount").arg("-u").arg(&self.0).status();
+        }
+    }
+    let _unmount = (FuseUnmount(view.clone()), MountGuard(view.clone()));
+    let cmd = format!("{} --check --path {} --owner 0", bin("cachekeeper").display(), view.display());
+    // The control: this walk is long enough for the live line on a capable terminal.
+    let live = on_a_terminal(&cmd, &[("TERM", "xterm"), ("NO_COLOR", "")]);
+    assert!(live.contains("\r\x1b[Kcachekeeper: "), "no live line: make the tree larger: {live:?}");
+    for env in [[("TERM", "dumb"), ("NO_COLOR", "")], [("TERM", "xterm"), ("NO_COLOR", "1")]] {
+        let out = on_a_terminal(&cmd, &env);
+        assert!(!rewrites_in_place(&out), "{env:?}: {out:?}");
+        assert!(out.contains("compliant"), "{env:?}: no summary: {out:?}");
+    }
+    let piped = cachekeeper(&["--check", "--path", view.to_str().unwrap(), "--owner", "0"], &[]);
+    assert!(!rewrites_in_place(&stderr(&piped)) && !rewrites_in_place(&stdout(&piped)), "{}", stderr(&piped));
+}
+
 #[test]
 fn ctrl_c_ends_the_progress_line_and_says_how_far_it_got() {
     let t = Tree::new();
