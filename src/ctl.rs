@@ -198,10 +198,11 @@ fn tell_leftovers(leftovers: &[crate::protocol::Leftover]) -> u8 {
         };
         eprintln!(
             "cachekeeperctl: {}: done; {} entr{} could not be repaired, {whose}{first}; \
-             `cachekeeperctl status` lists them",
+             `{} status` lists them",
             l.cache,
             l.unrepaired,
-            if l.unrepaired == 1 { "y" } else { "ies" }
+            if l.unrepaired == 1 { "y" } else { "ies" },
+            crate::hint::command("cachekeeperctl")
         );
         yours += l.yours;
     }

@@ -332,8 +332,9 @@ pub fn accept_successor(new: &Root, former: &Former, policy: &crate::model::Poli
     let refused = |why: &str| {
         refuse(format!(
             "root replaced — refusing: {} is now another directory ({why}), not one Go or cachekeeper would have made \
-             there; nothing in it is changed until an administrator runs `cachekeeperctl rescan` or `reload`",
-            new.path.display()
+             there; nothing in it is changed until an administrator runs `{} rescan` (or `reload`)",
+            new.path.display(),
+            crate::hint::sudo("cachekeeperctl")
         ))
     };
     if new.st.dev != former.dev {
@@ -674,11 +675,13 @@ impl Isolation {
             ),
             Isolation::Parent => format!(
                 "not isolated: {parent} is a mount of its own but {root} is not, so files elsewhere in {parent} can \
-                 be hard-linked in (`cachekeeper --init --isolate` bind-mounts {root} on itself)"
+                 be hard-linked in (`{} --init --isolate --path {root}` bind-mounts it on itself)",
+                crate::hint::sudo("cachekeeper")
             ),
             Isolation::None => format!(
-                "not isolated: files elsewhere on its filesystem can be hard-linked in (`cachekeeper --init --isolate` \
-                 bind-mounts {root} on itself)"
+                "not isolated: files elsewhere on its filesystem can be hard-linked in (`{} --init --isolate --path \
+                 {root}` bind-mounts it on itself)",
+                crate::hint::sudo("cachekeeper")
             ),
         }
     }
@@ -740,9 +743,10 @@ pub fn hard_link_guard(isolation: &Isolation, protected: Option<bool>, root: &Pa
     }
     Err(refuse(format!(
         "refusing to change files in {0}: fs.protected_hardlinks is 0 and the cache is not isolated, so a group member \
-         could hard-link any file of the system into it; run `cachekeeper --init --isolate` (or bind-mount {0} on \
-         itself), or `sysctl fs.protected_hardlinks=1`",
-        root.display()
+         could hard-link any file of the system into it; run `{1} --init --isolate --path {0}` (or bind-mount {0} on \
+         itself), or `sudo sysctl fs.protected_hardlinks=1`",
+        root.display(),
+        crate::hint::sudo("cachekeeper")
     )))
 }
 

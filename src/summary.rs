@@ -155,9 +155,10 @@ struct Cause {
 fn cause(f: &Failure, root: &std::path::Path) -> String {
     let root = root.display();
     match f.errno {
-        Some(libc::EPERM) if !nix::unistd::geteuid().is_root() => {
-            "belong to other users, and only root may change them: run `sudo cachekeeper --init`".into()
-        }
+        Some(libc::EPERM) if !nix::unistd::geteuid().is_root() => format!(
+            "belong to other users, and only root may change them: run `{}`",
+            crate::hint::rerun_with_sudo(true)
+        ),
         Some(libc::EPERM) => {
             "were refused by the kernel although this runs as root (an immutable attribute? see lsattr)".into()
         }
@@ -165,7 +166,7 @@ fn cause(f: &Failure, root: &std::path::Path) -> String {
             format!("are on a read-only filesystem: remount {root} read-write, or repair where it is written")
         }
         Some(libc::EACCES) if !nix::unistd::geteuid().is_root() => {
-            "could not be read (permission denied): run `sudo cachekeeper`".into()
+            format!("could not be read (permission denied): run `{}`", crate::hint::rerun_with_sudo(false))
         }
         _ => format!("failed: {f}"),
     }

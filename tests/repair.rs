@@ -442,11 +442,17 @@ fn root_an_unprivileged_user_repairs_its_own_cache_and_names_what_it_cannot() {
     // engine must open the entry to pin it, which an unreadable file of another user
     // refuses: the same entry, named with the cause it met first.
     let cause = if portable_engine() {
-        "1 entry could not be read (permission denied): run `sudo cachekeeper`"
+        format!(
+            "1 entry could not be read (permission denied): run `sudo {} --init --path",
+            bin("cachekeeper").display()
+        )
     } else {
-        "1 entry belong to other users, and only root may change them: run `sudo cachekeeper --init`"
+        format!(
+            "1 entry belong to other users, and only root may change them: run `sudo {} --init --path",
+            bin("cachekeeper").display()
+        )
     };
-    assert!(text.contains(cause), "{text}");
+    assert!(text.contains(&cause), "{text}");
     assert!(text.contains("      theirs\n"), "{text}");
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }

@@ -591,7 +591,8 @@ impl<'w> Findings<'w> {
         if more > 0 {
             tracing::error!(
                 root = %runtime.cache.path.display(),
-                "{more} more entries could not be checked or repaired; `cachekeeperctl status --json` lists them"
+                "{more} more entries could not be checked or repaired; `{} status --json` lists them",
+                crate::hint::command("cachekeeperctl")
             );
         }
     }
