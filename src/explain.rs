@@ -409,13 +409,27 @@ pub fn render(e: &Explanation) -> String {
     } else {
         format!("{} (uid {})", e.user.name, e.user.uid)
     };
-    let mut out = format!("{who} at {}:\n", e.path);
+    // The answer first: the verdict, then the first denial and its fix; the walk from /
+    // after it, for whoever wants to see why.
+    let denied = e.steps.iter().find_map(|s| s.checks.iter().find(|c| !c.allowed).map(|c| (s, c)));
+    let mut out = match denied {
+        None if e.allowed => format!("{who} at {}: allowed\n", e.path),
+        None => format!("{who} at {}: DENIED\n", e.path),
+        Some((s, c)) => {
+            let mut head = format!("{who} at {}: DENIED: {} at {}: {}\n", e.path, c.access.name(), s.path, c.why);
+            if let Some(fix) = &c.fix {
+                head += &format!("  fix: {fix}\n");
+            }
+            head
+        }
+    };
     let wanted: Vec<&str> = e.access.iter().map(|a| a.name()).collect();
     if wanted.is_empty() {
         out += &format!("  judged: {}\n", e.because);
     } else {
         out += &format!("  judged: {} ({})\n", wanted.join(", "), e.because);
     }
+    out += "component by component:\n";
     for s in &e.steps {
         if !s.exists {
             out += &format!("  {}  does not exist (to be created)\n", s.path);
@@ -441,7 +455,6 @@ pub fn render(e: &Explanation) -> String {
             }
         }
     }
-    out += if e.allowed { "verdict: allowed\n" } else { "verdict: denied (see DENIED above)\n" };
     out
 }
 

@@ -57,7 +57,12 @@ fn root_explain_names_the_directory_whose_other_bits_deny_create() {
         assert!(s.contains("create entries DENIED: you are other here, and other has r-x"), "{s}");
         assert!(s.contains("fix: the owner model of") && s.contains("fixes it"), "{s}");
         assert!(text.contains(&format!("{}  does not exist (to be created)", target.display())), "{text}");
-        assert!(text.ends_with("verdict: denied (see DENIED above)\n"), "{text}");
+        // Regression: the verdict came last, after some 30 lines; it comes first now,
+        // with the denial and its fix.
+        let mut head = text.lines();
+        let first = head.next().unwrap_or_default();
+        assert!(first.contains("DENIED: create entries at ") && first.contains("other has r-x"), "{text}");
+        assert!(head.next().unwrap_or_default().starts_with("  fix: the owner model of"), "{text}");
     }
     // Root may.
     let out = ctl(&["explain", "--config", &cfg, target.to_str().unwrap()]);
