@@ -70,7 +70,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Why a user may not do something at PATH, and what would fix it (no service needed)
+    /// Why a user may not do something at PATH, and what would fix it (no service needed);
+    /// PATH may also be an error line as Go printed it (quoted), such as
+    /// "go: mkdir /var/cache/go/mod/cache/download/x: permission denied"
     Explain {
         /// The access to judge at PATH [default: what Go needs there: read for files of
         /// an extracted module tree, create for directories under cache/download, ...]
@@ -81,7 +83,8 @@ enum Command {
         user: Option<String>,
         #[arg(long)]
         json: bool,
-        path: PathBuf,
+        #[arg(value_name = "PATH|ERROR")]
+        path: std::ffi::OsString,
     },
 }
 
@@ -231,14 +234,32 @@ fn doctor(socket: &std::path::Path, config: Option<&std::path::Path>, json: bool
     ExitCode::from(if failed { FAILED } else { 0 })
 }
 
-/// `explain`: exit 0 when everything asked for is allowed, 1 when something is denied.
+/// `explain`: exit 0 when everything asked for is allowed, 1 when something is denied,
+/// 2 for what it cannot judge (a bad `--user` or `--config`, an error line that is not
+/// about permissions).
 fn explain(
-    access: Option<crate::explain::Access>,
+    mut access: Option<crate::explain::Access>,
     user: Option<&str>,
     config: Option<&std::path::Path>,
     json: bool,
-    path: &std::path::Path,
+    arg: &std::ffi::OsStr,
 ) -> ExitCode {
+    use crate::pasted::Pasted;
+    let mut note = None;
+    let path = match crate::pasted::parse(&arg.to_string_lossy()) {
+        None => PathBuf::from(arg),
+        Some(Pasted::NotPermissions(why)) => {
+            println!("{why}");
+            return ExitCode::from(2);
+        }
+        Some(Pasted::Dubious { path }) => return dubious(&path),
+        Some(Pasted::Path { path, access: asked, note: said }) => {
+            access = access.or(asked);
+            note = Some(said);
+            path
+        }
+    };
+    let path = path.as_path();
     let who = match user {
         Some(u) => match crate::explain::Who::lookup(u) {
             Ok(w) => w,
@@ -267,9 +288,37 @@ fn explain(
     if json {
         println!("{}", serde_json::to_string(&e).unwrap_or_default());
     } else {
+        if let Some(note) = note {
+            println!("from the error line: {} — {note}", path.display());
+        }
         print!("{}", crate::explain::render(&e));
     }
     ExitCode::from(if e.allowed { 0 } else { FAILED })
+}
+
+/// git's "dubious ownership": the repository belongs to another user than the caller.
+fn dubious(path: &std::path::Path) -> ExitCode {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let owner = std::fs::metadata(path).map(|m| m.uid());
+    let whose = match owner {
+        Ok(uid) if uid == me => format!("it belongs to you (uid {me}) now: run the go command again"),
+        Ok(uid) => format!("it belongs to uid {uid}, not to you (uid {me}), and git refuses such repositories"),
+        Err(e) => format!("cannot read it: {e}"),
+    };
+    let clones = path.ancestors().find(|a| a.ends_with("cache/vcs")).map(|v| v.join("*"));
+    let system = clones.map_or(String::new(), |c| {
+        format!(
+            " (or, for every clone of the cache, as root: `git config --system --add safe.directory '{}'`)",
+            c.display()
+        )
+    });
+    println!(
+        "git at {}: {whose}; fix: `git config --global --add safe.directory {}`{system}",
+        path.display(),
+        crate::hint::quote(path.as_os_str())
+    );
+    ExitCode::from(FAILED)
 }
 
 /// One request, one response. Errors carry the exit code.

@@ -27,6 +27,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod names;
+pub mod pasted;
 pub mod privilege;
 pub mod protocol;
 pub mod repair;

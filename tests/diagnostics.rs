@@ -293,3 +293,39 @@ fn root_explain_says_what_new_entries_in_a_directory_inherit() {
     let s = section(&stdout(&out), &t.base);
     assert!(s.contains("new entries: no default ACL here"), "{s}");
 }
+
+/// A user pastes the line Go printed: explain finds the path and the access in it and
+/// answers as for that path; a line about something else says so in one line.
+#[test]
+fn root_explain_takes_a_pasted_go_error_line() {
+    require_root();
+    let t = Tree::new();
+    mkdir(&t.path("cache/download"), 0o755);
+    let cfg = config(&t, "group = 3600");
+    let line = format!(
+        "go: example.com/lib@v1.1.0: mkdir {}: permission denied",
+        t.path("cache/download/example.com").display()
+    );
+    let out = ctl_as(1001, &[3600], &["explain", "--config", &cfg, &line]);
+    assert_eq!(code(&out), 1, "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(first.starts_with("from the error line: ") && first.contains("Go could not create it (mkdir)"), "{text}");
+    let verdict = text.lines().nth(1).unwrap_or_default();
+    assert!(verdict.contains(&format!("DENIED: create entries at {}", t.path("cache/download").display())), "{text}");
+    let unlink = format!("go: unlinkat {}: permission denied", t.path("cache/lock").display());
+    let out = ctl_as(1001, &[3600], &["explain", "--config", &cfg, &unlink]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("DENIED: create entries at {}:", t.path("cache").display())),
+        "{}",
+        stdout(&out)
+    );
+
+    let network =
+        "go: example.com/x@v1.0.0: Get \"https://proxy.example/x\": dial tcp: lookup proxy.example: no such host";
+    let out = ctl(&["explain", network]);
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+    assert!(stdout(&out).contains("network error") && stdout(&out).contains("cannot fix it"), "{}", stdout(&out));
+}
