@@ -375,6 +375,13 @@ pub fn render_status(status: &Status) -> String {
         human(Duration::from_secs(d.uptime_s)),
         d.uid
     );
+    if let Some(trouble) = &d.trouble {
+        out += &format!("  TROUBLE {trouble}\n");
+    }
+    if !d.config.is_empty() {
+        out += &format!("  config {}, socket {}\n", d.config, if d.socket.is_empty() { "?" } else { &d.socket });
+    }
+    let mut names = crate::summary::Names::default();
     for c in &status.caches {
         let state = match c.state {
             CacheState::Starting => "starting",
@@ -385,6 +392,15 @@ pub fn render_status(status: &Status) -> String {
         out += &format!("{}: {state} ({})\n", c.path, c.filesystem);
         if let Some(reason) = &c.reason {
             out += &format!("  why        {reason}\n");
+        }
+        if let Some(p) = &c.owner_model {
+            let owner = p.owner.map_or("unchanged".to_owned(), |u| names.user(u));
+            let group = p.group.map_or("unchanged".to_owned(), |g| names.group(g));
+            let model = if p.model == crate::model::Model::Shared { "shared" } else { "private" };
+            out += &format!("  model      {model}: owner {owner}, group {group}\n");
+        }
+        if let Some(isolation) = &c.isolation {
+            out += &format!("  isolation  {isolation}\n");
         }
         match &c.last_full_scan {
             Some(s) => {

@@ -74,6 +74,13 @@ pub struct DaemonStatus {
     /// Effective capabilities, lower-case (`cap_chown`, ...).
     pub capabilities: Vec<String>,
     pub config: String,
+    /// The control socket it listens on. Added within schema version 1.
+    #[serde(default)]
+    pub socket: String,
+    /// What keeps the service itself from its work (a side file it cannot write); the
+    /// service is then not healthy. Absent when there is nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trouble: Option<String>,
     /// inotify watches the service holds, over all caches.
     pub inotify_watches: u64,
     /// The service's user, by name where it has one.

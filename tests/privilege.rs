@@ -169,3 +169,45 @@ fn root_a_socket_directory_the_service_creates_belongs_to_daemon_user() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert!(!socket.exists(), "the service's user removed its socket");
 }
+
+/// Regression: the service started although its user could not write the metrics
+/// directory, then warned every 15 s while `status` and `doctor` said healthy. Now start
+/// fails at once with one line naming the key and the path.
+#[test]
+fn root_a_metrics_directory_the_service_user_cannot_write_fails_the_start() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    mkdir(&t.base.join("run"), 0o755);
+    chown(&t.base.join("run"), SERVICE_USER, SERVICE_USER);
+    // Private (root's, 0755), so it passes the side-file rule, but not the user's.
+    let metrics = t.base.join("metrics");
+    mkdir(&metrics, 0o755);
+    let prom = metrics.join("ck.prom");
+    Daemon::write_config(
+        &t.base,
+        &caches(&t.root),
+        &format!("user = {SERVICE_USER}\nmetrics_textfile = \"{}\"", prom.display()),
+    );
+    let mut child = Command::new(bin("cachekeeper"))
+        .arg("--config")
+        .arg(t.base.join("ck.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the service started although its user cannot write {}", metrics.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().find(|l| l.contains("daemon.metrics_textfile")).unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains(&prom.display().to_string()) && line.contains("ermission denied"), "{err}");
+    assert!(!t.base.join("run/ck.sock").exists(), "the socket is left behind");
+}

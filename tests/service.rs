@@ -242,6 +242,12 @@ fn root_status_json_matches_the_golden_shape() {
     assert_eq!(code(&d.ctl(&["status"])), 0);
     let human = stdout(&d.ctl(&["status"]));
     assert!(human.contains(&format!("{}: healthy", t.root_str())), "{human}");
+    // What a newcomer asks first: which model, isolated or not, which config and socket.
+    assert!(human.contains("  model      shared: owner "), "{human}");
+    assert!(human.contains(&format!("  isolation  isolated: {} is a mount of its own", t.root_str())), "{human}");
+    let config = std::path::absolute(&d.config).unwrap();
+    assert!(human.contains(&format!("config {}, socket {}", config.display(), d.socket.display())), "{human}");
+    assert!(d.log().contains(&format!("listening for cachekeeperctl on {}", d.socket.display())), "{}", d.log());
 
     // For a sysadmin: who runs it, since when, what it keeps to, what it did last.
     assert_eq!(s["daemon"]["user"], "root");

@@ -355,9 +355,10 @@ impl Service {
 
     pub(super) fn status(&self) -> Status {
         let caches: Vec<CacheStatus> = self.snapshot().iter().map(|c| c.status()).collect();
+        let trouble = self.trouble.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Status {
             schema_version: protocol::SCHEMA_VERSION,
-            healthy: Status::healthy(&caches),
+            healthy: Status::healthy(&caches) && trouble.is_none(),
             daemon: protocol::DaemonStatus {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 pid: std::process::id(),
@@ -365,6 +366,8 @@ impl Service {
                 uid: nix::unistd::geteuid().as_raw(),
                 capabilities: crate::privilege::effective(),
                 config: self.config_path.display().to_string(),
+                socket: self.daemon.socket.display().to_string(),
+                trouble,
                 inotify_watches: inotify_watches(),
                 user: crate::summary::Names::default().user(nix::unistd::geteuid().as_raw()),
                 started: protocol::rfc3339(self.started_at),

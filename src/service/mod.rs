@@ -82,6 +82,8 @@ pub enum DaemonError {
 /// anything is started.
 pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     let config = Config::load(config_path)?;
+    // `status` names it absolute: the service may have been started from anywhere.
+    let config_path = &std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_owned());
     crate::logging::init_service(config.daemon.log_format);
     raise_nofile_limit();
     sys::few_arenas();
@@ -104,6 +106,15 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     if let Err(e) = crate::privilege::reduce(config.daemon.user) {
         side.remove();
         return Err(DaemonError::Startup(e));
+    }
+    // The metrics textfile is rewritten by the service's user, with no power over file
+    // permissions left: a directory it cannot write is a start-up error, not a warning
+    // every 15 s under a healthy status.
+    if let Some((dir, name)) = &side.metrics {
+        if let Err(e) = dir.replace(name, b"# cachekeeper is starting\n", 0o644) {
+            side.remove();
+            return Err(DaemonError::Startup(format!("daemon.metrics_textfile: {e}")));
+        }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -277,6 +288,8 @@ struct Service {
     connections: Mutex<(usize, HashMap<u32, usize>)>,
     /// Peers (uid) with a `reload` or `rescan` under way: one at a time each.
     busy: Mutex<HashSet<u32>>,
+    /// What keeps the service itself from its work (a side file it cannot write).
+    trouble: Mutex<Option<String>>,
 }
 
 async fn serve(
@@ -306,9 +319,11 @@ async fn serve(
         config_text: Mutex::new(config_text),
         connections: Mutex::default(),
         busy: Mutex::default(),
+        trouble: Mutex::default(),
     });
     // Caches first: a `sync` answered before they exist would settle on nothing.
     let started = service.start_caches(&config.caches, &HashMap::new());
+    tracing::info!("listening for cachekeeperctl on {}", service.daemon.socket.display());
     let accept = tokio::spawn(accept_loop(Arc::clone(&service), listener));
     let result = run_until_stopped(&service, started).await;
 
@@ -364,9 +379,17 @@ async fn run_until_stopped(service: &Arc<Service>, started: Vec<oneshot::Receive
             loop {
                 tick.tick().await;
                 let Some((dir, name)) = &service.side.metrics else { return };
-                if let Err(e) = dir.replace(name, crate::metrics::render(&service.status()).as_bytes(), 0o644) {
-                    tracing::warn!("{e}");
+                let written = dir.replace(name, crate::metrics::render(&service.status()).as_bytes(), 0o644);
+                let failed = written.err().map(|e| format!("daemon.metrics_textfile: {e}"));
+                let mut trouble = service.trouble.lock().unwrap_or_else(|p| p.into_inner());
+                // Said once when it starts failing, and once when it is fixed; `status`
+                // shows it meanwhile.
+                match (&*trouble, &failed) {
+                    (None, Some(e)) => tracing::warn!("{e}"),
+                    (Some(_), None) => tracing::info!("daemon.metrics_textfile is written again"),
+                    _ => {}
                 }
+                *trouble = failed;
             }
         });
     }
