@@ -35,7 +35,21 @@ pub fn advice(path: &Path) -> String {
 /// True when the mount that holds `path` (the longest mount point that is a prefix) is
 /// read-only while its superblock is writable: a read-only bind mount.
 fn read_only_bind(mountinfo: &str, path: &Path) -> bool {
-    let mut best: Option<(PathBuf, bool)> = None;
+    let ro = |opts: &str| opts.split(',').any(|o| o == "ro");
+    containing_mount(mountinfo, path).is_some_and(|(_, options, super_options)| ro(options) && !ro(super_options))
+}
+
+/// The mount point of the mount that holds `path` (an absolute path), from
+/// `/proc/self/mountinfo`: what to remount when it is read-only.
+pub fn mount_point(path: &Path) -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    containing_mount(&mountinfo, path).map(|(point, _, _)| point)
+}
+
+/// The longest mount point that is a prefix of `path`, with its mount options and its
+/// superblock's options.
+fn containing_mount<'m>(mountinfo: &'m str, path: &Path) -> Option<(PathBuf, &'m str, &'m str)> {
+    let mut best: Option<(PathBuf, &str, &str)> = None;
     for line in mountinfo.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
         let Some(dash) = fields.iter().position(|f| *f == "-") else { continue };
@@ -45,14 +59,13 @@ fn read_only_bind(mountinfo: &str, path: &Path) -> bool {
         };
         let point = PathBuf::from(unescape(point));
         if !path.starts_with(&point)
-            || best.as_ref().is_some_and(|(b, _)| b.as_os_str().len() > point.as_os_str().len())
+            || best.as_ref().is_some_and(|(b, _, _)| b.as_os_str().len() > point.as_os_str().len())
         {
             continue;
         }
-        let ro = |opts: &str| opts.split(',').any(|o| o == "ro");
-        best = Some((point, ro(options) && !ro(super_options)));
+        best = Some((point, options, super_options));
     }
-    best.is_some_and(|(_, bind)| bind)
+    best
 }
 
 /// mountinfo writes space, tab, newline and backslash in mount points as octal escapes.
@@ -102,6 +115,14 @@ mod tests {
         assert!(!read_only_bind(SANDBOX, Path::new("/mnt/cd/go")));
         assert!(!read_only_bind(SANDBOX, Path::new("/srv/my cache/mod")));
         assert!(!read_only_bind("", Path::new("/srv")));
+    }
+
+    #[test]
+    fn the_mount_that_holds_a_path_is_the_longest_prefix() {
+        let point = |p: &str| containing_mount(SANDBOX, Path::new(p)).map(|m| m.0);
+        assert_eq!(point("/var/cache/go/mod/x"), Some(PathBuf::from("/var/cache/go")));
+        assert_eq!(point("/var/cache/gone"), Some(PathBuf::from("/")));
+        assert_eq!(point("/srv/my cache/mod"), Some(PathBuf::from("/srv/my cache")));
     }
 
     #[test]

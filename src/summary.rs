@@ -37,6 +37,8 @@ pub struct CacheSummary {
     pub compliant: bool,
     /// How new entries get group access: at creation, or only by repair.
     pub inheritance: Inheritance,
+    /// The mount point, when the cache lies on a read-only mount: said once, not per entry.
+    pub read_only_at: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,6 +76,8 @@ impl CacheSummary {
             created: Vec::new(),
             compliant: failed == 0 && diverging == 0,
             inheritance: Inheritance::of(&cache.policy, t.no_acl.load(Relaxed)),
+            read_only_at: crate::sys::read_only(&cache.path)
+                .then(|| crate::sandbox::mount_point(&cache.path).unwrap_or_else(|| cache.path.clone())),
         }
     }
 
@@ -153,7 +157,6 @@ struct Cause {
 
 /// The cause of a failure in words a user can act on.
 fn cause(f: &Failure, root: &std::path::Path) -> String {
-    let root = root.display();
     match f.errno {
         Some(libc::EPERM) if !nix::unistd::geteuid().is_root() => format!(
             "belong to other users, and only root may change them: run `{}`",
@@ -162,13 +165,24 @@ fn cause(f: &Failure, root: &std::path::Path) -> String {
         Some(libc::EPERM) => {
             "were refused by the kernel although this runs as root (an immutable attribute? see lsattr)".into()
         }
-        Some(libc::EROFS) => {
-            format!("are on a read-only filesystem: remount {root} read-write, or repair where it is written")
-        }
+        Some(libc::EROFS) => read_only(root),
         Some(libc::EACCES) if !nix::unistd::geteuid().is_root() => {
             format!("could not be read (permission denied): run `{}`", crate::hint::rerun_with_sudo(false))
         }
         _ => format!("failed: {f}"),
+    }
+}
+
+/// What to say of a cache on a read-only mount: the mount point to remount, which is
+/// rarely the root itself.
+fn read_only(root: &std::path::Path) -> String {
+    match crate::sandbox::mount_point(root) {
+        Some(point) => format!(
+            "are on a filesystem mounted read-only at {0}: remount it read-write (`sudo mount -o remount,rw {0}`), \
+             or repair the cache where it is written",
+            point.display()
+        ),
+        None => format!("are on a read-only filesystem: remount the filesystem of {} read-write", root.display()),
     }
 }
 
@@ -214,6 +228,11 @@ pub fn write_text(out: &mut impl Write, summaries: &[CacheSummary], verbose: boo
                 "  changed    {} (owner {}, group {}, mode {}, acl {})",
                 c.entries, c.owner, c.group, c.mode, c.acl
             )?;
+        }
+        if let Some(point) = &s.read_only_at {
+            let what =
+                if s.action == Action::Check { "--init could change nothing here" } else { "nothing could change" };
+            writeln!(out, "  read-only  mounted read-only at {}: {what}", point.display())?;
         }
         writeln!(out, "  inherit    {}", s.inheritance.describe(&s.policy))?;
         let reasons: Vec<String> =

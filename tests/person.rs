@@ -88,16 +88,28 @@ fn root_forgetting_sudo_gives_one_line_with_the_fix_not_one_per_entry() {
 fn root_a_read_only_filesystem_gives_one_line_with_the_fix() {
     require_root();
     let t = others_tree();
-    nix::mount::mount(Some(&t.root), &t.root, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>).unwrap();
+    // The read-only mount is the root's parent: that is what must be remounted.
+    nix::mount::mount(Some(&t.base), &t.base, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>).unwrap();
     let flags = nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY;
-    nix::mount::mount(None::<&str>, &t.root, None::<&str>, flags, None::<&str>).unwrap();
-    let _unmount = MountGuard(t.root.clone());
+    nix::mount::mount(None::<&str>, &t.base, None::<&str>, flags, None::<&str>).unwrap();
+    let _unmount = MountGuard(t.base.clone());
     let out = cachekeeper(&["--init", "--path", t.root_str(), "--owner", "1102"], &[]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("are on a read-only filesystem: remount"), "{text}");
-    assert!(text.lines().count() <= 10, "{text}");
+    // Regression: it said "remount <root>", which is not a mount point.
+    let said = format!(
+        "are on a filesystem mounted read-only at {0}: remount it read-write (`sudo mount -o remount,rw {0}`)",
+        t.base.display()
+    );
+    assert!(text.contains(&said), "{text}");
+    assert!(text.lines().count() <= 11, "{text}");
     assert!(stderr(&out).is_empty(), "a line per entry: {}", stderr(&out));
+    // Regression: --check listed every entry and never said why none could be repaired.
+    let out = cachekeeper(&["--check", "--path", t.root_str(), "--owner", "1102"], &[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = format!("  read-only  mounted read-only at {}: --init could change nothing here", t.base.display());
+    assert_eq!(text.lines().filter(|l| *l == line).count(), 1, "{text}");
 }
 
 #[test]
