@@ -549,3 +549,11 @@ fn with_progress<T>(wanted: bool, tally: &Tally, f: impl FnOnce() -> T) -> T {
 
 /// How often a walk off a capable terminal says how far it has got.
 const PLAIN_PROGRESS: Duration = Duration::from_secs(10);
+
+/// The caller's own module cache as `cachekeeper --init` with no flags keeps it (Go's
+/// rule for the path, the private model, the caller the owner): what `doctor` checks
+/// where no service is configured.
+pub fn own_cache() -> Result<CacheConfig, String> {
+    let args = Args::try_parse_from(["cachekeeper", "--check"]).map_err(|e| e.to_string())?;
+    cache_from_flags(&args).map(|(cache, _)| cache).map_err(|Usage(m)| m)
+}

@@ -181,7 +181,7 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
             ExitCode::from(DENIED)
         }
         (other, _) => {
-            eprintln!("cachekeeperctl: unexpected answer from the service: {other:?}");
+            eprintln!("cachekeeperctl: unexpected answer from the service: {}", other.kind());
             ExitCode::from(FAILED)
         }
     }
@@ -218,13 +218,19 @@ fn tell_leftovers(leftovers: &[crate::protocol::Leftover]) -> u8 {
 
 /// `doctor`: exit 1 when any line fails.
 fn doctor(socket: &std::path::Path, config: Option<&std::path::Path>, json: bool) -> ExitCode {
+    use crate::doctor::Unanswered;
+    let named = config.is_some() || std::env::var_os("CACHEKEEPER_CONFIG").is_some_and(|c| !c.is_empty());
     let config = crate::config::path_or_default(config);
     let status = match call(socket, &Request::Status, Some(Duration::from_secs(30))) {
         Ok(Response::Status(s)) => Ok(*s),
-        Ok(other) => Err(format!("unexpected answer: {other:?}")),
-        Err((_, message)) => Err(message),
+        Ok(Response::Denied { message }) => Err(Unanswered::NotAllowed(message)),
+        Ok(other) => Err(Unanswered::Failed(format!("unexpected answer: {}", other.kind()))),
+        Err((NOT_RUNNING, message)) => Err(Unanswered::NotRunning(message)),
+        Err((DENIED, message)) => Err(Unanswered::NotAllowed(message)),
+        Err((_, message)) => Err(Unanswered::Failed(message)),
     };
-    let lines = crate::doctor::run(&crate::doctor::Inputs { config: &config, status });
+    let own_cache = (!named && !config.exists()).then(crate::cli::own_cache);
+    let lines = crate::doctor::run(&crate::doctor::Inputs { config: &config, named, status, own_cache });
     if json {
         println!("{}", serde_json::json!({ "schema_version": 1, "checks": lines }));
     } else {

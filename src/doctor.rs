@@ -39,12 +39,30 @@ impl List {
 #[derive(Debug)]
 pub struct Inputs<'a> {
     pub config: &'a Path,
+    /// The configuration was named (`--config`, `$CACHEKEEPER_CONFIG`), not the default.
+    pub named: bool,
     /// The service's status, or why it could not be had.
-    pub status: Result<Status, String>,
+    pub status: Result<Status, Unanswered>,
+    /// The caller's own module cache, as `cachekeeper --init` with no flags keeps it:
+    /// what doctor checks where no service is configured.
+    pub own_cache: Option<Result<CacheConfig, String>>,
+}
+
+/// Why the service gave no status: the advice depends on it and on who asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unanswered {
+    NotRunning(String),
+    /// The caller is neither root nor a member of `daemon.socket_group`.
+    NotAllowed(String),
+    Failed(String),
 }
 
 pub fn run(inputs: &Inputs<'_>) -> Vec<Line> {
     let mut l = List::default();
+    // No configuration at all: a person checking their own cache, not a build host.
+    if !inputs.named && !inputs.config.exists() {
+        return own_cache(&mut l, inputs);
+    }
     let caches = match Config::load(inputs.config) {
         Ok(c) => {
             l.add(
@@ -83,10 +101,71 @@ pub fn run(inputs: &Inputs<'_>) -> Vec<Line> {
     l.0
 }
 
-fn service(l: &mut List, status: &Result<Status, String>) {
+/// Without a configuration: the caller's own cache, checked as `cachekeeper --init` would
+/// keep it (the private model, the caller the owner), and no service to ask.
+fn own_cache(l: &mut List, inputs: &Inputs<'_>) -> Vec<Line> {
+    let cache = match &inputs.own_cache {
+        Some(Ok(c)) => c.clone(),
+        Some(Err(e)) => {
+            l.add("configuration", Verdict::Fail, format!("no {}, and {e}", inputs.config.display()));
+            return std::mem::take(&mut l.0);
+        }
+        None => {
+            l.add("configuration", Verdict::Fail, format!("no {}", inputs.config.display()));
+            return std::mem::take(&mut l.0);
+        }
+    };
+    l.add(
+        "configuration",
+        Verdict::Info,
+        format!(
+            "no {} (no service is set up here): checking your own Go module cache {} as `{} --init` keeps it",
+            inputs.config.display(),
+            cache.path.display(),
+            crate::hint::command("cachekeeper")
+        ),
+    );
+    if cache.path.exists() {
+        root(l, &cache, None);
+        filesystem(l, &cache.path);
+    } else {
+        l.add(
+            format!("root {}", cache.path.display()),
+            Verdict::Info,
+            "does not exist yet: Go (or `cachekeeper --init`) makes it at the first download",
+        );
+    }
+    go_env(l, std::slice::from_ref(&cache));
+    std::mem::take(&mut l.0)
+}
+
+fn service(l: &mut List, status: &Result<Status, Unanswered>) {
+    let root = nix::unistd::geteuid().is_root();
     let status = match status {
         Ok(s) => s,
-        Err(e) => return l.add("service", Verdict::Fail, format!("{e}: start it (systemctl start cachekeeper)")),
+        Err(Unanswered::NotRunning(e)) if root => {
+            return l.add("service", Verdict::Fail, format!("{e}: start it (systemctl start cachekeeper)"))
+        }
+        Err(Unanswered::NotRunning(e)) => {
+            return l.add(
+                "service",
+                Verdict::Fail,
+                format!("{e}: ask an administrator to start it (sudo systemctl start cachekeeper)"),
+            )
+        }
+        // Starting the service would not help: it runs, and does not answer this caller.
+        Err(Unanswered::NotAllowed(e)) => {
+            return l.add(
+                "service",
+                Verdict::Warn,
+                format!(
+                    "{e}; the checks below need no service. To ask it, be added to daemon.socket_group (an \
+                     administrator), or run `{} doctor`",
+                    crate::hint::sudo("cachekeeperctl")
+                ),
+            )
+        }
+        Err(Unanswered::Failed(e)) => return l.add("service", Verdict::Fail, e.clone()),
     };
     let needed = ["cap_chown", "cap_dac_read_search", "cap_fowner", "cap_fsetid"];
     let missing: Vec<&str> =
@@ -455,7 +534,7 @@ mod tests {
         let cfg = dir.join("ck.toml");
         let root = dir.join("mod");
         std::fs::write(&cfg, format!("[[cache]]\npath = \"{}\"\n", root.display())).unwrap();
-        let inputs = Inputs { config: &cfg, status: Ok(status(&root, reason)) };
+        let inputs = Inputs { config: &cfg, named: true, status: Ok(status(&root, reason)), own_cache: None };
         run(&inputs).into_iter().find(|l| l.check.starts_with("root ")).unwrap()
     }
 

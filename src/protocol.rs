@@ -55,6 +55,32 @@ pub enum Response {
     },
 }
 
+impl Response {
+    /// Its name on the wire, for messages about an answer that was not expected.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::Status(_) => "status",
+            Response::Synced { .. } => "synced",
+            Response::Rescanned { .. } => "rescanned",
+            Response::Reloaded { .. } => "reloaded",
+            Response::Failed { .. } => "failed",
+            Response::Denied { .. } => "denied",
+        }
+    }
+}
+
+impl Request {
+    /// Its command name, as `cachekeeperctl` spells it.
+    pub fn command(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Sync { .. } => "sync",
+            Request::Rescan { .. } => "rescan",
+            Request::Reload => "reload",
+        }
+    }
+}
+
 /// `cachekeeperctl status --json`, schema version 1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {

@@ -329,3 +329,58 @@ fn root_explain_takes_a_pasted_go_error_line() {
     assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
     assert!(stdout(&out).contains("network error") && stdout(&out).contains("cannot fix it"), "{}", stdout(&out));
 }
+
+/// Regression: doctor told a user outside daemon.socket_group to start a service that was
+/// running; it tells them what would let them ask it, and still checks what needs no
+/// service.
+#[test]
+fn root_doctor_tells_a_non_member_what_lets_them_ask_the_service() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let cfg = config(&t, "group = 3200");
+    let d = Daemon::start(&t.base, &std::fs::read_to_string(&cfg).unwrap(), "socket_group = 3300");
+    let mut cmd = setpriv(1001, &[3200]);
+    cmd.arg(bin("cachekeeperctl")).arg("--socket").arg(&d.socket).args(["doctor", "--config", &cfg]);
+    let text = stdout(&run(cmd, Duration::from_secs(60)));
+    let service = line(&text, "service");
+    assert!(!service.contains("start it"), "a running service is not to be started: {text}");
+    assert!(service.starts_with("[WARN]") && service.contains("daemon.socket_group"), "{text}");
+    assert!(line(&text, "root ").starts_with("[ok  ]"), "the rest is still checked: {text}");
+}
+
+/// Regression: with no configuration doctor's output was meaningless; it checks the
+/// caller's own cache, as `cachekeeper --init` keeps it.
+#[test]
+fn root_doctor_without_a_configuration_checks_the_callers_own_cache() {
+    require_root();
+    assert!(
+        !Path::new("/etc/cachekeeper/config.toml").exists(),
+        "this machine has /etc/cachekeeper/config.toml: the case without a configuration cannot be made here"
+    );
+    let t = Tree::new();
+    let home = t.base.join("home");
+    mkdir(&home.join("go/pkg/mod/cache/download"), 0o755);
+    for p in [home.clone(), home.join("go"), home.join("go/pkg"), home.join("go/pkg/mod")] {
+        chown(&p, 1001, 1001);
+    }
+    chown(&home.join("go/pkg/mod/cache"), 1001, 1001);
+    chown(&home.join("go/pkg/mod/cache/download"), 1001, 1001);
+    let mut cmd = setpriv(1001, &[]);
+    cmd.arg(bin("cachekeeperctl"))
+        .args(["--socket", "/nonexistent", "doctor"])
+        .env_remove("CACHEKEEPER_CONFIG")
+        .env_remove("GOMODCACHE")
+        .env_remove("GOPATH")
+        .env("HOME", &home);
+    let out = run(cmd, Duration::from_secs(60));
+    let text = stdout(&out);
+    let root = home.join("go/pkg/mod");
+    assert!(
+        line(&text, "configuration").contains(&format!("checking your own Go module cache {}", root.display())),
+        "{text}"
+    );
+    assert!(line(&text, &format!("root {}", root.display())).starts_with("[ok  ]"), "{text}");
+    assert!(!text.contains("systemctl"), "no service to start for one's own cache: {text}");
+    assert_eq!(code(&out), 0, "{text}");
+}

@@ -261,8 +261,9 @@ impl Service {
                 return Ok(());
             }
             return Err(format!(
-                "uid {} may not use cachekeeper ({request:?}): only root and members of group {group} (daemon.socket_group) may",
-                cred.uid()
+                "uid {} may not use cachekeeper ({}): only root and members of group {group} (daemon.socket_group) may",
+                cred.uid(),
+                request.command()
             ));
         }
         Err(format!(
