@@ -213,7 +213,9 @@ fn run(args: &Args) -> Result<bool, Usage> {
         ));
     } else if let Some(path) = &args.config {
         (Config::load(path).map_err(|e| Usage(e.to_string()))?.caches, Origin::Admin)
-    } else if let (false, Some(path)) = (args.has_cache_flags(), std::env::var_os("CACHEKEEPER_CONFIG")) {
+    } else if let (false, Some(path)) =
+        (args.has_cache_flags(), std::env::var_os("CACHEKEEPER_CONFIG").filter(|v| !v.is_empty()))
+    {
         (Config::load(Path::new(&path)).map_err(|e| Usage(e.to_string()))?.caches, Origin::Admin)
     } else {
         let (cache, origin) = cache_from_flags(args)?;

@@ -98,10 +98,6 @@ impl Excludes {
         self.patterns.is_empty()
     }
 
-    pub fn patterns(&self) -> &[String] {
-        &self.patterns
-    }
-
     pub fn matches(&self, rel: &[u8]) -> bool {
         !self.patterns.is_empty() && self.set.is_match(Path::new(OsStr::from_bytes(rel)))
     }

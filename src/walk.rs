@@ -168,12 +168,6 @@ impl Tally {
     }
 }
 
-/// Walks the cache pinned as `root` and repairs or lists every divergent entry. The
-/// findings come back sorted by path; counts accumulate in `tally`.
-pub fn walk(cache: &CacheConfig, root: &Root, action: Action, tally: &Tally) -> io::Result<Vec<Note>> {
-    Scan { cache, root, action, tally, watch: None, audit: None, findings: None, log_repairs: false }.all()
-}
-
 /// Called with the relative path and the open descriptor of each directory before it
 /// is listed, so that a watch exists before the listing and nothing created meanwhile
 /// is missed; the watch is added through the descriptor, never by path.
@@ -247,53 +241,7 @@ impl<'a> Scan<'a> {
         Ok(walker.into_notes())
     }
 
-    /// The entry at `rel` (relative to the root), and with `deep` everything below it
-    /// when it is a directory. Each component on the way is opened with `O_NOFOLLOW`;
-    /// a path that leads through a symlink, out of the root's mount, or nowhere (it was
-    /// deleted since) is not an entry of this cache and is skipped.
-    pub fn path(&self, rel: &[u8], deep: bool) -> io::Result<Vec<Note>> {
-        let (root, root_st) = self.open_root()?;
-        let walker = self.walker(root_st);
-        if rel.is_empty() {
-            rayon::scope(|s| walker.directory(s, root, root_st, Vec::new(), deep));
-            return Ok(walker.into_notes());
-        }
-        let components: Vec<&[u8]> = rel.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
-        let Some((name, parents)) = components.split_last() else { return Ok(Vec::new()) };
-        let mut prefix = Vec::new();
-        let mut dir = root;
-        for c in parents.iter().copied().chain([*name]) {
-            prefix = names::join(&prefix, c);
-            if self.cache.exclude.matches(&prefix) || c == b"." || c == b".." {
-                return Ok(Vec::new());
-            }
-        }
-        for c in parents {
-            let Ok(c) = CString::new(*c) else { return Ok(Vec::new()) };
-            match sys::open_dir_at(dir.as_fd(), &c) {
-                Ok(next) => dir = next,
-                Err(_) => return Ok(Vec::new()),
-            }
-        }
-        match sys::stat_fd(dir.as_fd()) {
-            Ok(st) if st.same_mount(&root_st) => {}
-            _ => return Ok(Vec::new()),
-        }
-        let Ok(name) = CString::new(*name) else { return Ok(Vec::new()) };
-        let parent = Arc::new(dir);
-        rayon::scope(|s| match sys::stat_at(parent.as_fd(), &name) {
-            Ok(st) if st.file_type == FileType::Dir => {
-                walker.open_directory(s, Arc::clone(&parent), &name, rel.to_vec(), deep)
-            }
-            Ok(st) => walker.leaf(parent.as_fd(), &name, names::parent(rel), st),
-            Err(_) => {}
-        });
-        Ok(walker.into_notes())
-    }
-}
-
-impl Scan<'_> {
-    /// Several entries at once, as [`Scan::path`] checks one, sorted by path: the
+    /// Several entries at once, sorted by path: the
     /// directories on the way are opened once for every path below them, so a batch of
     /// events in one deep directory costs its depth once, not once per event.
     pub fn paths(&self, checks: &[(Vec<u8>, bool)]) -> io::Result<Vec<Note>> {

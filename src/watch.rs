@@ -279,7 +279,6 @@ pub struct Handler {
     pub queue: Queue,
     pub counters: Arc<Counters>,
     pub waiters: Waiters,
-    pub degraded: Degradation,
 }
 
 impl Handler {
@@ -635,7 +634,6 @@ mod tests {
             queue: Queue::new(1000),
             counters: Arc::default(),
             waiters: Arc::default(),
-            degraded: Arc::default(),
         }
     }
 

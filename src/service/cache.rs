@@ -147,7 +147,6 @@ impl CacheRuntime {
                 queue: queue.clone(),
                 counters: Arc::clone(&stats.counters),
                 waiters: Arc::clone(&waiters),
-                degraded: Arc::clone(&degraded),
             };
             let made = match &sentinel {
                 Ok(_) => handler.clone().start(),
