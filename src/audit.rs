@@ -50,12 +50,11 @@ impl AuditLog {
     /// safely ([`crate::sidefile`]) and private to root and `trusted` (as the socket's
     /// is: whoever else could write there could swap the name), and never a file someone
     /// else planted or linked there, nor a FIFO, which would block the start.
-    pub fn open(path: &Path, trusted: &[u32]) -> Result<AuditLog, String> {
-        let (dir, name) = crate::sidefile::split(path).map_err(|e| format!("daemon.audit_log: {e}"))?;
-        let dir = crate::sidefile::SafeDir::open(dir).map_err(|e| format!("daemon.audit_log: {e}"))?;
-        dir.require_private(trusted)
-            .map_err(|e| format!("daemon.audit_log: refusing to write {}: {e}", path.display()))?;
-        let file = dir.append(name, 0o640, trusted).map_err(|e| format!("daemon.audit_log: {e}"))?;
+    pub fn open(path: &Path, trusted: &[u32]) -> Result<AuditLog, crate::sidefile::SideFileError> {
+        let (dir, name) = crate::sidefile::split(path)?;
+        let dir = crate::sidefile::SafeDir::open(dir)?;
+        dir.require_private(trusted).map_err(|e| e.of_file(path))?;
+        let file = dir.append(name, 0o640, trusted)?;
         Ok(AuditLog { file: Mutex::new(LineWriter::new(file)) })
     }
 

@@ -88,7 +88,7 @@ pub fn render(status: &Status) -> String {
     family(
         "cachekeeper_errors_total",
         "counter",
-        "Entries that could not be checked or repaired.",
+        "Cache-wide errors (a root that could not be opened or walked); entries left unrepaired are cachekeeper_unrepaired_entries.",
         per(&|c| c.errors.to_string()),
     );
     family(

@@ -13,8 +13,50 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::error::IoPathError;
 use crate::root::{self, Origin, Ownership};
 use crate::sys::{self, FileType, Kind};
+
+/// Why a side file or its directory cannot be used: what callers branch on (a refusal by
+/// rule, or the system's error), and one line for people that names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum SideFileError {
+    #[error(transparent)]
+    Io(#[from] IoPathError),
+    /// The directory's path was refused by the safe resolution, or does not exist.
+    #[error(transparent)]
+    Dir(#[from] root::RootError),
+    #[error("`{0}` contains a NUL byte")]
+    Nul(String),
+    #[error("{} names no file", .0.display())]
+    NoFileName(PathBuf),
+    #[error("{} belongs to uid {uid}, neither root nor the service's user: it must not hold the service's files", .path.display())]
+    ForeignDir { path: PathBuf, uid: u32 },
+    #[error("{} is writable by its group or by everyone ({mode:04o}): others could swap the service's files there", .path.display())]
+    SharedDir { path: PathBuf, mode: u32 },
+    #[error("refusing to write {}: it is {kind}, not a plain file of the service's own", .path.display())]
+    NotPlain { path: PathBuf, kind: Kind },
+    #[error("refusing to write {}: it is not a plain file of the service's own (uid {uid}, {links} links)", .path.display())]
+    NotOurs { path: PathBuf, uid: u32, links: u32 },
+    #[error("refusing to change {}: {reason}", .path.display())]
+    NotSocket { path: PathBuf, reason: String },
+    /// The directory of the side file at `path` was refused.
+    #[error("refusing to write {}: {source}", .path.display())]
+    DirOf {
+        path: PathBuf,
+        #[source]
+        source: Box<SideFileError>,
+    },
+}
+
+impl SideFileError {
+    /// This error, as the reason the file at `path` is not written.
+    pub fn of_file(self, path: &Path) -> SideFileError {
+        SideFileError::DirOf { path: path.to_owned(), source: Box::new(self) }
+    }
+}
+
+type Result<T> = std::result::Result<T, SideFileError>;
 
 /// A directory for side files, resolved safely and pinned.
 #[derive(Debug)]
@@ -23,40 +65,35 @@ pub struct SafeDir {
     path: PathBuf,
 }
 
-fn cstr(name: &OsStr) -> Result<CString, String> {
-    CString::new(name.as_bytes()).map_err(|_| format!("`{}` contains a NUL byte", name.to_string_lossy()))
-}
-
-/// The one line for a side file's name taken by something the service must not write.
-fn not_plain(shown: &str, kind: Kind) -> String {
-    format!("refusing to write {shown}: it is {kind}, not a plain file of the service's own")
+fn cstr(name: &OsStr) -> Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| SideFileError::Nul(name.to_string_lossy().into_owned()))
 }
 
 /// The directory and the file name of a configured side file.
-pub fn split(path: &Path) -> Result<(&Path, &OsStr), String> {
+pub fn split(path: &Path) -> Result<(&Path, &OsStr)> {
     match (path.parent(), path.file_name()) {
         (Some(dir), Some(name)) => Ok((dir, name)),
-        _ => Err(format!("{} names no file", path.display())),
+        _ => Err(SideFileError::NoFileName(path.to_owned())),
     }
 }
 
 impl SafeDir {
     /// The existing directory at `path`.
-    pub fn open(path: &Path) -> Result<SafeDir, String> {
-        let (fd, _, path) = root::open_dir(path).map_err(|e| e.0)?;
+    pub fn open(path: &Path) -> Result<SafeDir> {
+        let (fd, _, path) = root::open_dir(path)?;
         Ok(SafeDir { fd, path })
     }
 
     /// The directory at `path`, created when missing (missing parents root's `0755`, the
     /// directory itself `mode`, given to `owner`).
-    pub fn create(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> Result<SafeDir, String> {
+    pub fn create(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> Result<SafeDir> {
         let own = Ownership {
             parents: None,
             root: (owner.map(|o| o.0), owner.map(|o| o.1)),
             root_mode: mode,
             root_parent: None,
         };
-        root::make_dirs(path, &Origin::Admin, own, |_| Ok(())).map_err(|e| e.0)?;
+        root::make_dirs(path, &Origin::Admin, own, |_| Ok(()))?;
         SafeDir::open(path)
     }
 
@@ -64,27 +101,19 @@ impl SafeDir {
         &self.path
     }
 
-    fn shown(&self, name: &OsStr) -> String {
-        self.path.join(name).display().to_string()
+    fn shown(&self, name: &OsStr) -> PathBuf {
+        self.path.join(name)
     }
 
     /// Refuses a directory that anyone but root and `trusted` could write into without
     /// the sticky bit: they could swap the names the service creates there.
-    pub fn require_private(&self, trusted: &[u32]) -> Result<(), String> {
-        let st = sys::stat_fd(self.fd.as_fd()).map_err(|e| format!("cannot stat {}: {e}", self.path.display()))?;
+    pub fn require_private(&self, trusted: &[u32]) -> Result<()> {
+        let st = sys::stat_fd(self.fd.as_fd()).map_err(|e| IoPathError::new("stat", &self.path, e))?;
         if st.uid != 0 && !trusted.contains(&st.uid) {
-            return Err(format!(
-                "{} belongs to uid {}, neither root nor the service's user: it must not hold the service's files",
-                self.path.display(),
-                st.uid
-            ));
+            return Err(SideFileError::ForeignDir { path: self.path.clone(), uid: st.uid });
         }
         if st.mode & 0o022 != 0 && st.mode & crate::model::S_ISVTX == 0 {
-            return Err(format!(
-                "{} is writable by its group or by everyone ({:04o}): others could swap the service's files there",
-                self.path.display(),
-                st.mode
-            ));
+            return Err(SideFileError::SharedDir { path: self.path.clone(), mode: st.mode });
         }
         Ok(())
     }
@@ -93,63 +122,57 @@ impl SafeDir {
     /// be a regular file with one link, owned by root or `trusted`: never a file someone
     /// planted or linked there, and never a FIFO or device, which is refused before it is
     /// opened (and the open does not block should one be swapped in meanwhile).
-    pub fn append(&self, name: &OsStr, mode: u32, trusted: &[u32]) -> Result<std::fs::File, String> {
+    pub fn append(&self, name: &OsStr, mode: u32, trusted: &[u32]) -> Result<std::fs::File> {
         let c = cstr(name)?;
-        let shown = self.shown(name);
+        let path = self.shown(name);
         self.require_plain_or_absent(name)?;
         let file =
             sys::open_file_at(self.fd.as_fd(), &c, libc::O_APPEND | libc::O_CREAT, mode).map_err(
                 |e| match sys::kind_at(self.fd.as_fd(), &c) {
-                    Ok(kind) if kind != Kind::File => not_plain(&shown, kind),
-                    _ => format!("cannot open {shown}: {}", sys::describe(&e)),
+                    Ok(kind) if kind != Kind::File => SideFileError::NotPlain { path: path.clone(), kind },
+                    _ => IoPathError::new("open", &path, e).into(),
                 },
             )?;
-        let st = sys::stat_fd(file.as_fd()).map_err(|e| format!("cannot stat {shown}: {e}"))?;
+        let st = sys::stat_fd(file.as_fd()).map_err(|e| IoPathError::new("stat", &path, e))?;
         if st.file_type != FileType::File {
-            return Err(not_plain(&shown, sys::kind_fd(file.as_fd()).unwrap_or(Kind::Unknown)));
+            return Err(SideFileError::NotPlain { path, kind: sys::kind_fd(file.as_fd()).unwrap_or(Kind::Unknown) });
         }
         if st.nlink != 1 || (st.uid != 0 && !trusted.contains(&st.uid)) {
-            return Err(format!(
-                "refusing to write {shown}: it is not a plain file of the service's own (uid {}, {} links)",
-                st.uid, st.nlink
-            ));
+            return Err(SideFileError::NotOurs { path, uid: st.uid, links: st.nlink });
         }
         Ok(file)
     }
 
     /// Refuses `name` when it is there and anything but a regular file: a FIFO, a
     /// device, a socket, a directory or a symlink is neither opened nor replaced.
-    pub fn require_plain_or_absent(&self, name: &OsStr) -> Result<(), String> {
-        let c = cstr(name)?;
-        match sys::kind_at(self.fd.as_fd(), &c) {
-            Ok(Kind::File) => Ok(()),
-            Ok(kind) => Err(not_plain(&self.shown(name), kind)),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-            Err(e) => Err(format!("cannot stat {}: {}", self.shown(name), sys::describe(&e))),
+    pub fn require_plain_or_absent(&self, name: &OsStr) -> Result<()> {
+        match self.kind(name)? {
+            None | Some(Kind::File) => Ok(()),
+            Some(kind) => Err(SideFileError::NotPlain { path: self.shown(name), kind }),
         }
     }
 
     /// What is at `name`, not following a symlink; `None` when nothing is.
-    pub fn kind(&self, name: &OsStr) -> Result<Option<Kind>, String> {
+    pub fn kind(&self, name: &OsStr) -> Result<Option<Kind>> {
         let c = cstr(name)?;
         match sys::kind_at(self.fd.as_fd(), &c) {
             Ok(kind) => Ok(Some(kind)),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-            Err(e) => Err(format!("cannot stat {}: {}", self.shown(name), sys::describe(&e))),
+            Err(e) => Err(IoPathError::new("stat", self.shown(name), e).into()),
         }
     }
 
     /// Replaces `name` whole: a new file (`O_EXCL`, so nothing planted is reused) renamed
     /// over the old one, so that a reader never sees half of it. Anything but a regular
     /// file at `name` is left alone: the rename would delete it.
-    pub fn replace(&self, name: &OsStr, content: &[u8], mode: u32) -> Result<(), String> {
+    pub fn replace(&self, name: &OsStr, content: &[u8], mode: u32) -> Result<()> {
         let shown = self.shown(name);
         self.require_plain_or_absent(name)?;
         let mut tmp_name = OsStr::new(".").to_owned();
         tmp_name.push(name);
         tmp_name.push(".tmp");
         let (c, tmp) = (cstr(name)?, cstr(&tmp_name)?);
-        let fail = |what: &str, e: std::io::Error| format!("cannot {what} {shown}: {}", sys::describe(&e));
+        let fail = |what: &'static str, e: std::io::Error| SideFileError::from(IoPathError::new(what, &shown, e));
         match sys::unlink_at(self.fd.as_fd(), &tmp, false) {
             Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(fail("clear the temporary file of", e)),
             _ => {}
@@ -168,19 +191,19 @@ impl SafeDir {
     }
 
     /// Creates an empty file `name`; fails if anything has that name already.
-    pub fn create_file(&self, name: &OsStr) -> Result<(), String> {
+    pub fn create_file(&self, name: &OsStr) -> Result<()> {
         let c = cstr(name)?;
         sys::open_file_at(self.fd.as_fd(), &c, libc::O_CREAT | libc::O_EXCL, 0o600)
             .map(drop)
-            .map_err(|e| format!("cannot create {}: {}", self.shown(name), sys::describe(&e)))
+            .map_err(|e| IoPathError::new("create", self.shown(name), e).into())
     }
 
     /// Removes `name` (a symlink itself, never its target); absent is fine.
-    pub fn remove_file(&self, name: &OsStr) -> Result<(), String> {
+    pub fn remove_file(&self, name: &OsStr) -> Result<()> {
         let c = cstr(name)?;
         match sys::unlink_at(self.fd.as_fd(), &c, false) {
             Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
-                Err(format!("cannot remove {}: {}", self.shown(name), sys::describe(&e)))
+                Err(IoPathError::new("remove", self.shown(name), e).into())
             }
             _ => Ok(()),
         }
@@ -188,26 +211,23 @@ impl SafeDir {
 
     /// A new, empty subdirectory `name` of `mode` for `owner`, replacing whatever was
     /// there (the service's own leftovers: it removes only through descriptors).
-    pub fn fresh_subdir(&self, name: &OsStr, mode: u32, owner: Option<(u32, u32)>) -> Result<SafeDir, String> {
+    pub fn fresh_subdir(&self, name: &OsStr, mode: u32, owner: Option<(u32, u32)>) -> Result<SafeDir> {
         let c = cstr(name)?;
-        let shown = self.shown(name);
-        remove_tree(self.fd.as_fd(), &c, 3).map_err(|e| format!("cannot remove {shown}: {}", sys::describe(&e)))?;
-        sys::mkdir_at(self.fd.as_fd(), &c, 0o700)
-            .map_err(|e| format!("cannot create {shown}: {}", sys::describe(&e)))?;
-        let fd =
-            sys::pin_dir_at(self.fd.as_fd(), &c).map_err(|e| format!("cannot open {shown}: {}", sys::describe(&e)))?;
+        let path = self.shown(name);
+        remove_tree(self.fd.as_fd(), &c, 3).map_err(|e| IoPathError::new("remove", &path, e))?;
+        sys::mkdir_at(self.fd.as_fd(), &c, 0o700).map_err(|e| IoPathError::new("create", &path, e))?;
+        let fd = sys::pin_dir_at(self.fd.as_fd(), &c).map_err(|e| IoPathError::new("open", &path, e))?;
         let set = owner
             .map_or(Ok(()), |(uid, gid)| sys::chown_fd(fd.as_fd(), uid, gid))
             .and_then(|()| sys::chmod_fd(fd.as_fd(), mode));
-        set.map_err(|e| format!("cannot prepare {shown}: {}", sys::describe(&e)))?;
-        Ok(SafeDir { fd, path: self.path.join(name) })
+        set.map_err(|e| IoPathError::new("prepare", &path, e))?;
+        Ok(SafeDir { fd, path })
     }
 
     /// Removes the subdirectory `name` and what is in it; absent is fine.
-    pub fn remove_subdir(&self, name: &OsStr) -> Result<(), String> {
+    pub fn remove_subdir(&self, name: &OsStr) -> Result<()> {
         let c = cstr(name)?;
-        remove_tree(self.fd.as_fd(), &c, 3)
-            .map_err(|e| format!("cannot remove {}: {}", self.shown(name), sys::describe(&e)))
+        remove_tree(self.fd.as_fd(), &c, 3).map_err(|e| IoPathError::new("remove", self.shown(name), e).into())
     }
 
     /// A path to `name` that the kernel resolves through this directory's descriptor,
@@ -220,12 +240,12 @@ impl SafeDir {
 
     /// Gives the socket `name`, just bound here, its group and mode, checked to be a
     /// socket (through a pin where the engine can pin one).
-    pub fn set_socket_access(&self, name: &OsStr, gid: Option<u32>, mode: u32) -> Result<(), String> {
+    pub fn set_socket_access(&self, name: &OsStr, gid: Option<u32>, mode: u32) -> Result<()> {
         let c = cstr(name)?;
-        let shown = self.shown(name);
+        let path = self.shown(name);
         sys::set_socket_access_at(self.fd.as_fd(), &c, gid, mode).map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidInput => format!("refusing to change {shown}: {e}"),
-            _ => format!("cannot set the group and mode of {shown}: {}", sys::describe(&e)),
+            std::io::ErrorKind::InvalidInput => SideFileError::NotSocket { path, reason: e.to_string() },
+            _ => IoPathError::new("set the group and mode of", path, e).into(),
         })
     }
 
@@ -273,7 +293,8 @@ mod tests {
 
         let safe = SafeDir::open(&dir).unwrap();
         assert!(safe.append(OsStr::new("audit.jsonl"), 0o640, &[]).is_err());
-        assert!(safe.append(OsStr::new("linked"), 0o640, &[]).unwrap_err().contains("2 links"));
+        let linked = safe.append(OsStr::new("linked"), 0o640, &[]).unwrap_err();
+        assert!(matches!(linked, SideFileError::NotOurs { links: 2, .. }), "{linked}");
         safe.replace(OsStr::new("metrics.prom"), b"m 1\n", 0o644).unwrap();
         assert_eq!(std::fs::read(dir.join("metrics.prom")).unwrap(), b"m 1\n");
         assert_eq!(std::fs::read(&victim).unwrap(), b"secret\n");
@@ -292,11 +313,12 @@ mod tests {
         let safe = SafeDir::open(&dir).unwrap();
         // Without O_NONBLOCK, opening a FIFO no one reads blocks forever.
         let err = safe.append(OsStr::new("audit.jsonl"), 0o640, &[]).unwrap_err();
-        assert!(err.contains("audit.jsonl: it is a FIFO, not a plain file"), "{err}");
+        assert!(matches!(err, SideFileError::NotPlain { kind: Kind::Fifo, .. }), "{err}");
+        assert!(err.to_string().contains("audit.jsonl: it is a FIFO, not a plain file"), "{err}");
         let err = safe.append(OsStr::new("audit.d"), 0o640, &[]).unwrap_err();
-        assert!(err.contains("audit.d: it is a directory"), "{err}");
+        assert!(err.to_string().contains("audit.d: it is a directory"), "{err}");
         let err = safe.replace(OsStr::new("metrics.prom"), b"m 1\n", 0o644).unwrap_err();
-        assert!(err.contains("metrics.prom: it is a FIFO"), "{err}");
+        assert!(err.to_string().contains("metrics.prom: it is a FIFO"), "{err}");
         for name in ["audit.jsonl", "metrics.prom"] {
             assert!(std::fs::symlink_metadata(dir.join(name)).unwrap().file_type().is_fifo(), "{name} was replaced");
         }

@@ -358,6 +358,7 @@ fn root_doctor_without_a_configuration_checks_the_callers_own_cache() {
         !Path::new("/etc/cachekeeper/config.toml").exists(),
         "this machine has /etc/cachekeeper/config.toml: the case without a configuration cannot be made here"
     );
+    let _lock = sysctl_lock(false);
     let t = Tree::new();
     let home = t.base.join("home");
     mkdir(&home.join("go/pkg/mod/cache/download"), 0o755);

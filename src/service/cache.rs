@@ -3,6 +3,19 @@
 
 use super::*;
 
+/// Why a `sync` or `rescan` of one cache was not done.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(super) enum Unsettled {
+    /// Its worker is gone (a reload replaced it, or the service stops).
+    #[error("the worker stopped")]
+    Stopped,
+    #[error("cannot create the sync marker: {0}")]
+    Marker(Arc<SideFileError>),
+    /// The full reconcile could not walk the cache; the reason says why.
+    #[error("not reconciled: {0}")]
+    NotReconciled(String),
+}
+
 /// Counters of a cache that survive a reload.
 #[derive(Debug, Default)]
 pub(super) struct Stats {
@@ -47,7 +60,7 @@ pub(super) struct CacheRuntime {
     pub(super) stats: Arc<Stats>,
     pub(super) queue: Queue,
     /// Where `sync` creates its marker files, watched by this cache's inotify instance.
-    pub(super) sentinel: Result<SafeDir, String>,
+    pub(super) sentinel: Result<SafeDir, Arc<SideFileError>>,
     pub(super) filesystem: String,
     pub(super) polled: bool,
     /// An inotify watcher exists (it may not: not polled, yet inotify failed).
@@ -120,7 +133,7 @@ pub(super) struct IsolationState {
 impl CacheRuntime {
     pub(super) fn start(
         cache: CacheConfig,
-        sentinel: Result<SafeDir, String>,
+        sentinel: Result<SafeDir, Arc<SideFileError>>,
         stats: Arc<Stats>,
         full_rescan: Duration,
         audit: Option<Arc<AuditLog>>,
@@ -150,7 +163,7 @@ impl CacheRuntime {
             };
             let made = match &sentinel {
                 Ok(_) => handler.clone().start(),
-                Err(e) => Err(std::io::Error::other(e.clone())),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
             };
             template = Some(handler);
             match made {
@@ -251,34 +264,37 @@ impl CacheRuntime {
 
     /// A full reconcile, waited for; fails when the worker is gone or the cache could
     /// not be walked.
-    pub(super) async fn rescan(&self) -> Result<(), String> {
+    pub(super) async fn rescan(&self) -> Result<(), Unsettled> {
         let (tx, rx) = oneshot::channel();
         if !self.queue.send(Work::Rescan { done: Some(tx) }) {
-            return Err("the worker stopped".into());
+            return Err(Unsettled::Stopped);
         }
-        rx.await.map_err(|_| "the worker stopped".to_owned())?;
+        rx.await.map_err(|_| Unsettled::Stopped)?;
         match self.scan_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            Some(why) => Err(format!("not reconciled: {why}")),
+            Some(why) => Err(Unsettled::NotReconciled(why)),
             None => Ok(()),
         }
     }
 
-    pub(super) async fn barrier(&self, token: u64) -> Result<(), String> {
+    pub(super) async fn barrier(&self, token: u64) -> Result<(), Unsettled> {
         let (tx, rx) = oneshot::channel();
         {
             // Under the lock that stop() clears: a runtime being replaced by a reload
             // either refuses the waiter here or drops it there, never keeps it forever.
             let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
             if self.stopped.load(Relaxed) {
-                return Err("the worker stopped".into());
+                return Err(Unsettled::Stopped);
             }
             waiters.insert(token, tx);
         }
         let marker = OsString::from(token.to_string());
-        let created = self.sentinel.as_ref().map_err(String::clone).and_then(|dir| dir.create_file(&marker));
+        let created = match &self.sentinel {
+            Ok(dir) => dir.create_file(&marker).map_err(|e| Unsettled::Marker(Arc::new(e))),
+            Err(e) => Err(Unsettled::Marker(Arc::clone(e))),
+        };
         let result = match created {
-            Ok(()) => rx.await.map_err(|_| "the worker stopped".to_owned()),
-            Err(e) => Err(format!("cannot create the sync marker: {e}")),
+            Ok(()) => rx.await.map_err(|_| Unsettled::Stopped),
+            Err(e) => Err(e),
         };
         self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&token);
         if let Ok(dir) = &self.sentinel {
@@ -336,7 +352,9 @@ impl CacheRuntime {
                 acl: r.acl.load(Relaxed),
             },
             reported: last.as_ref().map(|l| l.reported).unwrap_or_default(),
-            errors: c.errors.load(Relaxed) + r.failed.load(Relaxed),
+            // Cache-wide errors only: an entry that stays unrepaired is retried with
+            // back-off, and counted once, in `unrepaired`, not once per attempt.
+            errors: c.errors.load(Relaxed),
             last_full_scan: last.map(|l| l.info),
             full_scans: self.stats.full_scans.load(Relaxed),
             full_scan_ms_total: self.stats.full_scan_ms.load(Relaxed),

@@ -10,12 +10,13 @@ use super::*;
 pub(super) fn bind_socket(
     daemon: &DaemonConfig,
     trusted: &[u32],
-) -> Result<(std::os::unix::net::UnixListener, SafeDir, OsString), String> {
-    let (dir_path, name) = sidefile::split(&daemon.socket).map_err(|e| format!("daemon.socket: {e}"))?;
+) -> Result<(std::os::unix::net::UnixListener, SafeDir, OsString), StartupError> {
+    let key = StartupError::side("daemon.socket");
+    let (dir_path, name) = sidefile::split(&daemon.socket).map_err(&key)?;
     // A directory made for the socket belongs to the service's user, who must be able to
     // remove the socket on exit; members must reach the socket inside it.
-    let dir = SafeDir::create(dir_path, 0o755, daemon.user).map_err(|e| format!("daemon.socket: {e}"))?;
-    dir.require_private(trusted).map_err(|e| format!("daemon.socket: {e}"))?;
+    let dir = SafeDir::create(dir_path, 0o755, daemon.user).map_err(&key)?;
+    dir.require_private(trusted).map_err(&key)?;
     if let Some((uid, _)) = daemon.user {
         let writable = sys::stat_fd(dir.fd()).is_ok_and(|st| st.uid == uid && st.mode & 0o200 != 0);
         if !writable {
@@ -25,33 +26,58 @@ pub(super) fn bind_socket(
             );
         }
     }
-    let shown = daemon.socket.display();
     let at = dir.proc_path(name);
     // Only a socket no service answers is the service's own leftover to remove; anything
     // else at that name is someone's file, never deleted (SPEC §6, side files).
-    match dir.kind(name).map_err(|e| format!("daemon.socket: {e}"))? {
+    match dir.kind(name).map_err(&key)? {
         None => {}
         Some(sys::Kind::Socket) => {
             if std::os::unix::net::UnixStream::connect(&at).is_ok() {
-                return Err(format!("another cachekeeper is already running at {shown}"));
+                return Err(StartupError::AlreadyRunning(daemon.socket.clone()));
             }
-            dir.remove_file(name).map_err(|e| format!("cannot remove the stale socket: {e}"))?;
+            dir.remove_file(name).map_err(&key)?;
         }
-        Some(kind) => {
-            return Err(format!(
-                "refusing to start: {shown} is {kind}, not a socket; cachekeeper never deletes it: move it away"
-            ))
-        }
+        Some(kind) => return Err(StartupError::NotASocket { path: daemon.socket.clone(), kind }),
     }
-    let listener = std::os::unix::net::UnixListener::bind(&at)
-        .map_err(|e| format!("cannot bind control socket {shown}: {}", sys::describe(&e)))?;
+    let io = |action| move |e| StartupError::from(crate::error::IoPathError::new(action, &daemon.socket, e));
+    let listener = std::os::unix::net::UnixListener::bind(&at).map_err(io("bind the control socket"))?;
     let mode = if daemon.socket_group.is_some() { 0o660 } else { 0o600 };
-    let access = dir.set_socket_access(name, daemon.socket_group, mode);
-    if let Err(e) = access.and_then(|()| listener.set_nonblocking(true).map_err(|e| e.to_string())) {
+    let access = dir
+        .set_socket_access(name, daemon.socket_group, mode)
+        .map_err(&key)
+        .and_then(|()| listener.set_nonblocking(true).map_err(io("set up the control socket")));
+    if let Err(e) = access {
         let _ = dir.remove_file(name);
         return Err(e);
     }
     Ok((listener, dir, name.to_owned()))
+}
+
+/// Why a request is not answered as asked: each says so in one line to the peer.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Refused {
+    #[error("cannot read the peer's credentials: {0}")]
+    NoCredentials(std::io::Error),
+    #[error("uid {uid} may not use cachekeeper ({command}): only root and members of group {group} (daemon.socket_group) may")]
+    NotMember { uid: u32, command: &'static str, group: u32 },
+    #[error("uid {0} may not use cachekeeper: only root may (set daemon.socket_group to allow a group)")]
+    RootOnly(u32),
+    #[error("uid {0} already has a reload or rescan under way; run it again when that one is done")]
+    Busy(u32),
+    #[error("bad request: {0}")]
+    Malformed(serde_json::Error),
+    #[error("cannot read the request: {0}")]
+    Unreadable(std::io::Error),
+    #[error("no request within 10 s")]
+    Silent,
+}
+
+/// A cache whose `sync` or `rescan` could not be done, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason}", .path.display())]
+pub(super) struct CacheUnsettled {
+    pub(super) path: PathBuf,
+    pub(super) reason: Unsettled,
 }
 
 pub(super) async fn accept_loop(service: Arc<Service>, listener: UnixListener) {
@@ -133,12 +159,10 @@ impl Drop for BusyPeer<'_> {
 impl Service {
     /// One `reload` or `rescan` at a time per peer (root and the service's user aside):
     /// each restarts or walks whole caches, and a member must not queue hundreds.
-    pub(super) fn one_at_a_time(&self, uid: Option<u32>) -> Result<Option<BusyPeer<'_>>, String> {
+    pub(super) fn one_at_a_time(&self, uid: Option<u32>) -> Result<Option<BusyPeer<'_>>, Refused> {
         let Some(uid) = uid.filter(|&u| u != 0 && u != nix::unistd::geteuid().as_raw()) else { return Ok(None) };
         if !self.busy.lock().unwrap_or_else(|p| p.into_inner()).insert(uid) {
-            return Err(format!(
-                "uid {uid} already has a reload or rescan under way; run it again when that one is done"
-            ));
+            return Err(Refused::Busy(uid));
         }
         Ok(Some(BusyPeer { busy: &self.busy, uid }))
     }
@@ -162,7 +186,8 @@ impl Service {
             let kept = previous.get(&cache.path).cloned();
             let scanned = kept.is_some();
             let stats = kept.unwrap_or_default();
-            let sentinel = self.side.sentinel_root.fresh_subdir(OsStr::new(&i.to_string()), 0o700, None);
+            let sentinel =
+                self.side.sentinel_root.fresh_subdir(OsStr::new(&i.to_string()), 0o700, None).map_err(Arc::new);
             let (runtime, rx) = CacheRuntime::start(
                 cache.clone(),
                 sentinel,
@@ -182,7 +207,7 @@ impl Service {
     /// Re-reads the configuration (serialised; the outcome is kept for `status`). A
     /// refusal is logged as an error whichever way the reload was asked for (SIGHUP, or
     /// `cachekeeperctl reload`, the unit's ExecReload=).
-    pub(super) async fn reload(&self, admin: bool) -> Result<Vec<String>, String> {
+    pub(super) async fn reload(&self, admin: bool) -> Result<Vec<String>, crate::config::ConfigError> {
         let _one_at_a_time = self.reloading.lock().await;
         let text = std::fs::read(&self.config_path).ok();
         if admin {
@@ -195,7 +220,7 @@ impl Service {
             Ok(paths) => paths.join(", "),
             Err(e) => {
                 tracing::error!("reload failed, keeping the running configuration: {e}");
-                e.clone()
+                e.to_string()
             }
         };
         if result.is_ok() {
@@ -206,8 +231,8 @@ impl Service {
         result
     }
 
-    pub(super) async fn replace_runtimes(&self) -> Result<Vec<String>, String> {
-        let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
+    pub(super) async fn replace_runtimes(&self) -> Result<Vec<String>, crate::config::ConfigError> {
+        let config = Config::load(&self.config_path)?;
         if config.daemon.socket != self.daemon.socket || config.daemon.socket_group != self.daemon.socket_group {
             tracing::warn!("daemon.socket and daemon.socket_group take effect on restart");
         }
@@ -228,9 +253,9 @@ impl Service {
         let response = match self.read_request(&mut stream).await {
             Ok(request) => match self.authorize(&stream, &request) {
                 Ok(()) => self.answer(request, uid).await,
-                Err(message) => Response::Denied { message },
+                Err(refused) => Response::Denied { message: refused.to_string() },
             },
-            Err(message) => Response::Failed { message },
+            Err(refused) => Response::Failed { message: refused.to_string() },
         };
         let mut line = serde_json::to_vec(&response).unwrap_or_default();
         line.push(b'\n');
@@ -238,19 +263,19 @@ impl Service {
         let _ = tokio::time::timeout(REQUEST_DEADLINE, stream.write_all(&line)).await;
     }
 
-    pub(super) async fn read_request(&self, stream: &mut UnixStream) -> Result<Request, String> {
+    pub(super) async fn read_request(&self, stream: &mut UnixStream) -> Result<Request, Refused> {
         let mut line = String::new();
         let mut reader = BufReader::new(stream).take(protocol::MAX_REQUEST as u64);
         match tokio::time::timeout(REQUEST_DEADLINE, reader.read_line(&mut line)).await {
-            Ok(Ok(_)) => serde_json::from_str(&line).map_err(|e| format!("bad request: {e}")),
-            Ok(Err(e)) => Err(format!("cannot read the request: {e}")),
-            Err(_) => Err("no request within 10 s".into()),
+            Ok(Ok(_)) => serde_json::from_str(&line).map_err(Refused::Malformed),
+            Ok(Err(e)) => Err(Refused::Unreadable(e)),
+            Err(_) => Err(Refused::Silent),
         }
     }
 
     /// Root and members of `daemon.socket_group` only (SO_PEERCRED; tokio asks getpeereid on macOS).
-    pub(super) fn authorize(&self, stream: &UnixStream, request: &Request) -> Result<(), String> {
-        let cred = stream.peer_cred().map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+    pub(super) fn authorize(&self, stream: &UnixStream, request: &Request) -> Result<(), Refused> {
+        let cred = stream.peer_cred().map_err(Refused::NoCredentials)?;
         // The service's own user too: the unit's ExecReload= runs cachekeeperctl as User=.
         if cred.uid() == 0 || cred.uid() == nix::unistd::geteuid().as_raw() {
             return Ok(());
@@ -260,23 +285,16 @@ impl Service {
             if member {
                 return Ok(());
             }
-            return Err(format!(
-                "uid {} may not use cachekeeper ({}): only root and members of group {group} (daemon.socket_group) may",
-                cred.uid(),
-                request.command()
-            ));
+            return Err(Refused::NotMember { uid: cred.uid(), command: request.command(), group });
         }
-        Err(format!(
-            "uid {} may not use cachekeeper: only root may (set daemon.socket_group to allow a group)",
-            cred.uid()
-        ))
+        Err(Refused::RootOnly(cred.uid()))
     }
 
     pub(super) async fn answer(&self, request: Request, uid: Option<u32>) -> Response {
         let _busy = match &request {
             Request::Reload | Request::Rescan { .. } => match self.one_at_a_time(uid) {
                 Ok(busy) => busy,
-                Err(message) => return Response::Failed { message },
+                Err(refused) => return Response::Failed { message: refused.to_string() },
             },
             Request::Status | Request::Sync { .. } => None,
         };
@@ -286,7 +304,7 @@ impl Service {
                 let deadline = Duration::from_millis(timeout_ms);
                 match tokio::time::timeout(deadline, self.sync()).await {
                     Ok(Ok(())) => Response::Synced { leftovers: self.leftovers(&self.snapshot(), uid) },
-                    Ok(Err(message)) => Response::Failed { message },
+                    Ok(Err(unsettled)) => Response::Failed { message: unsettled.to_string() },
                     Err(_) => Response::Failed { message: format!("not settled within {timeout_ms} ms") },
                 }
             }
@@ -319,7 +337,7 @@ impl Service {
             }
             Request::Reload => match self.reload(admin(uid)).await {
                 Ok(caches) => Response::Reloaded { caches },
-                Err(message) => Response::Failed { message },
+                Err(e) => Response::Failed { message: e.to_string() },
             },
         }
     }
@@ -327,7 +345,7 @@ impl Service {
     /// Every event that happened before this call has been handled: a sentinel file
     /// goes through each cache's inotify queue behind them, then through its work
     /// queue. Caches whose events cannot be trusted are reconciled in full instead.
-    pub(super) async fn sync(&self) -> Result<(), String> {
+    pub(super) async fn sync(&self) -> Result<(), CacheUnsettled> {
         'again: loop {
             let caches = self.snapshot();
             for c in caches.iter() {
@@ -342,7 +360,7 @@ impl Service {
                     if c.stopped.load(Relaxed) {
                         continue 'again;
                     }
-                    return Err(format!("{}: {e}", c.cache.path.display()));
+                    return Err(CacheUnsettled { path: c.cache.path.clone(), reason: e });
                 }
             }
             return Ok(());

@@ -27,7 +27,7 @@ use crate::audit::AuditLog;
 use crate::config::{CacheConfig, Config, DaemonConfig};
 use crate::protocol::{self, CacheState, CacheStatus, Repairs, Reported, Request, Response, ScanInfo, Status};
 use crate::root::{self, Origin, Root};
-use crate::sidefile::{self, SafeDir};
+use crate::sidefile::{self, SafeDir, SideFileError};
 use crate::sys;
 use crate::walk::{Action, Reason, Scan, Tally};
 use crate::watch::{self, Counters, Degradation, Degraded, Handler, Queue, Waiters, Work};
@@ -74,8 +74,47 @@ static OWN_MOUNTS: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
 pub enum DaemonError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+}
+
+/// Why the service could not start: each names the configuration key or the path, and
+/// the cause; nothing has been changed in any cache.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A side file or its directory, by the configuration key that names it.
+    #[error("{key}: {source}")]
+    SideFile {
+        key: &'static str,
+        #[source]
+        source: SideFileError,
+    },
+    #[error("another cachekeeper is already running at {}", .0.display())]
+    AlreadyRunning(PathBuf),
+    #[error("refusing to start: {} is {kind}, not a socket; cachekeeper never deletes it: move it away", .path.display())]
+    NotASocket { path: PathBuf, kind: sys::Kind },
+    #[error(transparent)]
+    Io(#[from] crate::error::IoPathError),
+    /// The capabilities it needs, or dropping the rest.
     #[error("{0}")]
-    Startup(String),
+    Privilege(String),
+    /// Something of the process itself: signals, threads, the runtime.
+    #[error("cannot {action}: {source}")]
+    Process {
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StartupError {
+    fn process(action: &'static str) -> impl FnOnce(std::io::Error) -> StartupError {
+        move |source| StartupError::Process { action, source }
+    }
+
+    fn side(key: &'static str) -> impl Fn(SideFileError) -> StartupError {
+        move |source| StartupError::SideFile { key, source }
+    }
 }
 
 /// Runs the service until SIGTERM or SIGINT. Configuration errors come back before
@@ -89,23 +128,23 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     sys::few_arenas();
     // A stop asked for during startup waits until the handlers exist, so that it still
     // removes the socket; every thread started meanwhile keeps them blocked.
-    stop_signals().thread_block().map_err(|e| DaemonError::Startup(format!("cannot block signals: {e}")))?;
+    stop_signals().thread_block().map_err(|e| StartupError::process("block signals")(e.into()))?;
     // Everything that needs root's full power happens before the capabilities go, and
     // every side file is checked before the first cache is touched: binding the socket,
     // the sentinel directory, the audit log, then missing cache roots and isolation.
-    crate::privilege::check().map_err(DaemonError::Startup)?;
-    let (listener, side) = SideFiles::open(&config.daemon).map_err(DaemonError::Startup)?;
+    crate::privilege::check().map_err(StartupError::Privilege)?;
+    let (listener, side) = SideFiles::open(&config.daemon)?;
     let mounts: Vec<_> = config.caches.iter().filter_map(prepare_root).collect();
     let _ = OWN_MOUNTS.set(mounts.iter().map(|m| m.1).collect());
     if let Err(e) = sys::unmount_when_gone(mounts) {
         side.remove();
-        return Err(DaemonError::Startup(format!("cannot start the process that undoes its mounts on exit: {e}")));
+        return Err(StartupError::process("start the process that undoes its mounts on exit")(e).into());
     }
     // Before any thread exists: capabilities are per thread, and threads started
     // later (tokio, rayon, inotify readers) inherit the reduced set.
     if let Err(e) = crate::privilege::reduce(config.daemon.user) {
         side.remove();
-        return Err(DaemonError::Startup(e));
+        return Err(StartupError::Privilege(e).into());
     }
     // The metrics textfile is rewritten by the service's user, with no power over file
     // permissions left: a directory it cannot write is a start-up error, not a warning
@@ -113,14 +152,16 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     if let Some((dir, name)) = &side.metrics {
         if let Err(e) = dir.replace(name, b"# cachekeeper is starting\n", 0o644) {
             side.remove();
-            return Err(DaemonError::Startup(format!("daemon.metrics_textfile: {e}")));
+            return Err(StartupError::side("daemon.metrics_textfile")(e).into());
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| DaemonError::Startup(format!("cannot start the runtime: {e}")))?;
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            side.remove();
+            return Err(StartupError::process("start the runtime")(e).into());
+        }
+    };
     runtime.block_on(serve(config_path.to_owned(), config, listener, side))
 }
 
@@ -161,7 +202,7 @@ struct SideFiles {
 }
 
 impl SideFiles {
-    fn open(daemon: &DaemonConfig) -> Result<(std::os::unix::net::UnixListener, SideFiles), String> {
+    fn open(daemon: &DaemonConfig) -> Result<(std::os::unix::net::UnixListener, SideFiles), StartupError> {
         let trusted: Vec<u32> =
             [Some(nix::unistd::geteuid().as_raw()), daemon.user.map(|u| u.0)].into_iter().flatten().collect();
         let (listener, socket_dir, socket_name) = bind_socket(daemon, &trusted)?;
@@ -174,24 +215,28 @@ impl SideFiles {
             Ok(d) => d,
             Err(e) => {
                 remove_socket();
-                return Err(e);
+                return Err(StartupError::side("daemon.socket")(e));
             }
         };
-        let audit = daemon.audit_log.as_deref().map(|p| AuditLog::open(p, &trusted)).transpose();
+        let audit = daemon
+            .audit_log
+            .as_deref()
+            .map(|p| AuditLog::open(p, &trusted).map_err(StartupError::side("daemon.audit_log")))
+            .transpose();
         let metrics = daemon
             .metrics_textfile
             .as_deref()
             .map(|p| {
-                let key = |e: String| format!("daemon.metrics_textfile: {e}");
-                let (dir, name) = sidefile::split(p).map_err(key)?;
-                let dir = SafeDir::open(dir).map_err(key)?;
+                let (dir, name) = sidefile::split(p)?;
+                let dir = SafeDir::open(dir)?;
                 // Rewritten by rename every 15 s: whoever else could write the directory
                 // could swap the name, as in the socket's and the audit log's.
-                dir.require_private(&trusted).map_err(|e| key(format!("refusing to write {}: {e}", p.display())))?;
-                dir.require_plain_or_absent(name).map_err(key)?;
-                Ok::<_, String>((dir, name.to_owned()))
+                dir.require_private(&trusted).map_err(|e| e.of_file(p))?;
+                dir.require_plain_or_absent(name)?;
+                Ok((dir, name.to_owned()))
             })
-            .transpose();
+            .transpose()
+            .map_err(StartupError::side("daemon.metrics_textfile"));
         match (audit, metrics) {
             (Ok(audit), Ok(metrics)) => Ok((
                 listener,
@@ -302,7 +347,7 @@ async fn serve(
         Ok(l) => l,
         Err(e) => {
             side.remove();
-            return Err(DaemonError::Startup(e.to_string()));
+            return Err(StartupError::process("listen on the control socket")(e).into());
         }
     };
     let config_text = std::fs::read(&config_path).ok();
@@ -337,11 +382,11 @@ async fn serve(
 
 async fn run_until_stopped(service: &Arc<Service>, started: Vec<oneshot::Receiver<()>>) -> Result<(), DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let sig = |kind| signal(kind).map_err(|e| DaemonError::Startup(format!("cannot handle signals: {e}")));
+    let sig = |kind| signal(kind).map_err(StartupError::process("handle signals"));
     let (mut hup, mut term, mut int) =
         (sig(SignalKind::hangup())?, sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?);
     // This is the main thread (block_on): a stop that came during startup arrives now.
-    stop_signals().thread_unblock().map_err(|e| DaemonError::Startup(format!("cannot unblock signals: {e}")))?;
+    stop_signals().thread_unblock().map_err(|e| StartupError::process("unblock signals")(e.into()))?;
 
     let initial = async {
         for rx in started {
