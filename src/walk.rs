@@ -192,6 +192,9 @@ pub struct Scan<'a> {
     pub audit: Option<&'a AuditHook<'a>>,
     /// Where findings go; `None`: collected and returned, sorted by path.
     pub findings: Option<&'a FindingHook<'a>>,
+    /// Set when the walk is to end early (the service stops): what is left is not
+    /// visited, so that a stop does not wait for a walk of the whole tree.
+    pub stop: Option<&'a AtomicBool>,
     /// One `info` line per repair (live checks); otherwise `debug` (full scans, whose
     /// callers log a summary).
     pub log_repairs: bool,
@@ -220,6 +223,7 @@ impl<'a> Scan<'a> {
             audit: self.audit,
             log_repairs: self.log_repairs,
             findings: self.findings,
+            stop: self.stop,
             notes: Mutex::new(Vec::new()),
             default_acl,
             every_acl: true,
@@ -308,6 +312,7 @@ struct Walker<'a> {
     audit: Option<&'a AuditHook<'a>>,
     log_repairs: bool,
     findings: Option<&'a FindingHook<'a>>,
+    stop: Option<&'a AtomicBool>,
     notes: Mutex<Vec<Note>>,
     /// The model's default ACL for directories, `None` when it leaves them alone.
     default_acl: Option<Acl>,
@@ -387,6 +392,9 @@ impl<'s> Walker<'s> {
         name: &CStr,
         hint: TypeHint,
     ) {
+        if self.stop.is_some_and(|stop| stop.load(Relaxed)) {
+            return;
+        }
         // The relative path costs an allocation: the common case, a compliant file in
         // a cache without excludes, never builds it.
         let rel = || names::join(parent_rel, name.to_bytes());
@@ -833,6 +841,7 @@ mod tests {
             watch: None,
             audit: None,
             findings: Some(&take),
+            stop: None,
             log_repairs: false,
         };
         let checks: Vec<(Vec<u8>, bool)> =

@@ -366,6 +366,7 @@ impl Worker {
             watch: Some(&hook),
             audit: Some(&*audit),
             findings: Some(&take),
+            stop: Some(&self.runtime.stopped),
             log_repairs: true,
         };
         match scan.paths(checks) {
@@ -424,6 +425,7 @@ impl Worker {
                 watch,
                 audit: Some(&*audit),
                 findings: Some(&take),
+                stop: Some(&self.runtime.stopped),
                 log_repairs: false,
             };
             scan.all().map_err(|e| {
