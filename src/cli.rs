@@ -259,6 +259,7 @@ fn run(args: &Args) -> Result<bool, Usage> {
             watch: None,
             audit,
             findings: None,
+            stop: None,
             log_repairs: true,
         };
         let notes = with_progress(!args.json, &tally, || scan.all())

@@ -748,6 +748,7 @@ mod tests {
             watch: None,
             audit: None,
             findings: None,
+            stop: None,
             log_repairs: false,
         }
         .walker(*root.stat())

@@ -241,15 +241,7 @@ fn root_progress_is_live_only_on_a_capable_terminal_and_plain_elsewhere() {
     }
     let view = t.base.join("view");
     mkdir(&view, 0o755);
-    let mounted = Command::new("bindfs").arg(&backing).arg(&view).status().expect("bindfs");
-    assert!(mounted.success());
-    struct FuseUnmount(std::path::PathBuf);
-    impl Drop for FuseUnmount {
-        fn drop(&mut self) {
-            let _ = Command::new("fusermount").arg("-u").arg(&self.0).status();
-        }
-    }
-    let _unmount = (FuseUnmount(view.clone()), MountGuard(view.clone()));
+    let _fuse = Fuse::bind(&backing, &view);
     let cmd = format!("{} --check --path {} --owner 0", bin("cachekeeper").display(), view.display());
     // The control: this walk is long enough for the live line on a capable terminal.
     let live = on_a_terminal(&cmd, &[("TERM", "xterm"), ("NO_COLOR", "")]);

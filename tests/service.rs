@@ -485,20 +485,7 @@ fn root_a_fuse_root_is_polled_and_synced_by_reconciling() {
     // A FUSE mount point must be empty; the cache's shape moves to the backing tree.
     std::fs::remove_dir_all(t.root.join("cache")).unwrap();
     mkdir(&backing.join("cache/download"), 0o755);
-    let mounted = std::process::Command::new("bindfs")
-        .arg(&backing)
-        .arg(&t.root)
-        .status()
-        .expect("bindfs, a FUSE filesystem standing in for a network one (.ci/run installs it)");
-    assert!(mounted.success());
-    // FUSE's own unmount first, so that bindfs exits; the common guard detaches the rest.
-    struct FuseUnmount(std::path::PathBuf);
-    impl Drop for FuseUnmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("fusermount").arg("-u").arg(&self.0).status();
-        }
-    }
-    let _unmount = (FuseUnmount(t.root.clone()), MountGuard(t.root.clone()));
+    let _fuse = Fuse::bind(&backing, &t.root);
     let d = start(&t);
     let s = d.status();
     assert_eq!(s["caches"][0]["state"], "polling", "{s}");
@@ -1090,4 +1077,45 @@ fn root_a_stale_socket_is_replaced() {
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
     let d = Daemon::start(&t.base, &shared_cache(&t.root), "");
     assert_eq!(code(&d.ctl(&["status"])), 0);
+}
+
+/// SIGTERM during the first full scan of a large cache stops the service at once: the
+/// walk ends early rather than being waited for (SPEC §4: in-flight repairs finish, not
+/// the whole reconcile).
+#[test]
+fn root_sigterm_during_the_first_full_scan_ends_the_walk() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let backing = t.base.join("backing");
+    let total = 60_000;
+    for d in 0..200 {
+        for f in 0..total / 200 {
+            write(&backing.join(format!("cache/download/d{d}/f{f}")), 0o600);
+        }
+    }
+    std::fs::remove_dir_all(t.root.join("cache")).unwrap();
+    // Seen through FUSE, the walk takes seconds.
+    let _fuse = Fuse::bind(&backing, &t.root);
+    let socket = Daemon::write_config(&t.base, &shared_cache(&t.root), "");
+    let mut child = std::process::Command::new(bin("cachekeeper"))
+        .arg("--config")
+        .arg(t.base.join("ck.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "the service ended before it was ready");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let seen: u64 = log
+        .lines()
+        .find_map(|l| l.split("full scan: ").nth(1)?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no full scan line: {log}"));
+    assert!(seen < total, "the first scan finished ({seen} entries) before the signal: make the tree larger\n{log}");
 }

@@ -144,6 +144,30 @@ pub fn unmount_all(dir: &Path) {
     while nix::mount::unmount(dir, nix::mount::MntFlags::MNT_FORCE).is_ok() {}
 }
 
+/// `backing` seen at `point` through bindfs, a FUSE filesystem (.ci/run installs it):
+/// a filesystem that sends no inotify events for others' writes, and a slow one.
+/// Unmounted on drop, FUSE's own way first so that bindfs exits.
+pub struct Fuse(PathBuf);
+
+impl Fuse {
+    pub fn bind(backing: &Path, point: &Path) -> Fuse {
+        let mounted = Command::new("bindfs")
+            .arg(backing)
+            .arg(point)
+            .status()
+            .expect("bindfs, a FUSE filesystem standing in for a network one (.ci/run installs it)");
+        assert!(mounted.success(), "bindfs {} {}", backing.display(), point.display());
+        Fuse(point.to_owned())
+    }
+}
+
+impl Drop for Fuse {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount").arg("-u").arg(&self.0).status();
+        unmount_all(&self.0);
+    }
+}
+
 /// Unmounts everything at or below a directory when dropped.
 pub struct MountGuard(pub PathBuf);
 
