@@ -145,6 +145,9 @@ pub struct Explanation {
     pub because: String,
     pub steps: Vec<Step>,
     pub allowed: bool,
+    /// In a clone of `cache/vcs` that git refuses for the user: why, and the fix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git: Option<String>,
 }
 
 /// What the go command needs at `path`, judged by where it lies in a Go cache
@@ -391,6 +394,7 @@ pub fn explain(who: &Who, path: &Path, caches: &[CacheConfig], access: Option<Ac
             break;
         }
     }
+    let git = crate::gofidelity::explain_clone(who.uid, path, caches);
     Explanation {
         schema_version: 1,
         user: who.clone(),
@@ -398,7 +402,8 @@ pub fn explain(who: &Who, path: &Path, caches: &[CacheConfig], access: Option<Ac
         access: at_path,
         because,
         steps,
-        allowed,
+        allowed: allowed && git.is_none(),
+        git,
     }
 }
 
@@ -440,6 +445,9 @@ pub fn render(e: &Explanation) -> String {
                 out += &format!("      fix: {fix}\n");
             }
         }
+    }
+    if let Some(git) = &e.git {
+        out += &format!("  git DENIED: {git}\n");
     }
     out += if e.allowed { "verdict: allowed\n" } else { "verdict: denied (see DENIED above)\n" };
     out

@@ -22,6 +22,7 @@ pub mod ctl;
 pub mod doctor;
 pub mod explain;
 pub mod ext_acl;
+pub mod gofidelity;
 pub mod logging;
 pub mod metrics;
 pub mod model;
