@@ -402,7 +402,8 @@ pub fn explain(who: &Who, path: &Path, caches: &[CacheConfig], access: Option<Ac
         access: at_path,
         because,
         steps,
-        allowed: allowed && git.is_none(),
+        // Go 1.21 and later are not stopped by git's ownership check (GIT_DIR).
+        allowed: allowed && (git.is_none() || crate::gofidelity::go_sets_git_dir()),
         git,
     }
 }
@@ -447,7 +448,7 @@ pub fn render(e: &Explanation) -> String {
         }
     }
     if let Some(git) = &e.git {
-        out += &format!("  git DENIED: {git}\n");
+        out += &format!("  git: {git}\n");
     }
     out += if e.allowed { "verdict: allowed\n" } else { "verdict: denied (see DENIED above)\n" };
     out

@@ -88,6 +88,21 @@ fn git_refuses(clone: &Path) -> bool {
     err.contains("dubious ownership")
 }
 
+/// Whether the `go` command on the caller's PATH runs git with `GIT_DIR` set, which
+/// git's ownership check does not apply to: Go 1.21 and later
+/// (cmd/go/internal/modfetch/codehost/codehost.go, `RunWithStdin`: "manually supply
+/// GIT_DIR so Git works with safe.bareRepository=explicit"; present in 1.21's and
+/// 1.23's source, absent from 1.19's). Older go commands, or none found: false.
+pub fn go_sets_git_dir() -> bool {
+    let out = Command::new("go").arg("env").arg("GOVERSION").env("GOTOOLCHAIN", "local").stdin(Stdio::null()).output();
+    let version = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
+    go_minor(&version).is_some_and(|m| m >= 21)
+}
+
+fn go_minor(version: &str) -> Option<u32> {
+    version.strip_prefix("go1.")?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
 /// `'text'` for a POSIX shell.
 fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
@@ -101,19 +116,33 @@ pub fn safe_directory_fix(cache: &Path, refused: &[RefusedClone], git: Option<(u
         return add(&format!("{}/cache/vcs/*", cache.display()));
     }
     let each: Vec<String> = refused.iter().map(|r| add(&r.path.display().to_string())).collect();
-    format!("{} (git before 2.46 has no `/*` prefix form: each new clone needs its own entry)", each.join(" && "))
+    each.join(" && ")
 }
 
-/// One line for doctor and explain: which clones git refuses for the caller, and the fix.
+/// What to know before the fix: git before 2.46 matches `safe.directory` exactly.
+fn fix_note(git: Option<(u32, u32)>) -> &'static str {
+    if git.is_some_and(|v| v >= (2, 46)) {
+        ""
+    } else {
+        " (this git has no `/*` prefix form of safe.directory, which came in git 2.46: each new clone needs its own entry)"
+    }
+}
+
+/// Who a refused clone stops: every go command before 1.21, and git itself.
+const STOPS: &str = "go commands before 1.21 cannot fetch private modules through it (Go 1.21 and later set \
+     GIT_DIR, which git does not check)";
+
+/// One line for doctor: which clones git refuses for the caller, and the fix.
 pub fn refused_clones_advice(cache: &Path, refused: &[RefusedClone]) -> Option<String> {
     let first = refused.first()?;
     let more = if refused.len() > 1 { format!(" and {} more", refused.len() - 1) } else { String::new() };
     Some(format!(
-        "git refuses {}{more} (\"dubious ownership\": owned by uid {}, you are uid {}), so Go cannot fetch private \
-         modules through it; cachekeeper never changes owners in cache/vcs. Fix: {}",
+        "git refuses {}{more} (\"dubious ownership\": owned by uid {}, you are uid {}): {STOPS}; cachekeeper never \
+         changes owners in cache/vcs{}. Fix: {}",
         first.path.display(),
         first.owner,
         nix::unistd::geteuid().as_raw(),
+        fix_note(git_version()),
         safe_directory_fix(cache, refused, git_version())
     ))
 }
@@ -166,9 +195,10 @@ pub fn explain_clone(uid: u32, path: &Path, caches: &[CacheConfig]) -> Option<St
     }
     let refused = [RefusedClone { path: clone.clone(), owner }];
     Some(format!(
-        "git refuses {} for uid {uid} (\"dubious ownership\": owned by uid {owner}), so Go cannot fetch through it; \
-         cachekeeper never changes owners in cache/vcs. Fix: {}",
+        "git refuses {} for uid {uid} (\"dubious ownership\": owned by uid {owner}): {STOPS}; cachekeeper never \
+         changes owners in cache/vcs{}. Fix: {}",
         clone.display(),
+        fix_note(git_version()),
         safe_directory_fix(&cache, &refused, git_version())
     ))
 }
@@ -203,6 +233,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn go_versions() {
+        assert_eq!(go_minor("go1.21.13"), Some(21));
+        assert_eq!(go_minor("go1.19.8"), Some(19));
+        assert_eq!(go_minor("go1.22rc1"), Some(22));
+        assert_eq!(go_minor(""), None);
+    }
+
+    #[test]
     fn git_versions() {
         assert_eq!(parse_git_version("git version 2.47.3\n"), Some((2, 47)));
         assert_eq!(parse_git_version("git version 2.39.5"), Some((2, 39)));
@@ -219,7 +257,7 @@ mod tests {
             "git config --system --add safe.directory '/var/cache/go/mod/cache/vcs/*'"
         );
         let old = safe_directory_fix(cache, &refused, Some((2, 39)));
-        assert!(old.starts_with("git config --system --add safe.directory '/var/cache/go/mod/cache/vcs/abc'"), "{old}");
+        assert_eq!(old, "git config --system --add safe.directory '/var/cache/go/mod/cache/vcs/abc'");
         let odd = safe_directory_fix(Path::new("/c/it's"), &[], Some((2, 47)));
         assert_eq!(odd, r"git config --system --add safe.directory '/c/it'\''s/cache/vcs/*'");
     }

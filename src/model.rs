@@ -114,7 +114,7 @@ pub const TOOLCHAIN_MODULE: &[u8] = b"golang.org/toolchain@";
 /// The toolchain module tree `rel` is, e.g. `golang.org/toolchain@v0.0.1-go1.21.0.linux-amd64`.
 pub fn toolchain_root(rel: &[u8]) -> Option<&[u8]> {
     let rest = rel.strip_prefix(TOOLCHAIN_MODULE)?;
-    (!rest.is_empty() && !rest.contains(&b'/')).then(|| &rest[..])
+    (!rest.is_empty() && !rest.contains(&b'/')).then_some(rest)
 }
 
 /// The toolchain tree whose download marker (`.partial`, `.ziphash`) `rel` is.

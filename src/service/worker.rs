@@ -94,8 +94,12 @@ impl Worker {
             // Parents before children: a deep check of a directory may cover its children.
             checks.sort_unstable();
             for (rel, deep) in checks {
-                // A toolchain's download completing (its .partial goes, its .ziphash
-                // comes) is when Go's first-use steps may be done for every member.
+                // A toolchain's download completing is when Go's first-use steps may be
+                // done for every member ([`crate::walk`]). Its last event is the chmod
+                // of the tree's root (`makeDirsReadOnly` goes children first, after the
+                // .partial is gone; cmd/go/internal/modfetch/fetch.go), or, under
+                // -modcacherw, the .ziphash of a download made anew.
+                let deep = deep || crate::model::toolchain_root(&rel).is_some();
                 if let Some(tree) = crate::model::toolchain_of_download(&rel) {
                     pending.check(tree, true);
                 }
