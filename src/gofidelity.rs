@@ -220,8 +220,9 @@ pub fn is_build_cache(cache: &CacheConfig) -> bool {
 /// not marked for 5 days (`trimLimit`) are deleted by the daily trim. With `owner`
 /// set, every entry becomes that user's, so no member's use keeps any entry alive.
 pub const GOCACHE_OWNER: &str = "`owner` on a GOCACHE makes every entry that user's, and Go marks an entry as used \
-     (its mtime, at most hourly) only where the user owns it: every entry is then trimmed 5 days after it was \
-     written, however often members use it; leave `owner` unset (each entry stays its creator's) and set `group`";
+     (its mtime, at most hourly) only where the user owns it: entries other members use are trimmed 5 days after \
+     they were written, however often they use them; for a cache shared by members leave `owner` unset (each entry \
+     stays its creator's) and set `group`";
 
 /// The caveat of a shared GOCACHE without `owner`.
 pub const GOCACHE_FRESHNESS: &str = "entries used only by members other than their creator are not marked as used \

@@ -940,3 +940,28 @@ fn root_a_toolchain_one_member_downloaded_runs_for_another_with_nothing_left_to_
         d.assert_compliant();
     }
 }
+
+/// Issue 21: `owner` on a GOCACHE makes every entry that user's, and Go marks an entry
+/// as used (its mtime) only where the user owns it, so entries other members use are
+/// trimmed after 5 days: doctor warns about it, and without `owner` states the caveat.
+#[test]
+fn doctor_warns_about_owner_on_a_gocache_and_states_the_freshness_caveat() {
+    let t = Tree::new();
+    let gocache = t.base.join("gocache");
+    std::fs::create_dir_all(&gocache).unwrap();
+    std::fs::write(gocache.join("README"), "This directory holds cached build artifacts from the Go build system.\n")
+        .unwrap();
+    std::fs::write(gocache.join("trim.txt"), "1700000000\n").unwrap();
+    let me = nix::unistd::getuid().as_raw();
+    for (owner, verdict, words) in
+        [(format!("owner = {me}\n"), "[WARN]", "trimmed 5 days after"), (String::new(), "[info]", "not marked as used")]
+    {
+        let config = t.base.join("ck.toml");
+        std::fs::write(&config, format!("[[cache]]\npath = \"{}\"\n{owner}", gocache.display())).unwrap();
+        let mut cmd = Command::new(bin("cachekeeperctl"));
+        cmd.arg("--socket").arg(t.base.join("none.sock")).args(["doctor", "--config", config.to_str().unwrap()]);
+        let text = stdout(&run(cmd, Duration::from_secs(60)));
+        let line = text.lines().find(|l| l.contains("] GOCACHE")).unwrap_or_else(|| panic!("no GOCACHE line:\n{text}"));
+        assert!(line.starts_with(verdict) && line.contains(words), "{owner:?}:\n{text}");
+    }
+}
