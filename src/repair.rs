@@ -4,7 +4,7 @@
 //! systemd-tmpfiles `fd_set_perms` order; CVE-2017-18078, CVE-2018-6954).
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 
 use crate::acl::{self, Acl};
 use crate::model::{Attrs, Divergence};
@@ -107,6 +107,7 @@ pub fn apply(fd: BorrowedFd<'_>, d: &Divergence, default_acl: Option<&Acl>) -> i
 #[cfg(target_os = "linux")]
 pub fn copy_go_mod(dir: BorrowedFd<'_>) -> io::Result<bool> {
     use std::io::Write;
+    use std::os::fd::AsFd;
     use sys::FileType;
     const TMP: &std::ffi::CStr = c".go.mod.cachekeeper";
     let old = sys::stat_at(dir, c"_go.mod")?;

@@ -1035,6 +1035,96 @@ mod tests {
         assert_eq!(mode_of(&tmp.path().join("outside/dir/inner")), 0o600, "a symlinked component was followed");
     }
 
+    const TOOLCHAIN: &str = "golang.org/toolchain@v0.0.1-go1.99.0.linux-amd64";
+
+    /// A toolchain tree as Go extracts it: files 0444, directories 0555, the download's
+    /// `.ziphash` written and, with `partial`, its `.partial` still there.
+    fn toolchain(cache: &CacheConfig, partial: bool) -> std::path::PathBuf {
+        let at = cache.path.join("cache/download/golang.org/toolchain/@v");
+        std::fs::create_dir_all(&at).unwrap();
+        let version = TOOLCHAIN.split('@').nth(1).unwrap();
+        std::fs::write(at.join(format!("{version}.ziphash")), b"h1:x").unwrap();
+        if partial {
+            std::fs::write(at.join(format!("{version}.partial")), b"").unwrap();
+        }
+        let tree = cache.path.join(TOOLCHAIN);
+        for (f, body) in [
+            ("bin/go", "go"),
+            ("bin/gofmt", "gofmt"),
+            ("pkg/tool/linux_amd64/compile", "compile"),
+            ("src/_go.mod", "module std\n"),
+            ("src/cmd/_go.mod", "module cmd\n"),
+            ("src/fmt/print.go", "package fmt\n"),
+        ] {
+            std::fs::create_dir_all(tree.join(f).parent().unwrap()).unwrap();
+            std::fs::write(tree.join(f), body).unwrap();
+            std::fs::set_permissions(tree.join(f), std::fs::Permissions::from_mode(0o444)).unwrap();
+        }
+        for d in ["bin", "pkg/tool/linux_amd64", "pkg/tool", "pkg", "src/cmd", "src/fmt", "src", ""] {
+            std::fs::set_permissions(tree.join(d), std::fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        tree
+    }
+
+    fn scan_all(cache: &CacheConfig, root: &Root) -> Tally {
+        let tally = Tally::default();
+        walk(cache, root, Action::Repair, &tally).unwrap();
+        tally
+    }
+
+    #[test]
+    fn a_complete_toolchain_gets_gos_first_use_steps_with_bin_go_and_src_go_mod_last() {
+        let (_tmp, cache, root) = setup();
+        let tree = toolchain(&cache, false);
+        let tally = scan_all(&cache, &root);
+        assert_eq!(tally.failed.load(Relaxed), 0);
+        for f in ["bin/go", "bin/gofmt", "pkg/tool/linux_amd64/compile"] {
+            assert_eq!(mode_of(&tree.join(f)), 0o555, "{f}");
+        }
+        assert_eq!(mode_of(&tree.join("src/fmt/print.go")), 0o444, "only pkg/tool and bin are Go's commands");
+        for d in ["src", "src/cmd"] {
+            assert_eq!(
+                std::fs::read(tree.join(d).join("go.mod")).unwrap(),
+                std::fs::read(tree.join(d).join("_go.mod")).unwrap()
+            );
+            assert_eq!(mode_of(&tree.join(d).join("go.mod")), 0o444);
+            assert_eq!(mode_of(&tree.join(d)), 0o555, "{d} is read-only again");
+            assert!(
+                sys::get_xattr_path(&CString::new(tree.join(d).as_os_str().as_encoded_bytes()).unwrap(), acl::ACCESS)
+                    .is_ok_and(|a| a.is_none()),
+                "{d} kept an access ACL"
+            );
+        }
+        // A second walk finds nothing left to do.
+        assert_eq!(scan_all(&cache, &root).changed.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_toolchain_still_being_extracted_gets_no_bin_go_nor_go_mod() {
+        let (_tmp, cache, root) = setup();
+        let tree = toolchain(&cache, true);
+        scan_all(&cache, &root);
+        // bin/go's execute bit tells go commands the first-use steps are done, and
+        // src/go.mod that the copies are: neither before the download is complete.
+        assert_eq!(mode_of(&tree.join("bin/go")), 0o444);
+        assert!(!tree.join("src/go.mod").exists() && !tree.join("src/cmd/go.mod").exists());
+        assert_eq!(mode_of(&tree.join("pkg/tool/linux_amd64/compile")), 0o555, "harmless before: Go's own chmod");
+    }
+
+    #[test]
+    fn bin_go_waits_for_every_other_command() {
+        let (_tmp, cache, root) = setup();
+        let tree = toolchain(&cache, false);
+        // A command the walk cannot make executable (here: a symlink, left as it is).
+        std::fs::set_permissions(tree.join("pkg/tool/linux_amd64"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(tree.join("pkg/tool/linux_amd64/vet"), b"vet").unwrap();
+        std::fs::set_permissions(tree.join("pkg/tool/linux_amd64/vet"), std::fs::Permissions::from_mode(0o444))
+            .unwrap();
+        std::fs::hard_link(tree.join("pkg/tool/linux_amd64/vet"), cache.path.join("vet-link")).unwrap();
+        scan_all(&cache, &root);
+        assert_eq!(mode_of(&tree.join("bin/go")), 0o444, "bin/go became executable before pkg/tool/…/vet");
+    }
+
     #[test]
     fn an_entry_deleted_during_the_walk_is_neither_an_error_nor_counted_as_changed() {
         let (_tmp, cache, root) = setup();

@@ -680,7 +680,7 @@ fn assert_ok(out: &Output, who: &str) {
 /// Ownership in cache/vcs is never changed: the member goes on fetching, while the rest
 /// of the cache still takes the configured owner.
 #[test]
-fn root_a_members_private_module_clone_keeps_its_owner_when_the_config_has_owner() {
+fn root_vcs_clone_of_a_members_private_module_keeps_its_owner_when_the_config_has_owner() {
     require_root();
     let _lock = sysctl_lock(false);
     for (minor, go_command) in installed_gos() {
@@ -714,7 +714,7 @@ fn root_a_members_private_module_clone_keeps_its_owner_when_the_config_has_owner
 /// applied, both members fetch new versions one after the other and at the same time,
 /// and the clone keeps its first owner.
 #[test]
-fn root_two_members_fetch_a_private_module_once_the_fix_doctor_prints_is_applied() {
+fn root_vcs_two_members_fetch_a_private_module_once_the_fix_doctor_prints_is_applied() {
     require_root();
     let _lock = sysctl_lock(false);
     for (minor, go_command) in installed_gos() {
