@@ -75,7 +75,7 @@ struct Args {
     /// Give directories the owner's (and so the group's) write bit, like `go -modcacherw`
     #[arg(long)]
     writable: bool,
-    /// Accept a non-empty root that does not look like a Go cache (no cache/download/,
+    /// Accept a non-empty root that does not look like a Go cache (no cache/download/ or cache/vcs/,
     /// nor README and trim.txt)
     #[arg(long)]
     force: bool,

@@ -93,6 +93,7 @@ pub fn run(inputs: &Inputs<'_>) -> Vec<Line> {
         if let Some(gid) = cache.policy.group {
             membership(&mut l, cache, gid);
         }
+        go_subtrees(&mut l, cache);
     }
     watches(&mut l, &caches);
     hardlinks(&mut l);
@@ -490,6 +491,25 @@ fn membership(l: &mut List, cache: &CacheConfig, gid: u32) {
             Verdict::Fail,
             format!("you are not in {group}: you cannot add modules (usermod -aG {group} $USER, then log in again)"),
         );
+    }
+}
+
+/// Go's own rules in the cache: git's ownership check on the clones of `cache/vcs`, and
+/// what `owner` means for a GOCACHE ([`crate::gofidelity`]).
+fn go_subtrees(l: &mut List, cache: &CacheConfig) {
+    use crate::gofidelity as go;
+    let refused = go::refused_clones(&cache.path);
+    if let Some(advice) = go::refused_clones_advice(&cache.path, &refused) {
+        // Only go commands before 1.21 run git where its ownership check applies.
+        let verdict = if go::go_sets_git_dir() { Verdict::Warn } else { Verdict::Fail };
+        l.add(format!("git clones {}", cache.path.display()), verdict, advice);
+    }
+    if go::is_build_cache(cache) {
+        let name = format!("GOCACHE {}", cache.path.display());
+        match cache.policy.owner {
+            Some(_) => l.add(name, Verdict::Warn, go::GOCACHE_OWNER),
+            None => l.add(name, Verdict::Info, go::GOCACHE_FRESHNESS),
+        }
     }
 }
 

@@ -145,6 +145,9 @@ pub struct Explanation {
     pub because: String,
     pub steps: Vec<Step>,
     pub allowed: bool,
+    /// In a clone of `cache/vcs` that git refuses for the user: why, and the fix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git: Option<String>,
 }
 
 /// What the go command needs at `path`, judged by where it lies in a Go cache
@@ -391,6 +394,7 @@ pub fn explain(who: &Who, path: &Path, caches: &[CacheConfig], access: Option<Ac
             break;
         }
     }
+    let git = crate::gofidelity::explain_clone(who.uid, path, caches);
     Explanation {
         schema_version: 1,
         user: who.clone(),
@@ -398,7 +402,9 @@ pub fn explain(who: &Who, path: &Path, caches: &[CacheConfig], access: Option<Ac
         access: at_path,
         because,
         steps,
-        allowed,
+        // Go 1.21 and later are not stopped by git's ownership check (GIT_DIR).
+        allowed: allowed && (git.is_none() || crate::gofidelity::go_sets_git_dir()),
+        git,
     }
 }
 
@@ -423,6 +429,10 @@ pub fn render(e: &Explanation) -> String {
             head
         }
     };
+    // git's own word on a clone of cache/vcs, which the mode bits do not show.
+    if let Some(git) = &e.git {
+        out += &format!("  git: {git}\n");
+    }
     let wanted: Vec<&str> = e.access.iter().map(|a| a.name()).collect();
     if wanted.is_empty() {
         out += &format!("  judged: {}\n", e.because);

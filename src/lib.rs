@@ -23,6 +23,7 @@ pub mod doctor;
 pub mod error;
 pub mod explain;
 pub mod ext_acl;
+pub mod gofidelity;
 pub mod hint;
 pub mod logging;
 pub mod metrics;

@@ -94,6 +94,63 @@ pub enum Kind {
     File,
 }
 
+/// Where an entry lies in Go's layout, for the subtrees whose rules are Go's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    Plain,
+    /// Below `cache/vcs/`: bare git clones (`modfetch/codehost`), owner-preserving.
+    Vcs,
+    /// A file below `pkg/tool/` or `bin/` of a `golang.org/toolchain` module tree,
+    /// which Go makes executable on first use.
+    ToolExec,
+    /// The toolchain's `bin/go`: executable last, because Go takes its execute bit as
+    /// the sign that the first-use steps are done.
+    ToolGo,
+}
+
+/// The module path of Go's toolchains (cmd/go/internal/toolchain/select.go).
+pub const TOOLCHAIN_MODULE: &[u8] = b"golang.org/toolchain@";
+
+/// The toolchain module tree `rel` is, e.g. `golang.org/toolchain@v0.0.1-go1.21.0.linux-amd64`.
+pub fn toolchain_root(rel: &[u8]) -> Option<&[u8]> {
+    let rest = rel.strip_prefix(TOOLCHAIN_MODULE)?;
+    (!rest.is_empty() && !rest.contains(&b'/')).then_some(rest)
+}
+
+/// The toolchain tree whose download marker (`.partial`, `.ziphash`) `rel` is.
+pub fn toolchain_of_download(rel: &[u8]) -> Option<Vec<u8>> {
+    let name = rel.strip_prefix(b"cache/download/golang.org/toolchain/@v/".as_slice())?;
+    let version = name.strip_suffix(b".partial".as_slice()).or_else(|| name.strip_suffix(b".ziphash".as_slice()))?;
+    (!version.is_empty() && !version.contains(&b'/')).then(|| [TOOLCHAIN_MODULE, version].concat())
+}
+
+/// The place of the entry `name` in the directory `parent` (both relative to the cache
+/// root). Allocation-free: the walk calls it for every entry.
+pub fn place(parent: &[u8], name: &[u8]) -> Place {
+    if let Some(below) = parent.strip_prefix(b"cache/vcs".as_slice()) {
+        if below.is_empty() || below[0] == b'/' {
+            return Place::Vcs;
+        }
+    }
+    let Some(rest) = parent.strip_prefix(TOOLCHAIN_MODULE) else { return Place::Plain };
+    let Some(slash) = rest.iter().position(|&b| b == b'/') else { return Place::Plain };
+    let inside = &rest[slash + 1..];
+    let under = |dir: &[u8]| inside == dir || inside.starts_with(dir) && inside.get(dir.len()) == Some(&b'/');
+    match inside {
+        b"bin" if name == b"go" => Place::ToolGo,
+        _ if under(b"bin") || under(b"pkg/tool") => Place::ToolExec,
+        _ => Place::Plain,
+    }
+}
+
+/// The place of the entry at `rel`.
+pub fn place_of(rel: &[u8]) -> Place {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => place(&rel[..i], &rel[i + 1..]),
+        None => place(b"", rel),
+    }
+}
+
 /// The configured owner model of one cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
@@ -133,10 +190,25 @@ impl Policy {
 
     /// What an entry of `kind` that now has `now` should have.
     pub fn target(&self, kind: Kind, now: Attrs) -> Attrs {
+        self.target_at(kind, now, Place::Plain)
+    }
+
+    /// What an entry of `kind` that now has `now` should have at `place` in Go's
+    /// layout: Go's own rules win where they are stricter (SPEC §1, "Go's own subtrees").
+    pub fn target_at(&self, kind: Kind, now: Attrs, place: Place) -> Attrs {
+        let mut mode = now.mode;
+        if kind == Kind::File && matches!(place, Place::ToolExec | Place::ToolGo) {
+            // Go's first use of a toolchain: `os.Chmod(path, info.Mode()&0777|0111)` on
+            // every file of pkg/tool and bin (cmd/go/internal/toolchain/select.go, Go 1.21+).
+            mode = mode & 0o777 | 0o111;
+        }
         Attrs {
-            uid: self.owner.unwrap_or(now.uid),
+            // Go drives the clones of cache/vcs with git under its own per-repository lock;
+            // git refuses a repository owned by someone else ("dubious ownership",
+            // CVE-2022-24765), so their owner is never changed.
+            uid: if place == Place::Vcs { now.uid } else { self.owner.unwrap_or(now.uid) },
             gid: self.group.unwrap_or(now.gid),
-            mode: self.target_mode(kind, now.mode),
+            mode: self.target_mode(kind, mode),
         }
     }
 
@@ -437,6 +509,75 @@ mod tests {
         assert_eq!(inherited(SHARED, File, 0o666), 0o664);
         assert_eq!(inherited(SHARED, Dir, 0o777), 0o2775);
         assert_eq!(inherited(SHARED, File, 0o444), 0o444);
+    }
+
+    const TC: &str = "golang.org/toolchain@v0.0.1-go1.21.0.linux-amd64";
+
+    #[test]
+    fn places_in_gos_layout() {
+        let cases = [
+            ("cache/vcs/0123abcd/objects/pack/x.pack", Place::Vcs),
+            ("cache/vcs/0123abcd", Place::Vcs),
+            ("cache/vcs/0123abcd.lock", Place::Vcs),
+            ("cache/vcs", Place::Plain),
+            ("cache/vcsx/y", Place::Plain),
+            ("cache/download/golang.org/toolchain/@v/list", Place::Plain),
+            (&format!("{TC}/bin/go"), Place::ToolGo),
+            (&format!("{TC}/bin/gofmt"), Place::ToolExec),
+            (&format!("{TC}/pkg/tool/linux_amd64/compile"), Place::ToolExec),
+            (&format!("{TC}/pkg/tool"), Place::Plain),
+            (&format!("{TC}/pkg/toolbox/x"), Place::Plain),
+            (&format!("{TC}/binx/go"), Place::Plain),
+            (&format!("{TC}/src/cmd/go/main.go"), Place::Plain),
+            (&format!("{TC}/bin/sub/go"), Place::ToolExec),
+            ("golang.org/toolchain@v0.0.1-go1.21.0.linux-amd64", Place::Plain),
+            ("example.com/m@v1.0.0/bin/go", Place::Plain),
+        ];
+        for (rel, want) in cases {
+            assert_eq!(place_of(rel.as_bytes()), want, "{rel}");
+        }
+        assert_eq!(toolchain_root(TC.as_bytes()), Some(&b"v0.0.1-go1.21.0.linux-amd64"[..]));
+        assert_eq!(toolchain_root(format!("{TC}/bin").as_bytes()), None);
+        assert_eq!(toolchain_root(b"golang.org/toolchain@"), None);
+        let marker = |s: &str| toolchain_of_download(s.as_bytes()).map(|v| String::from_utf8(v).unwrap());
+        let at = "cache/download/golang.org/toolchain/@v/v0.0.1-go1.21.0.linux-amd64";
+        assert_eq!(marker(&format!("{at}.partial")).as_deref(), Some(TC));
+        assert_eq!(marker(&format!("{at}.ziphash")).as_deref(), Some(TC));
+        assert_eq!(marker(&format!("{at}.zip")), None);
+        assert_eq!(marker("cache/download/example.com/m/@v/v1.0.0.partial"), None);
+    }
+
+    #[test]
+    fn vcs_entries_keep_their_owner_in_every_model_and_take_group_and_mode() {
+        let now = Attrs { uid: 1101, gid: 1101, mode: 0o755 };
+        for p in [SHARED, Policy { model: Model::Private, group: None, ..SHARED }] {
+            for kind in [Kind::Dir, Kind::File] {
+                let t = p.target_at(kind, now, Place::Vcs);
+                assert_eq!(t.uid, 1101, "{kind:?} under {p:?}");
+                assert_eq!(t.gid, p.group.unwrap_or(1101));
+                assert_eq!(t.mode, p.target(kind, now).mode);
+            }
+        }
+    }
+
+    #[test]
+    fn toolchain_commands_are_executable_for_everyone_the_model_lets_read() {
+        use Kind::*;
+        let at = |p: Policy, kind, m, place| p.target_at(kind, Attrs { uid: 0, gid: 0, mode: m }, place).mode;
+        for place in [Place::ToolExec, Place::ToolGo] {
+            assert_eq!(at(SHARED, File, 0o444, place), 0o555);
+            assert_eq!(at(SHARED, File, 0o644, place), 0o775);
+            assert_eq!(at(Policy { other: Other::None, ..SHARED }, File, 0o444, place), 0o550);
+            assert_eq!(at(Policy { model: Model::Private, ..SHARED }, File, 0o4644, place), 0o755);
+            // Directories are the model's alone: Go chmods only files.
+            assert_eq!(at(SHARED, Dir, 0o555, place), 0o2555);
+        }
+        assert_eq!(at(SHARED, File, 0o444, Place::Plain), 0o444);
+        // Fixed points over every mode, as for the plain model.
+        for m in 0..=MODE_BITS {
+            let once = at(SHARED, File, m, Place::ToolExec);
+            assert_eq!(at(SHARED, File, once, Place::ToolExec), once, "{m:04o}");
+        }
     }
 
     #[test]

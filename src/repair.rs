@@ -92,3 +92,86 @@ pub fn apply(fd: BorrowedFd<'_>, d: &Divergence, default_acl: Option<&Acl>) -> i
     }
     Ok(())
 }
+
+/// Go's first-use `raceSafeCopy(_go.mod, go.mod)` in the directory `dir`, done for the
+/// owner of the toolchain tree (cmd/go/internal/toolchain/select.go, Go 1.21+): a
+/// `go.mod` with `_go.mod`'s bytes, owner, group and mode. True when it was created;
+/// false when a `go.mod` of that size is already there (Go's own test).
+///
+/// Go's read-only directory admits no one, and the service has no `CAP_DAC_OVERRIDE`.
+/// For the moment of the copy the directory's access ACL names the service's uid with
+/// `-wx`: the owner keeps exactly its access (a go command copying at the same time
+/// still succeeds), no one else gains anything (the group entry keeps its bits under
+/// the wider mask). The copy is made under a private name and renamed without
+/// replacing, so a racing go command finds either nothing or the whole file.
+#[cfg(target_os = "linux")]
+pub fn copy_go_mod(dir: BorrowedFd<'_>) -> io::Result<bool> {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    use sys::FileType;
+    const TMP: &std::ffi::CStr = c".go.mod.cachekeeper";
+    let old = sys::stat_at(dir, c"_go.mod")?;
+    if old.file_type != FileType::File || old.nlink > 1 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "_go.mod is not a regular file with one link"));
+    }
+    let size = |name: &std::ffi::CStr| -> io::Result<i64> {
+        Ok(rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?.st_size)
+    };
+    let old_size = size(c"_go.mod")?;
+    match size(c"go.mod") {
+        Ok(new) if new == old_size => return Ok(false),
+        Ok(_) => return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a go.mod of another size is there")),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => return Err(e),
+    }
+    let data = sys::read_small_file_at(dir, c"_go.mod", 1 << 20)?;
+    let st = sys::stat_fd(dir)?;
+    if sys::get_xattr_fd(dir, acl::ACCESS)?.is_some() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "the directory has an access ACL"));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    let bits = |shift: u32| ((st.mode >> shift) & 0o7) as u16;
+    let e = |tag, perm, id| acl::Entry { tag, perm, id };
+    let grant = Acl {
+        entries: vec![
+            e(acl::USER_OBJ, bits(6), acl::UNDEFINED_ID),
+            e(acl::USER, 0o3, me),
+            e(acl::GROUP_OBJ, bits(3), acl::UNDEFINED_ID),
+            e(acl::MASK, bits(3) | 0o3, acl::UNDEFINED_ID),
+            e(acl::OTHER, bits(0), acl::UNDEFINED_ID),
+        ],
+    };
+    sys::set_xattr_fd(dir, acl::ACCESS, &grant.encode())?;
+    let copied = (|| {
+        let _ = sys::unlink_at(dir, TMP, false);
+        let mut f = sys::open_file_at(dir, TMP, libc::O_CREAT | libc::O_EXCL, 0o600)?;
+        f.write_all(&data)?;
+        f.sync_all()?;
+        sys::chown_fd(f.as_fd(), old.uid, old.gid)?;
+        sys::chmod_fd(f.as_fd(), old.mode & 0o777)?;
+        drop(f);
+        match sys::rename_noreplace_at(dir, TMP, c"go.mod") {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                let _ = sys::unlink_at(dir, TMP, false);
+                Ok(false)
+            }
+            Err(e) => {
+                let _ = sys::unlink_at(dir, TMP, false);
+                Err(e)
+            }
+        }
+    })();
+    // The mode first (it sets the mask back to the group's bits, so the named entry
+    // grants nothing more), then the ACL goes.
+    let restored = sys::chmod_fd(dir, st.mode).and_then(|()| sys::remove_xattr_fd(dir, acl::ACCESS));
+    let copied = copied?;
+    restored?;
+    Ok(copied)
+}
+
+/// Elsewhere there are no POSIX ACLs to let the service write there.
+#[cfg(not(target_os = "linux"))]
+pub fn copy_go_mod(_dir: BorrowedFd<'_>) -> io::Result<bool> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}

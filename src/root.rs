@@ -615,13 +615,16 @@ pub fn go_cache_shaped(path: &Path) -> bool {
         .any(|k| squashed.windows(k.len()).any(|w| w == *k))
 }
 
-/// A non-empty root must look like a Go cache: a module cache has `cache/download/`, a
+/// A non-empty root must look like a Go cache: a module cache has `cache/download/` or `cache/vcs/`, a
 /// build cache `README` and `trim.txt`. Anything else is refused unless forced.
 fn check_shape(root: &Root) -> Result<(), RootError> {
     let fd = root.fd();
     let is =
         |dir: BorrowedFd<'_>, name: &CStr, kind: FileType| sys::stat_at(dir, name).is_ok_and(|s| s.file_type == kind);
-    let module_cache = sys::pin_dir_at(fd, c"cache").is_ok_and(|cache| is(cache.as_fd(), c"download", FileType::Dir));
+    // `cache/vcs` alone: a cache used so far only for private modules fetched with
+    // GOPROXY=direct (cmd/go/internal/modfetch/codehost `WorkDir`).
+    let module_cache = sys::pin_dir_at(fd, c"cache")
+        .is_ok_and(|cache| is(cache.as_fd(), c"download", FileType::Dir) || is(cache.as_fd(), c"vcs", FileType::Dir));
     let build_cache = is(fd, c"README", FileType::File) && is(fd, c"trim.txt", FileType::File);
     if module_cache || build_cache {
         return Ok(());
@@ -637,7 +640,7 @@ fn check_shape(root: &Root) -> Result<(), RootError> {
         None => Ok(()),
         Some(name) => Err(refuse(format!(
             "refusing to manage `{}`: it is not empty (it holds `{}`) and does not look like a Go cache (no \
-             cache/download/, nor README and trim.txt); give --force (force = true) if it really is one",
+             cache/download/ or cache/vcs/, nor README and trim.txt); give --force (force = true) if it really is one",
             root.path.display(),
             crate::names::Escaped(&name)
         ))),
@@ -910,6 +913,16 @@ mod tests {
         std::fs::write(dir.join("README"), b"x").unwrap();
         std::fs::write(dir.join("trim.txt"), b"x").unwrap();
         assert!(resolve(&dir, &Origin::Admin, false).is_ok(), "a build cache");
+    }
+
+    /// Issue 21: a module cache that has only fetched private modules with
+    /// GOPROXY=direct holds `cache/vcs` and no `cache/download`.
+    #[test]
+    fn a_cache_holding_only_vcs_clones_is_go_shaped() {
+        let t = tempfile::Builder::new().prefix("ck-root-").tempdir().unwrap();
+        let dir = t.path().join("data");
+        std::fs::create_dir_all(dir.join("cache/vcs/0123abcd")).unwrap();
+        assert!(resolve(&dir, &Origin::Admin, false).is_ok(), "cache/vcs alone is a module cache");
     }
 
     #[test]

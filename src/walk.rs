@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::acl::{self, Acl};
 use crate::config::CacheConfig;
-use crate::model::{Attrs, Divergence, Kind};
+use crate::model::{self, Attrs, Divergence, Kind, Place};
 use crate::names;
 use crate::repair;
 use crate::root::Root;
@@ -227,6 +227,8 @@ impl<'a> Scan<'a> {
             notes: Mutex::new(Vec::new()),
             default_acl,
             every_acl: true,
+            pinned_root: self.root,
+            go_mods: Mutex::new(Vec::new()),
         }
     }
 
@@ -319,6 +321,10 @@ struct Walker<'a> {
     /// Read every entry's access ACL (a path the service was told changed), not only
     /// those that could grant more than the mode shows ([`acl::could_grant_more`]).
     every_acl: bool,
+    /// The cache root, for the toolchain download's completion markers.
+    pinned_root: &'a Root,
+    /// The `_go.mod` files seen in toolchain trees, for their first-use copy.
+    go_mods: Mutex<Vec<Vec<u8>>>,
 }
 
 thread_local! {
@@ -337,6 +343,40 @@ fn read_into(got: io::Result<Option<Vec<u8>>>, buf: &mut Vec<u8>) -> io::Result<
         buf.extend_from_slice(&v);
         v.len()
     }))
+}
+
+/// The directory `rel` below `dir`, each component opened without following a symlink.
+fn open_below(dir: BorrowedFd<'_>, rel: &[u8]) -> Option<OwnedFd> {
+    let mut fd: Option<OwnedFd> = None;
+    for c in rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        let c = CString::new(c).ok()?;
+        let at = fd.as_ref().map_or(dir, |f| f.as_fd());
+        fd = Some(sys::open_dir_at(at, &c).ok()?);
+    }
+    match fd {
+        Some(fd) => Some(fd),
+        None => sys::open_dir_at(dir, c".").ok(),
+    }
+}
+
+/// Whether every file below `dir` (but `except`, in `dir` itself) has all its
+/// execute bits: what Go's first use leaves before it makes `bin/go` executable.
+fn all_executable(dir: BorrowedFd<'_>, except: Option<&CStr>) -> bool {
+    let mut ok = true;
+    let mut subdirs = Vec::new();
+    let listed = sys::read_dir(dir, |name, _| {
+        if Some(name) == except {
+            return;
+        }
+        match sys::stat_at(dir, name) {
+            Ok(st) if st.file_type == FileType::Dir => subdirs.push(name.to_owned()),
+            Ok(st) if st.file_type == FileType::File => ok &= st.mode & 0o111 == 0o111,
+            Ok(_) => {}
+            Err(_) => ok = false,
+        }
+    });
+    ok && listed.is_ok()
+        && subdirs.iter().all(|d| sys::open_dir_at(dir, d).is_ok_and(|fd| all_executable(fd.as_fd(), None)))
 }
 
 /// The entry disappeared while we looked: Go deletes `.partial` markers, temp files
@@ -361,14 +401,15 @@ impl<'s> Walker<'s> {
         }
         // The directory's own descriptor is open for reading: its xattrs are read and
         // set through it (SPEC §6: never by path).
-        let d = self.divergence(Kind::Dir, &st);
+        let place = model::place_of(&rel);
+        let d = self.divergence(Kind::Dir, &st, place);
         // A default ACL decides what entries created in the directory get; where the
         // group cannot create entries (Go's read-only trees) it is neither required nor
         // set, which spares a full walk one xattr read per read-only directory.
         let creatable = d.as_ref().map_or(st.mode, |d| d.to.mode) & 0o020 != 0;
         let acls = self.dir_acls(fd.as_fd(), &rel, self.wants_acl(&st, d.as_ref()), creatable);
         if let Some(d) = Divergence::with_acl(d, attrs(&st), acls.0, acls.1) {
-            self.settle(fd.as_fd(), &rel, d);
+            self.settle(fd.as_fd(), &rel, d, place);
         }
         if !list {
             return;
@@ -377,6 +418,18 @@ impl<'s> Walker<'s> {
             watch(&rel, fd.as_fd());
         }
         let fd = Arc::new(fd);
+        if let (Action::Repair, Some(version)) = (self.action, model::toolchain_root(&rel)) {
+            // Go's first-use steps come after everything else in the tree, as in Go:
+            // the tree is walked to the end first, then `bin/go` and `src/go.mod`.
+            let listed =
+                rayon::scope(|inner| sys::read_dir(fd.as_fd(), |name, hint| self.visit(inner, &fd, &rel, name, hint)));
+            match listed {
+                Err(e) if !vanished(&e) => self.fail(rel, Failure::new("cannot list directory", &e)),
+                Err(_) => {}
+                Ok(()) => self.first_use(fd.as_fd(), &rel, version),
+            }
+            return;
+        }
         let listed = sys::read_dir(fd.as_fd(), |name, hint| self.visit(s, &fd, &rel, name, hint));
         match listed {
             Err(e) if !vanished(&e) => self.fail(rel, Failure::new("cannot list directory", &e)),
@@ -457,8 +510,9 @@ impl<'s> Walker<'s> {
         if st.file_type != FileType::Dir || self.classify(&st).is_err() {
             return Ok(None);
         }
-        if let Some(d) = self.divergence(Kind::Dir, &st) {
-            if !self.settle(pin.as_fd(), rel, d) {
+        let place = model::place_of(rel);
+        if let Some(d) = self.divergence(Kind::Dir, &st, place) {
+            if !self.settle(pin.as_fd(), rel, d, place) {
                 return Ok(None);
             }
         }
@@ -475,9 +529,17 @@ impl<'s> Walker<'s> {
             Ok(kind) => kind,
             Err(reason) => return self.report(rel(), reason),
         };
+        let place = match model::place(parent_rel, name.to_bytes()) {
+            // `bin/go` is made executable by [`Walker::first_use`], after the rest.
+            Place::ToolGo if self.action == Action::Repair => Place::Plain,
+            place => place,
+        };
+        if kind == Kind::File && name.to_bytes() == b"_go.mod" && parent_rel.starts_with(model::TOOLCHAIN_MODULE) {
+            self.go_mods.lock().unwrap_or_else(|p| p.into_inner()).push(rel());
+        }
         // The common case: already compliant, one statx and (where ACLs exist) one
         // xattr read of the name, and nothing more.
-        let d = self.divergence(kind, &st);
+        let d = self.divergence(kind, &st, place);
         let drop_acl = self.wants_acl(&st, d.as_ref())
             && self.access_acl_diverges(&rel, |buf| sys::get_xattr_at(parent, name, acl::ACCESS, buf));
         let Some(d) = Divergence::with_acl(d, attrs(&st), drop_acl, false) else { return };
@@ -511,15 +573,90 @@ impl<'s> Walker<'s> {
                 Ok(kind) => kind,
                 Err(reason) => return self.report(rel(), reason),
             };
-            let d = self.divergence(kind, &pinned);
+            let d = self.divergence(kind, &pinned, place);
             let drop_acl = self.wants_acl(&pinned, d.as_ref())
                 && self.access_acl_diverges(&rel, |buf| read_into(sys::get_xattr_fd(pin.as_fd(), acl::ACCESS), buf));
             if let Some(d) = Divergence::with_acl(d, attrs(&pinned), drop_acl, false) {
-                self.settle(pin.as_fd(), &rel(), d);
+                self.settle(pin.as_fd(), &rel(), d, place);
             }
             return;
         }
-        self.settle(pin.as_fd(), &rel(), d);
+        self.settle(pin.as_fd(), &rel(), d, place);
+    }
+
+    /// Go's first use of the toolchain tree `rel` (open as `fd`), done for every member
+    /// once the download is complete, so that no member's first use has anything left
+    /// to change (a member who does not own the tree could not: Go chmods and creates
+    /// files there). Follows `Exec` in cmd/go/internal/toolchain/select.go (Go 1.21 to
+    /// 1.23): the execute bits of `pkg/tool/**` and `bin/**` with `bin/go` last (its
+    /// execute bit tells later go commands the step is done), then every `_go.mod`
+    /// copied to `go.mod` beside it with `src/go.mod` last (the same sign for that
+    /// step). The `_go.mod` names exist since the toolchain zips of Go 1.21
+    /// (golang/go#60847: a module zip may hold no nested go.mod).
+    fn first_use(&self, fd: BorrowedFd<'_>, rel: &[u8], version: &[u8]) {
+        let go_mods: Vec<Vec<u8>> = {
+            let mut all = self.go_mods.lock().unwrap_or_else(|p| p.into_inner());
+            let (mine, others) = all.drain(..).partition(|m| m.starts_with(rel) && m.get(rel.len()) == Some(&b'/'));
+            *all = others;
+            mine
+        };
+        if !self.download_complete(version) {
+            return;
+        }
+        let bin = CString::new("bin").ok().and_then(|b| sys::open_dir_at(fd, &b).ok());
+        if let Some(bin) = bin {
+            let tools = sys::open_dir_at(fd, c"pkg").and_then(|pkg| sys::open_dir_at(pkg.as_fd(), c"tool"));
+            let ready =
+                tools.is_ok_and(|t| all_executable(t.as_fd(), None)) && all_executable(bin.as_fd(), Some(c"go"));
+            if ready {
+                self.make_go_executable(bin.as_fd(), &names::join(rel, b"bin"));
+            }
+        }
+        let inside = |m: &[u8]| m[rel.len() + 1..].to_vec();
+        let mut go_mods: Vec<Vec<u8>> = go_mods.iter().map(|m| inside(m)).collect();
+        go_mods.sort();
+        // src/go.mod last: Go skips the whole step when it exists with _go.mod's size.
+        go_mods.sort_by_key(|m| m.as_slice() == b"src/_go.mod");
+        for m in go_mods {
+            let shown = names::join(rel, &m);
+            let Some(dir) = open_below(fd, names::parent(&m)) else { continue };
+            match repair::copy_go_mod(dir.as_fd()) {
+                Ok(true) => {
+                    Tally::bump(&self.tally.changed);
+                    let go_mod = names::join(names::parent(&shown), b"go.mod");
+                    tracing::debug!(path = %names::display(&self.cache.path, &go_mod), "created: a copy of _go.mod, as Go's first use does");
+                }
+                Ok(false) => {}
+                Err(e) if vanished(&e) => {}
+                Err(e) => self.fail(shown, Failure::new("cannot copy _go.mod to go.mod (Go's first use)", &e)),
+            }
+        }
+    }
+
+    /// Go considers a module tree complete when its `.ziphash` exists and its
+    /// `.partial` does not (cmd/go/internal/modfetch/fetch.go, `download`).
+    fn download_complete(&self, version: &[u8]) -> bool {
+        let Some(at) = open_below(self.pinned_root.fd(), b"cache/download/golang.org/toolchain/@v") else {
+            return false;
+        };
+        let marker = |ext: &str| CString::new([version, ext.as_bytes()].concat()).ok();
+        let (Some(partial), Some(ziphash)) = (marker(".partial"), marker(".ziphash")) else { return false };
+        sys::stat_at(at.as_fd(), &partial).is_err_and(|e| vanished(&e))
+            && sys::stat_at(at.as_fd(), &ziphash).is_ok_and(|st| st.file_type == FileType::File)
+    }
+
+    fn make_go_executable(&self, bin: BorrowedFd<'_>, bin_rel: &[u8]) {
+        let rel = names::join(bin_rel, b"go");
+        let Ok(pin) = sys::pin_at(bin, c"go") else { return };
+        let Ok(st) = sys::stat_fd(pin.as_fd()) else { return };
+        match self.classify(&st) {
+            Ok(Kind::File) => {}
+            Ok(Kind::Dir) => return,
+            Err(reason) => return self.report(rel, reason),
+        }
+        if let Some(d) = self.divergence(Kind::File, &st, Place::ToolGo) {
+            self.settle(pin.as_fd(), &rel, d, Place::ToolGo);
+        }
     }
 
     /// The model's kind for an entry, or why it is only reported.
@@ -536,9 +673,9 @@ impl<'s> Walker<'s> {
         }
     }
 
-    fn divergence(&self, kind: Kind, st: &Stat) -> Option<Divergence> {
+    fn divergence(&self, kind: Kind, st: &Stat, place: Place) -> Option<Divergence> {
         let now = attrs(st);
-        Divergence::between(now, self.cache.policy.target(kind, now))
+        Divergence::between(now, self.cache.policy.target_at(kind, now, place))
     }
 
     /// Whether to read the access ACL of an entry that looks like `st` and diverges by `d`.
@@ -603,7 +740,7 @@ impl<'s> Walker<'s> {
 
     /// Repairs (or, for a check, lists) a divergent entry pinned by `fd`. True when the
     /// entry complies afterwards.
-    fn settle(&self, fd: BorrowedFd<'_>, rel: &[u8], d: Divergence) -> bool {
+    fn settle(&self, fd: BorrowedFd<'_>, rel: &[u8], d: Divergence, place: Place) -> bool {
         if self.action == Action::Check {
             self.diverges(rel.to_vec(), d);
             return false;
@@ -617,7 +754,7 @@ impl<'s> Walker<'s> {
             // The read-back differs: the entry may have changed meanwhile (Go chmods an
             // extracted module to 0555 while we repair it). Decide again on what the
             // pinned inode is now, once; only a second miss is a failure.
-            Err(e) if repair::not_applied(&e) => match self.again(fd) {
+            Err(e) if repair::not_applied(&e) => match self.again(fd, place) {
                 Ok(None) => true,
                 Ok(Some(d)) => match repair::apply(fd, &d, self.default_acl.as_ref()) {
                     Ok(()) => {
@@ -643,11 +780,11 @@ impl<'s> Walker<'s> {
     }
 
     /// The divergence of the inode pinned by `fd` as it is now, or why it is only reported.
-    fn again(&self, fd: BorrowedFd<'_>) -> Result<Option<Divergence>, Reason> {
+    fn again(&self, fd: BorrowedFd<'_>, place: Place) -> Result<Option<Divergence>, Reason> {
         // A pin that can no longer be read is left to the next check of its path.
         let Ok(st) = sys::stat_fd(fd) else { return Ok(None) };
         let kind = self.classify(&st)?;
-        Ok(self.divergence(kind, &st))
+        Ok(self.divergence(kind, &st, place))
     }
 
     fn repaired(&self, rel: &[u8], d: &Divergence) {
@@ -854,6 +991,107 @@ mod tests {
             assert_ne!(mode_of(&cache.path.join(f)), 0o600, "{f} was not checked");
         }
         assert_eq!(mode_of(&tmp.path().join("outside/dir/inner")), 0o600, "a symlinked component was followed");
+    }
+
+    const TOOLCHAIN: &str = "golang.org/toolchain@v0.0.1-go1.99.0.linux-amd64";
+
+    /// A toolchain tree as Go extracts it: files 0444, directories 0555, the download's
+    /// `.ziphash` written and, with `partial`, its `.partial` still there.
+    fn toolchain(cache: &CacheConfig, partial: bool) -> std::path::PathBuf {
+        let at = cache.path.join("cache/download/golang.org/toolchain/@v");
+        std::fs::create_dir_all(&at).unwrap();
+        let version = TOOLCHAIN.split('@').nth(1).unwrap();
+        std::fs::write(at.join(format!("{version}.ziphash")), b"h1:x").unwrap();
+        if partial {
+            std::fs::write(at.join(format!("{version}.partial")), b"").unwrap();
+        }
+        let tree = cache.path.join(TOOLCHAIN);
+        for (f, body) in [
+            ("bin/go", "go"),
+            ("bin/gofmt", "gofmt"),
+            ("pkg/tool/linux_amd64/compile", "compile"),
+            ("src/_go.mod", "module std\n"),
+            ("src/cmd/_go.mod", "module cmd\n"),
+            ("src/fmt/print.go", "package fmt\n"),
+        ] {
+            std::fs::create_dir_all(tree.join(f).parent().unwrap()).unwrap();
+            std::fs::write(tree.join(f), body).unwrap();
+            std::fs::set_permissions(tree.join(f), std::fs::Permissions::from_mode(0o444)).unwrap();
+        }
+        for d in ["bin", "pkg/tool/linux_amd64", "pkg/tool", "pkg", "src/cmd", "src/fmt", "src", ""] {
+            std::fs::set_permissions(tree.join(d), std::fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        tree
+    }
+
+    fn scan_all(cache: &CacheConfig, root: &Root) -> Tally {
+        let tally = Tally::default();
+        let scan = Scan {
+            cache,
+            root,
+            action: Action::Repair,
+            tally: &tally,
+            watch: None,
+            audit: None,
+            findings: None,
+            stop: None,
+            log_repairs: false,
+        };
+        scan.all().unwrap();
+        tally
+    }
+
+    #[test]
+    fn a_complete_toolchain_gets_gos_first_use_steps_with_bin_go_and_src_go_mod_last() {
+        let (_tmp, cache, root) = setup();
+        let tree = toolchain(&cache, false);
+        let tally = scan_all(&cache, &root);
+        assert_eq!(tally.failed.load(Relaxed), 0);
+        for f in ["bin/go", "bin/gofmt", "pkg/tool/linux_amd64/compile"] {
+            assert_eq!(mode_of(&tree.join(f)), 0o555, "{f}");
+        }
+        assert_eq!(mode_of(&tree.join("src/fmt/print.go")), 0o444, "only pkg/tool and bin are Go's commands");
+        for d in ["src", "src/cmd"] {
+            assert_eq!(
+                std::fs::read(tree.join(d).join("go.mod")).unwrap(),
+                std::fs::read(tree.join(d).join("_go.mod")).unwrap()
+            );
+            assert_eq!(mode_of(&tree.join(d).join("go.mod")), 0o444);
+            assert_eq!(mode_of(&tree.join(d)), 0o555, "{d} is read-only again");
+            assert!(
+                sys::get_xattr_path(&CString::new(tree.join(d).as_os_str().as_encoded_bytes()).unwrap(), acl::ACCESS)
+                    .is_ok_and(|a| a.is_none()),
+                "{d} kept an access ACL"
+            );
+        }
+        // A second walk finds nothing left to do.
+        assert_eq!(scan_all(&cache, &root).changed.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_toolchain_still_being_extracted_gets_no_bin_go_nor_go_mod() {
+        let (_tmp, cache, root) = setup();
+        let tree = toolchain(&cache, true);
+        scan_all(&cache, &root);
+        // bin/go's execute bit tells go commands the first-use steps are done, and
+        // src/go.mod that the copies are: neither before the download is complete.
+        assert_eq!(mode_of(&tree.join("bin/go")), 0o444);
+        assert!(!tree.join("src/go.mod").exists() && !tree.join("src/cmd/go.mod").exists());
+        assert_eq!(mode_of(&tree.join("pkg/tool/linux_amd64/compile")), 0o555, "harmless before: Go's own chmod");
+    }
+
+    #[test]
+    fn bin_go_waits_for_every_other_command() {
+        let (_tmp, cache, root) = setup();
+        let tree = toolchain(&cache, false);
+        // A command the walk cannot make executable (here: a symlink, left as it is).
+        std::fs::set_permissions(tree.join("pkg/tool/linux_amd64"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(tree.join("pkg/tool/linux_amd64/vet"), b"vet").unwrap();
+        std::fs::set_permissions(tree.join("pkg/tool/linux_amd64/vet"), std::fs::Permissions::from_mode(0o444))
+            .unwrap();
+        std::fs::hard_link(tree.join("pkg/tool/linux_amd64/vet"), cache.path.join("vet-link")).unwrap();
+        scan_all(&cache, &root);
+        assert_eq!(mode_of(&tree.join("bin/go")), 0o444, "bin/go became executable before pkg/tool/…/vet");
     }
 
     #[test]

@@ -80,6 +80,8 @@ struct Go {
     t: Tree,
     proxy: PathBuf,
     modcache: PathBuf,
+    /// The go command the members run.
+    bin: PathBuf,
 }
 
 impl Go {
@@ -88,7 +90,7 @@ impl Go {
         let proxy = t.base.join("proxy");
         write_proxy(&proxy);
         let modcache = t.base.join("gomodcache");
-        Go { t, proxy, modcache }
+        Go { t, proxy, modcache, bin: go_binary() }
     }
 
     /// A project in `name` that needs `deps`, owned by `uid`.
@@ -283,7 +285,7 @@ impl Go {
             chown(&home, uid, uid);
         }
         let mut cmd = setpriv(uid, &[GROUP]);
-        cmd.args(["sh", "-c", &format!("umask {umask:03o} && exec \"$0\" \"$@\"")]).arg(go_binary()).args(args);
+        cmd.args(["sh", "-c", &format!("umask {umask:03o} && exec \"$0\" \"$@\"")]).arg(&self.bin).args(args);
         cmd.current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -543,4 +545,423 @@ fn root_go_clean_modcache_on_an_isolated_root_empties_it_and_says_busy() {
     assert!(failures(&go.download_round(0, [0o077, 0o022])).is_empty());
     d.sync();
     d.assert_compliant();
+}
+
+/// Every Go installed: Debian's default `go` and each `/usr/lib/go-1.N` (.ci/run adds
+/// bookworm-backports' 1.21 to 1.23), as (minor version, go command), oldest first.
+fn installed_gos() -> Vec<(u32, PathBuf)> {
+    let mut found = vec![go_binary()];
+    if let Ok(dirs) = std::fs::read_dir("/usr/lib") {
+        found.extend(dirs.flatten().map(|d| d.path().join("bin/go")).filter(|p| p.is_file()));
+    }
+    let mut gos: Vec<(u32, PathBuf)> = Vec::new();
+    for bin in found {
+        let Ok(real) = std::fs::canonicalize(&bin) else { continue };
+        if gos.iter().any(|(_, b)| std::fs::canonicalize(b).ok().as_ref() == Some(&real)) {
+            continue;
+        }
+        let out = Command::new(&bin).arg("version").env("GOTOOLCHAIN", "local").output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // "go version go1.21.13 linux/amd64"
+        let minor = text
+            .split_whitespace()
+            .nth(2)
+            .and_then(|v| v.strip_prefix("go1."))
+            .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next().and_then(|m| m.parse().ok()));
+        if let Some(minor) = minor {
+            gos.push((minor, bin));
+        }
+    }
+    gos.sort();
+    gos
+}
+
+/// Tags of the private module's git repository: each round fetches a tag the clone in
+/// `cache/vcs` has not seen, so that Go runs `git fetch` in it.
+const PRIVATE: &str = "git.example/private/lib.git";
+
+/// A private module served by git only: a bare repository reached through
+/// `url.<file://…>.insteadOf` (Go runs `git ls-remote https://git.example/…`, and git
+/// rewrites it), with `GOPRIVATE` and `GOPROXY=direct`, as a company's git server is.
+struct Private {
+    work: PathBuf,
+    bare: PathBuf,
+    /// git's system configuration for every process of the test (`GIT_CONFIG_SYSTEM`):
+    /// where the fix `doctor` prints goes, without touching the machine's /etc/gitconfig.
+    system: PathBuf,
+}
+
+impl Private {
+    fn new(base: &Path) -> Private {
+        let p =
+            Private { work: base.join("private-src"), bare: base.join("private.git"), system: base.join("gitconfig") };
+        // The served repository is root's, and git's ownership check applies to it too
+        // (git upload-pack): the test's server is trusted.
+        std::fs::write(&p.system, format!("[safe]\n\tdirectory = {}\n", p.bare.display())).unwrap();
+        chmod(&p.system, 0o644);
+        git(&base.to_path_buf(), &["init", "-q", "-b", "main", p.work.to_str().unwrap()]);
+        std::fs::write(p.work.join("go.mod"), format!("module {PRIVATE}\n\ngo 1.19\n")).unwrap();
+        p.tag("v1.0.0");
+        git(&base.to_path_buf(), &["clone", "-q", "--bare", p.work.to_str().unwrap(), p.bare.to_str().unwrap()]);
+        p
+    }
+
+    /// A new version, pushed to the served repository.
+    fn tag(&self, v: &str) {
+        std::fs::write(self.work.join("lib.go"), format!("package lib\n\nfunc Name() string {{ return \"{v}\" }}\n"))
+            .unwrap();
+        git(&self.work, &["add", "."]);
+        git(&self.work, &["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", v]);
+        git(&self.work, &["tag", v]);
+        if self.bare.exists() {
+            git(&self.work, &["push", "-q", self.bare.to_str().unwrap(), "main", v]);
+        }
+    }
+
+    /// The environment of a member fetching it.
+    fn env(&self, cmd: &mut Command) {
+        cmd.env("GOPRIVATE", "git.example")
+            .env("GOPROXY", "direct")
+            .env("GIT_CONFIG_SYSTEM", &self.system)
+            .env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", format!("url.file://{}.insteadOf", self.bare.display()))
+            .env("GIT_CONFIG_VALUE_0", "https://git.example/private/lib");
+    }
+}
+
+fn git(dir: &PathBuf, args: &[&str]) {
+    let out = run(
+        {
+            let mut c = Command::new("git");
+            c.args(args).current_dir(dir).env("GIT_CONFIG_NOSYSTEM", "1");
+            c
+        },
+        Duration::from_secs(60),
+    );
+    assert_eq!(code(&out), 0, "git {args:?}: {}", stderr(&out));
+}
+
+impl Go {
+    /// `go mod download PRIVATE@v` as `uid`.
+    fn fetch_private(&self, private: &Private, uid: u32, v: &str) -> Command {
+        let home = self.t.base.join(format!("home-{uid}"));
+        let at = format!("{PRIVATE}@{v}");
+        let mut cmd = self.go_as(uid, 0o022, &self.t.base, &["mod", "download", &at], None);
+        private.env(&mut cmd);
+        cmd.current_dir(home);
+        cmd
+    }
+
+    /// The clones of `cache/vcs` and everything in them, with their owners.
+    fn vcs_owners(&self) -> Vec<(PathBuf, u32)> {
+        fn walk(p: &Path, out: &mut Vec<(PathBuf, u32)>) {
+            out.push((p.to_owned(), std::os::unix::fs::MetadataExt::uid(&std::fs::symlink_metadata(p).unwrap())));
+            if std::fs::symlink_metadata(p).unwrap().is_dir() {
+                for e in std::fs::read_dir(p).unwrap().flatten() {
+                    walk(&e.path(), out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(self.modcache.join("cache/vcs")).unwrap().flatten() {
+            walk(&e.path(), &mut out);
+        }
+        out
+    }
+}
+
+fn assert_ok(out: &Output, who: &str) {
+    assert_eq!(code(out), 0, "{who} failed:\n{}", stderr(out));
+}
+
+/// Issue 21: with `owner` in the configuration (the README's old sample) the service
+/// chowned a member's new clone in `cache/vcs` to that owner, and the member's next
+/// fetch of a private module failed: `fatal: detected dubious ownership in repository`.
+/// Ownership in cache/vcs is never changed: the member goes on fetching, while the rest
+/// of the cache still takes the configured owner.
+#[test]
+fn root_vcs_clone_of_a_members_private_module_keeps_its_owner_when_the_config_has_owner() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    for (minor, go_command) in installed_gos() {
+        let go = Go { bin: go_command, ..Go::new() };
+        let private = Private::new(&go.t.base);
+        let (owner, a) = (1100, 1101);
+        let caches = format!("[[cache]]\npath = \"{}\"\nowner = {owner}\ngroup = {GROUP}\n", go.modcache.display());
+        let d = Daemon::start(&go.t.base, &caches, "");
+
+        assert_ok(&run(go.fetch_private(&private, a, "v1.0.0"), Duration::from_secs(120)), "first fetch");
+        d.sync();
+        for v in ["v1.1.0", "v1.2.0"] {
+            private.tag(v);
+            let out = run(go.fetch_private(&private, a, v), Duration::from_secs(120));
+            assert_ok(&out, &format!("go1.{minor}: uid {a} fetching {v} through its own clone after a sync"));
+            d.sync();
+        }
+        let others: Vec<_> = go.vcs_owners().into_iter().filter(|(_, uid)| *uid != a).collect();
+        assert!(others.is_empty(), "go1.{minor}: entries of cache/vcs changed owner: {others:?}");
+        let info = meta(&go.modcache.join(format!("cache/download/{PRIVATE}/@v/v1.0.0.info")));
+        assert_eq!((info.uid, info.gid), (owner, GROUP), "go1.{minor}: the rest of the cache takes the owner");
+        d.assert_compliant();
+    }
+}
+
+/// Issue 21: git refuses a clone owned by another uid ("dubious ownership"), and
+/// cachekeeper must not chown the clone to make it work. Go before 1.21 then fails to
+/// fetch through another member's clone; Go 1.21 and later run git with GIT_DIR set,
+/// which git does not check. `doctor` and `explain`, run as that member, name the clone
+/// and print the exact fix (a failure for Go before 1.21, a warning after); once it is
+/// applied, both members fetch new versions one after the other and at the same time,
+/// and the clone keeps its first owner.
+#[test]
+fn root_vcs_two_members_fetch_a_private_module_once_the_fix_doctor_prints_is_applied() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    for (minor, go_command) in installed_gos() {
+        let go = Go { bin: go_command, ..Go::new() };
+        let private = Private::new(&go.t.base);
+        let (a, b) = (1101, 1102);
+        let caches = format!("[[cache]]\npath = \"{}\"\ngroup = {GROUP}\n", go.modcache.display());
+        let d = Daemon::start(&go.t.base, &caches, "");
+
+        assert_ok(&run(go.fetch_private(&private, a, "v1.0.0"), Duration::from_secs(120)), "uid A's first fetch");
+        d.sync();
+        private.tag("v1.1.0");
+        let stopped = minor < 21;
+        if stopped {
+            let refused = run(go.fetch_private(&private, b, "v1.1.0"), Duration::from_secs(120));
+            assert_ne!(code(&refused), 0, "go1.{minor}: git accepted another uid's clone without safe.directory");
+            // git treats a clone it distrusts as no repository at all: Go's error names
+            // the clone and "'origin' does not appear to be a git repository", not the
+            // cause, which is why doctor and explain name it.
+            assert!(stderr(&refused).contains("cache/vcs/"), "go1.{minor}: {}", stderr(&refused));
+        }
+        // doctor and explain judge by the go command on the member's PATH: this one,
+        // alone in a directory of its own, so that git stays the machine's first.
+        let gobin = go.t.base.join("gobin");
+        mkdir(&gobin, 0o755);
+        std::os::unix::fs::symlink(&go.bin, gobin.join("go")).unwrap();
+        let path = format!("{}:{}", gobin.display(), std::env::var("PATH").unwrap_or_default());
+
+        // doctor, as B, with B's git configuration.
+        let mut doctor = setpriv(b, &[GROUP]);
+        doctor.arg(bin("cachekeeperctl")).arg("--socket").arg(&d.socket);
+        doctor.args(["doctor", "--config", d.config.to_str().unwrap()]).env("GIT_CONFIG_SYSTEM", &private.system);
+        doctor.env("PATH", &path);
+        let text = stdout(&run(doctor, Duration::from_secs(60)));
+        let line = text.lines().find(|l| l.contains("] git clones")).unwrap_or_else(|| panic!("no git line:\n{text}"));
+        let verdict = if stopped { "[FAIL]" } else { "[WARN]" };
+        assert!(line.starts_with(verdict) && line.contains("dubious ownership"), "go1.{minor}: {text}");
+        let fix = line.split("Fix: ").nth(1).unwrap_or_else(|| panic!("no fix: {line}")).trim().to_owned();
+        // git 2.46 and later take a `/*` prefix; before, each clone is named.
+        let git = String::from_utf8_lossy(&Command::new("git").arg("--version").output().unwrap().stdout).into_owned();
+        let git: Vec<u32> =
+            git.trim().trim_start_matches("git version ").split('.').filter_map(|p| p.parse().ok()).collect();
+        let named = if git[..2] >= [2, 46][..] { "*".to_owned() } else { clone_name(&go.modcache) };
+        let want = format!("git config --system --add safe.directory '{}/cache/vcs/{named}'", go.modcache.display());
+        assert_eq!(fix, want, "go1.{minor}, git {git:?}");
+
+        // explain, as B, on the clone.
+        let clone = std::fs::read_dir(go.modcache.join("cache/vcs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.is_dir())
+            .unwrap();
+        let mut explain = setpriv(b, &[GROUP]);
+        explain.arg(bin("cachekeeperctl")).args(["explain", "--config", d.config.to_str().unwrap()]);
+        explain.arg(clone.join("HEAD")).env("GIT_CONFIG_SYSTEM", &private.system).env("PATH", &path);
+        let out = run(explain, Duration::from_secs(60));
+        assert_eq!(code(&out), if stopped { 1 } else { 0 }, "go1.{minor}: {}", stdout(&out));
+        assert!(stdout(&out).contains("  git: git refuses") && stdout(&out).contains(&fix), "{}", stdout(&out));
+
+        // The admin applies the fix exactly as printed.
+        let mut admin = Command::new("sh");
+        admin.args(["-c", &fix]).env("GIT_CONFIG_SYSTEM", &private.system);
+        assert_ok(&run(admin, Duration::from_secs(60)), "the printed fix");
+
+        assert_ok(&run(go.fetch_private(&private, b, "v1.1.0"), Duration::from_secs(120)), "uid B after the fix");
+        d.sync();
+        for r in 0..3 {
+            let (va, vb) = (format!("v1.{}.0", 2 + 2 * r), format!("v1.{}.0", 3 + 2 * r));
+            private.tag(&va);
+            private.tag(&vb);
+            let outs = run_together(
+                vec![go.fetch_private(&private, a, &va), go.fetch_private(&private, b, &vb)],
+                Duration::from_secs(120),
+            );
+            for (out, who) in outs.iter().zip(["A", "B"]) {
+                assert_ok(out, &format!("go1.{minor}: round {r}, uid {who} fetching at the same time"));
+            }
+        }
+        d.sync();
+        let clone_owner = meta(&clone).uid;
+        assert_eq!(clone_owner, a, "go1.{minor}: the clone changed owner");
+        let mut doctor = setpriv(b, &[GROUP]);
+        doctor.arg(bin("cachekeeperctl")).arg("--socket").arg(&d.socket);
+        doctor.args(["doctor", "--config", d.config.to_str().unwrap()]).env("GIT_CONFIG_SYSTEM", &private.system);
+        let text = stdout(&run(doctor, Duration::from_secs(60)));
+        assert!(!text.contains("] git clones"), "doctor still complains after the fix:\n{text}");
+        d.assert_compliant();
+    }
+}
+
+/// The name of the one clone in `cache/vcs`.
+fn clone_name(modcache: &Path) -> String {
+    let clones: Vec<String> = std::fs::read_dir(modcache.join("cache/vcs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(clones.len(), 1, "{clones:?}");
+    clones[0].clone()
+}
+
+/// The version of the toolchain the fake `golang.org/toolchain` module carries.
+const FAKE_TOOLCHAIN: &str = "go1.99.0";
+
+/// Adds to the proxy at `dir` a `golang.org/toolchain` module laid out like Go's
+/// (cmd/distpack): `bin/go` and `bin/gofmt`, `pkg/tool/linux_amd64/*`, and the
+/// `go.mod` files renamed `_go.mod` (golang/go#60847). Module zips carry no modes:
+/// Go extracts every file 0444, and its first use makes the commands executable.
+/// `bin/go` is a script that says which toolchain it is.
+fn write_fake_toolchain(dir: &Path) -> String {
+    let version = format!("v0.0.1-{FAKE_TOOLCHAIN}.linux-amd64");
+    let at = dir.join("golang.org/toolchain/@v");
+    std::fs::create_dir_all(&at).unwrap();
+    std::fs::write(at.join("list"), format!("{version}\n")).unwrap();
+    std::fs::write(
+        at.join(format!("{version}.info")),
+        format!("{{\"Version\":\"{version}\",\"Time\":\"2024-01-01T00:00:00Z\"}}"),
+    )
+    .unwrap();
+    std::fs::write(at.join(format!("{version}.mod")), "module golang.org/toolchain\n").unwrap();
+    let zip_file = std::fs::File::create(at.join(format!("{version}.zip"))).unwrap();
+    let mut zip = zip::ZipWriter::new(zip_file);
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let files = [
+        ("bin/go", format!("#!/bin/sh\necho \"fake toolchain {FAKE_TOOLCHAIN}: $*\"\n")),
+        ("bin/gofmt", "#!/bin/sh\nexit 0\n".to_owned()),
+        ("pkg/tool/linux_amd64/compile", "#!/bin/sh\nexit 0\n".to_owned()),
+        ("pkg/tool/linux_amd64/link", "#!/bin/sh\nexit 0\n".to_owned()),
+        ("src/_go.mod", "module std\n\ngo 1.99\n".to_owned()),
+        ("src/cmd/_go.mod", "module cmd\n\ngo 1.99\n".to_owned()),
+        ("src/fmt/print.go", "package fmt\n".to_owned()),
+        ("VERSION", format!("{FAKE_TOOLCHAIN}\n")),
+    ];
+    for (name, body) in files {
+        zip.start_file(format!("golang.org/toolchain@{version}/{name}"), options).unwrap();
+        zip.write_all(body.as_bytes()).unwrap();
+    }
+    zip.finish().unwrap();
+    version
+}
+
+/// Modes and owners of every entry below `dir`.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, u32, u32)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(p) = todo.pop() {
+        let m = meta(&p);
+        out.push((p.clone(), m.uid, m.mode));
+        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+            todo.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Issue 21: a toolchain one member downloaded (`go mod download golang.org/toolchain@…`,
+/// or a first use cut short) left Go's first-use steps to the next user: the execute
+/// bits on `pkg/tool` and `bin` and the `_go.mod` → `go.mod` copies, which only the
+/// owner may do, so another member's `GOTOOLCHAIN=go1.X` failed with `chmod …:
+/// operation not permitted`. The service does them for the tree's owner: the other
+/// member's first use runs the toolchain and finds nothing left to change.
+#[test]
+fn root_a_toolchain_one_member_downloaded_runs_for_another_with_nothing_left_to_chmod() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let gos: Vec<_> = installed_gos().into_iter().filter(|(minor, _)| *minor >= 21).collect();
+    assert!(!gos.is_empty(), "no Go 1.21 or later installed (toolchain switching): .ci/run installs golang-1.21-go");
+    for (minor, go_command) in gos {
+        let go = Go { bin: go_command, ..Go::new() };
+        let version = write_fake_toolchain(&go.proxy);
+        let (a, b) = (1101, 1102);
+        let caches = format!("[[cache]]\npath = \"{}\"\ngroup = {GROUP}\n", go.modcache.display());
+        let d = Daemon::start(&go.t.base, &caches, "");
+
+        let home_a = go.t.base.join(format!("home-{a}"));
+        mkdir(&home_a, 0o755);
+        chown(&home_a, a, a);
+        let module = format!("golang.org/toolchain@{version}");
+        let mut download = go.go_as(a, 0o022, &home_a, &["mod", "download", &module], None);
+        download.current_dir(&home_a);
+        assert_ok(&run(download, Duration::from_secs(120)), &format!("go1.{minor}: uid A downloading the toolchain"));
+        d.sync();
+
+        let tree = go.modcache.join(&module);
+        let before = snapshot(&tree);
+        let home_b = go.t.base.join(format!("home-{b}"));
+        mkdir(&home_b, 0o755);
+        chown(&home_b, b, b);
+        let mut use_it = go.go_as(b, 0o022, &home_b, &["version"], None);
+        use_it.current_dir(&home_b).env("GOTOOLCHAIN", FAKE_TOOLCHAIN);
+        let out = run(use_it, Duration::from_secs(120));
+        assert_ok(&out, &format!("go1.{minor}: uid B's first use of uid A's toolchain; service log:\n{}", d.log()));
+        assert!(stdout(&out).contains(&format!("fake toolchain {FAKE_TOOLCHAIN}: version")), "{}", stdout(&out));
+        assert_eq!(snapshot(&tree), before, "go1.{minor}: uid B's first use changed the tree");
+
+        for f in ["bin/go", "bin/gofmt", "pkg/tool/linux_amd64/compile", "pkg/tool/linux_amd64/link"] {
+            let m = meta(&tree.join(f));
+            assert_eq!((m.uid, m.mode & 0o111), (a, 0o111), "go1.{minor}: {f}");
+        }
+        for dir in ["src", "src/cmd"] {
+            let copy = tree.join(dir).join("go.mod");
+            assert_eq!(
+                std::fs::read(&copy).unwrap(),
+                std::fs::read(tree.join(dir).join("_go.mod")).unwrap(),
+                "go1.{minor}: {}",
+                copy.display()
+            );
+            let m = meta(&copy);
+            assert_eq!((m.uid, m.mode & 0o222), (a, 0), "go1.{minor}: {} is uid A's and read-only", copy.display());
+            assert!(!tree.join(dir).join(".go.mod.cachekeeper").exists());
+        }
+        assert_eq!(meta(&tree.join("src")).mode & 0o222, 0, "go1.{minor}: src/ is read-only again");
+        let acl =
+            Command::new("getfacl").args(["--access", "--omit-header", "-n"]).arg(tree.join("src")).output().unwrap();
+        let acl = String::from_utf8_lossy(&acl.stdout).into_owned();
+        assert!(
+            !acl.lines().any(|l| l.starts_with("user:") && !l.starts_with("user::")),
+            "go1.{minor}: src/ kept the service's ACL entry:\n{acl}"
+        );
+        d.assert_compliant();
+    }
+}
+
+/// Issue 21: `owner` on a GOCACHE makes every entry that user's, and Go marks an entry
+/// as used (its mtime) only where the user owns it, so entries other members use are
+/// trimmed after 5 days: doctor warns about it, and without `owner` states the caveat.
+#[test]
+fn doctor_warns_about_owner_on_a_gocache_and_states_the_freshness_caveat() {
+    let t = Tree::new();
+    let gocache = t.base.join("gocache");
+    std::fs::create_dir_all(&gocache).unwrap();
+    std::fs::write(gocache.join("README"), "This directory holds cached build artifacts from the Go build system.\n")
+        .unwrap();
+    std::fs::write(gocache.join("trim.txt"), "1700000000\n").unwrap();
+    let me = nix::unistd::getuid().as_raw();
+    for (owner, verdict, words) in
+        [(format!("owner = {me}\n"), "[WARN]", "trimmed 5 days after"), (String::new(), "[info]", "not marked as used")]
+    {
+        let config = t.base.join("ck.toml");
+        std::fs::write(&config, format!("[[cache]]\npath = \"{}\"\n{owner}", gocache.display())).unwrap();
+        let mut cmd = Command::new(bin("cachekeeperctl"));
+        cmd.arg("--socket").arg(t.base.join("none.sock")).args(["doctor", "--config", config.to_str().unwrap()]);
+        let text = stdout(&run(cmd, Duration::from_secs(60)));
+        let line = text.lines().find(|l| l.contains("] GOCACHE")).unwrap_or_else(|| panic!("no GOCACHE line:\n{text}"));
+        assert!(line.starts_with(verdict) && line.contains(words), "{owner:?}:\n{text}");
+    }
 }

@@ -367,6 +367,9 @@ async fn serve(
         trouble: Mutex::default(),
     });
     // Caches first: a `sync` answered before they exist would settle on nothing.
+    for cache in config.caches.iter().filter(|c| c.policy.owner.is_some() && crate::gofidelity::is_build_cache(c)) {
+        tracing::warn!(root = %cache.path.display(), "{}", crate::gofidelity::GOCACHE_OWNER);
+    }
     let started = service.start_caches(&config.caches, &HashMap::new());
     tracing::info!("listening for cachekeeperctl on {}", service.daemon.socket.display());
     let accept = tokio::spawn(accept_loop(Arc::clone(&service), listener));

@@ -94,6 +94,15 @@ impl Worker {
             // Parents before children: a deep check of a directory may cover its children.
             checks.sort_unstable();
             for (rel, deep) in checks {
+                // A toolchain's download completing is when Go's first-use steps may be
+                // done for every member ([`crate::walk`]). Its last event is the chmod
+                // of the tree's root (`makeDirsReadOnly` goes children first, after the
+                // .partial is gone; cmd/go/internal/modfetch/fetch.go), or, under
+                // -modcacherw, the .ziphash of a download made anew.
+                let deep = deep || crate::model::toolchain_root(&rel).is_some();
+                if let Some(tree) = crate::model::toolchain_of_download(&rel) {
+                    pending.check(tree, true);
+                }
                 pending.check(rel, deep);
             }
             self.finish(&mut pending, &mut next_scan);
@@ -568,6 +577,11 @@ impl<'w> Findings<'w> {
         }
         let path = crate::names::display(&self.worker.runtime.cache.path, &note.rel);
         match &note.finding {
+            // git makes symlinks and hard links in its clones as it works (packs, locks);
+            // they are counted, not warned about.
+            Finding::Reported(r) if crate::model::place_of(&note.rel) == crate::model::Place::Vcs => {
+                tracing::debug!(path = %path, "left as it is: {}", r.explain())
+            }
             Finding::Reported(r) => tracing::warn!(path = %path, "left as it is: {}", r.explain()),
             Finding::Failed(f) => tracing::error!(path = %path, "{f}"),
             Finding::Diverges(_) => {}

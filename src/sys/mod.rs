@@ -349,6 +349,12 @@ pub fn rename_at(dir: BorrowedFd<'_>, from: &CStr, to: &CStr) -> io::Result<()> 
     Ok(rustix::fs::renameat(dir, from, dir, to)?)
 }
 
+/// Renames `from` to `to`, both below `dir`, failing with `EEXIST` when `to` exists.
+#[cfg(target_os = "linux")]
+pub fn rename_noreplace_at(dir: BorrowedFd<'_>, from: &CStr, to: &CStr) -> io::Result<()> {
+    Ok(rustix::fs::renameat_with(dir, from, dir, to, rustix::fs::RenameFlags::NOREPLACE)?)
+}
+
 /// Creates a directory below `dir`.
 pub fn mkdir_at(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
     Ok(rustix::fs::mkdirat(dir, name, portable::mode(mode))?)

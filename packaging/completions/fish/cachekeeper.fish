@@ -12,7 +12,7 @@ none\t''"
 complete -c cachekeeper -l init -d 'Bring the cache to the owner model once, then exit'
 complete -c cachekeeper -l check -d 'List what diverges from the owner model without changing anything; exit 1 if anything does'
 complete -c cachekeeper -l writable -d 'Give directories the owner\'s (and so the group\'s) write bit, like `go -modcacherw`'
-complete -c cachekeeper -l force -d 'Accept a non-empty root that does not look like a Go cache (no cache/download/, nor README and trim.txt)'
+complete -c cachekeeper -l force -d 'Accept a non-empty root that does not look like a Go cache (no cache/download/ or cache/vcs/, nor README and trim.txt)'
 complete -c cachekeeper -l isolate -d 'Make the cache root a mount of its own (a bind mount on itself), so that no file from elsewhere can be hard-linked into the cache; needs root; only with --init'
 complete -c cachekeeper -l json -d 'Print the summary as JSON'
 complete -c cachekeeper -s v -l verbose -d 'Log every repair (-v) and more (-vv)'
