@@ -76,17 +76,16 @@ pub struct Excludes {
 impl Excludes {
     /// `*` does not cross `/`; `**` does. Patterns are always relative to the root, so a
     /// leading `/` (the gitignore way of anchoring) is dropped rather than matching nothing.
-    pub fn new(patterns: &[String]) -> Result<Self, String> {
+    pub fn new(patterns: &[String]) -> Result<Self, ValueError> {
         let mut builder = GlobSetBuilder::new();
         for p in patterns {
             let p = p.trim_start_matches('/');
-            let glob = GlobBuilder::new(p)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| format!("invalid glob `{p}`: {}", e.kind()))?;
-            builder.add(glob);
+            let bad = |e: globset::Error| ValueError::BadGlob { pattern: p.to_owned(), reason: e.kind().to_string() };
+            builder.add(GlobBuilder::new(p).literal_separator(true).build().map_err(bad)?);
         }
-        let set = builder.build().map_err(|e| e.to_string())?;
+        let set = builder
+            .build()
+            .map_err(|e| ValueError::BadGlob { pattern: patterns.join(", "), reason: e.kind().to_string() })?;
         Ok(Excludes { patterns: patterns.to_vec(), set })
     }
 
@@ -110,6 +109,33 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}: {key}: {message}", file.display())]
     Invalid { file: PathBuf, line: usize, key: String, message: String },
+}
+
+/// Why one value of the configuration or the command line is refused: a phrase that the
+/// caller puts after the key or the flag (`--owner: user `bob` does not exist`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("`{0}` is not an absolute path")]
+    NotAbsolute(String),
+    /// A path that may never be a cache (`/`, `/etc`, a home directory, ...).
+    #[error(transparent)]
+    NotARoot(#[from] crate::root::RootError),
+    #[error("`{0}` is not a count of at least 1")]
+    NotACount(i64),
+    #[error("expected a {what} name or a {id}, found {found}")]
+    WrongType { what: &'static str, id: &'static str, found: &'static str },
+    #[error("{0} is not a valid id")]
+    BadId(i64),
+    #[error("{what} `{name}` does not exist")]
+    Unknown { what: &'static str, name: String },
+    #[error("cannot look up {what} `{name}`: {errno}")]
+    Lookup { what: &'static str, name: String, errno: nix::errno::Errno },
+    #[error("`{0}` is not a duration; write it like 500ms, 30s, 5m or 6h")]
+    NotADuration(String),
+    #[error("`{0}` is shorter than a second; a full reconcile period is minutes or hours (6h by default)")]
+    TooShort(String),
+    #[error("invalid glob `{pattern}`: {reason}")]
+    BadGlob { pattern: String, reason: String },
 }
 
 #[derive(Deserialize)]
@@ -161,24 +187,24 @@ impl Config {
 
     /// Validates `text`; `file` is only used to name it in errors.
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
-        let at = |offset: usize, key: &str, message: String| ConfigError::Invalid {
+        let at = |offset: usize, key: &str, message: &dyn std::fmt::Display| ConfigError::Invalid {
             file: file.to_owned(),
             line: line_of(text, offset),
             key: key.to_owned(),
-            message,
+            message: message.to_string(),
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
-            at(offset, &key_at(text, offset), first_line(e.message()))
+            at(offset, &key_at(text, offset), &first_line(e.message()))
         })?;
         if raw.cache.is_empty() {
-            return Err(at(0, "cache", "no [[cache]] table: at least one cache must be configured".into()));
+            return Err(at(0, "cache", &"no [[cache]] table: at least one cache must be configured"));
         }
         let mut caches: Vec<CacheConfig> = Vec::new();
         for spanned in &raw.cache {
             let c = spanned.get_ref();
             let path_at = c.path.span().start;
-            let path = cache_root(c.path.get_ref()).map_err(|m| at(path_at, "cache.path", m))?;
+            let path = cache_root(c.path.get_ref()).map_err(|m| at(path_at, "cache.path", &m))?;
             if let Some(other) = caches.iter().find(|o| o.path.starts_with(&path) || path.starts_with(&o.path)) {
                 let message = if other.path == path {
                     format!("`{}` is listed twice: give each cache one [[cache]] table", path.display())
@@ -189,20 +215,20 @@ impl Config {
                         other.path.display()
                     )
                 };
-                return Err(at(path_at, "cache.path", message));
+                return Err(at(path_at, "cache.path", &message));
             }
             let owner = match &c.owner {
-                Some(v) => Some(user_id(v.get_ref()).map_err(|m| at(v.span().start, "cache.owner", m))?.0),
+                Some(v) => Some(user_id(v.get_ref()).map_err(|m| at(v.span().start, "cache.owner", &m))?.0),
                 None => None,
             };
             let group = match &c.group {
-                Some(v) => Some(group_id(v.get_ref()).map_err(|m| at(v.span().start, "cache.group", m))?),
+                Some(v) => Some(group_id(v.get_ref()).map_err(|m| at(v.span().start, "cache.group", &m))?),
                 None => None,
             };
             let patterns: Vec<String> = c.exclude.iter().map(|p| p.get_ref().clone()).collect();
             let exclude = Excludes::new(&patterns).map_err(|m| {
                 let offset = c.exclude.first().map_or(spanned.span().start, |p| p.span().start);
-                at(offset, "cache.exclude", m)
+                at(offset, "cache.exclude", &m)
             })?;
             let model = c.model.unwrap_or(Policy::default_model(group));
             caches.push(CacheConfig {
@@ -227,7 +253,7 @@ impl Config {
                     if p.is_absolute() {
                         Ok(p)
                     } else {
-                        Err(at(v.span().start, key, format!("`{}` is not an absolute path", v.get_ref())))
+                        Err(at(v.span().start, key, &ValueError::NotAbsolute(v.get_ref().clone())))
                     }
                 };
                 DaemonConfig {
@@ -237,18 +263,18 @@ impl Config {
                     },
                     socket_group: match &d.socket_group {
                         Some(v) => {
-                            Some(group_id(v.get_ref()).map_err(|m| at(v.span().start, "daemon.socket_group", m))?)
+                            Some(group_id(v.get_ref()).map_err(|m| at(v.span().start, "daemon.socket_group", &m))?)
                         }
                         None => None,
                     },
                     user: match &d.user {
-                        Some(v) => Some(user_id(v.get_ref()).map_err(|m| at(v.span().start, "daemon.user", m))?),
+                        Some(v) => Some(user_id(v.get_ref()).map_err(|m| at(v.span().start, "daemon.user", &m))?),
                         None => None,
                     },
                     full_rescan: match &d.full_rescan {
                         Some(v) => parse_duration(v.get_ref())
                             .and_then(|p| at_least_a_second(v.get_ref(), p))
-                            .map_err(|m| at(v.span().start, "daemon.full_rescan", m))?,
+                            .map_err(|m| at(v.span().start, "daemon.full_rescan", &m))?,
                         None => DaemonConfig::default().full_rescan,
                     },
                     log_format: d.log_format.unwrap_or(LogFormat::Text),
@@ -260,14 +286,14 @@ impl Config {
                     audit_log: d.audit_log.as_ref().map(|v| absolute(v, "daemon.audit_log")).transpose()?,
                     max_pending: match &d.max_pending {
                         Some(v) => {
-                            positive(*v.get_ref()).map_err(|m| at(v.span().start, "daemon.max_pending", m))? as usize
+                            positive(*v.get_ref()).map_err(|m| at(v.span().start, "daemon.max_pending", &m))? as usize
                         }
                         None => DaemonConfig::default().max_pending,
                     },
                     max_watches: d
                         .max_watches
                         .as_ref()
-                        .map(|v| positive(*v.get_ref()).map_err(|m| at(v.span().start, "daemon.max_watches", m)))
+                        .map(|v| positive(*v.get_ref()).map_err(|m| at(v.span().start, "daemon.max_watches", &m)))
                         .transpose()?,
                 }
             }
@@ -295,8 +321,8 @@ impl Default for DaemonConfig {
 }
 
 /// A count that must be at least 1.
-fn positive(n: i64) -> Result<u64, String> {
-    u64::try_from(n).ok().filter(|&n| n >= 1).ok_or_else(|| format!("`{n}` is not a count of at least 1"))
+fn positive(n: i64) -> Result<u64, ValueError> {
+    u64::try_from(n).ok().filter(|&n| n >= 1).ok_or(ValueError::NotACount(n))
 }
 
 /// Validates the spelling of a cache root: absolute, normalised (`//`, `/./`, `..`,
@@ -304,14 +330,13 @@ fn positive(n: i64) -> Result<u64, String> {
 /// directory, ...). The same rules are applied again to the physical path when the root
 /// is resolved ([`crate::root`]); this early check names the file and line.
 /// Names are bytes: a root given on the command line need not be UTF-8.
-pub fn cache_root(path: impl AsRef<Path>) -> Result<PathBuf, String> {
+pub fn cache_root(path: impl AsRef<Path>) -> Result<PathBuf, ValueError> {
     let p = path.as_ref();
-    let shown = crate::names::Escaped(p.as_os_str().as_bytes());
     if !p.is_absolute() {
-        return Err(format!("`{shown}` is not an absolute path"));
+        return Err(ValueError::NotAbsolute(crate::names::Escaped(p.as_os_str().as_bytes()).to_string()));
     }
     let clean = clean(p);
-    crate::root::refuse_by_structure(&clean, &crate::root::Homes::load()).map_err(|e| e.0)?;
+    crate::root::refuse_by_structure(&clean, &crate::root::Homes::load())?;
     Ok(clean)
 }
 
@@ -343,57 +368,57 @@ pub fn sudo_ids() -> Option<(u32, u32)> {
 
 /// A user given by name or number → (uid, primary gid). A number needs no passwd
 /// entry; its primary gid is then the same number.
-pub fn user_id(v: &toml::Value) -> Result<(u32, u32), String> {
+pub fn user_id(v: &toml::Value) -> Result<(u32, u32), ValueError> {
     match v {
         toml::Value::Integer(n) => id_number(*n).map(|uid| (uid, uid)),
         toml::Value::String(s) => resolve_user(s),
-        other => Err(format!("expected a user name or a uid, found {}", other.type_str())),
+        other => Err(ValueError::WrongType { what: "user", id: "uid", found: other.type_str() }),
     }
 }
 
 /// A group given by name or number → gid.
-pub fn group_id(v: &toml::Value) -> Result<u32, String> {
+pub fn group_id(v: &toml::Value) -> Result<u32, ValueError> {
     match v {
         toml::Value::Integer(n) => id_number(*n),
         toml::Value::String(s) => resolve_group(s),
-        other => Err(format!("expected a group name or a gid, found {}", other.type_str())),
+        other => Err(ValueError::WrongType { what: "group", id: "gid", found: other.type_str() }),
     }
 }
 
-fn id_number(n: i64) -> Result<u32, String> {
+fn id_number(n: i64) -> Result<u32, ValueError> {
     // u32::MAX is "leave unchanged" to chown(2), so it cannot name anyone.
-    u32::try_from(n).ok().filter(|&id| id != u32::MAX).ok_or_else(|| format!("{n} is not a valid id"))
+    u32::try_from(n).ok().filter(|&id| id != u32::MAX).ok_or(ValueError::BadId(n))
 }
 
 /// `name` or a decimal uid → (uid, primary gid).
-pub fn resolve_user(s: &str) -> Result<(u32, u32), String> {
+pub fn resolve_user(s: &str) -> Result<(u32, u32), ValueError> {
     if let Ok(n) = s.parse::<i64>() {
         return id_number(n).map(|uid| (uid, uid));
     }
     match nix::unistd::User::from_name(s) {
         Ok(Some(u)) => Ok((u.uid.as_raw(), u.gid.as_raw())),
-        Ok(None) => Err(format!("user `{s}` does not exist")),
-        Err(e) => Err(format!("cannot look up user `{s}`: {e}")),
+        Ok(None) => Err(ValueError::Unknown { what: "user", name: s.to_owned() }),
+        Err(errno) => Err(ValueError::Lookup { what: "user", name: s.to_owned(), errno }),
     }
 }
 
 /// `name` or a decimal gid → gid.
-pub fn resolve_group(s: &str) -> Result<u32, String> {
+pub fn resolve_group(s: &str) -> Result<u32, ValueError> {
     if let Ok(n) = s.parse::<i64>() {
         return id_number(n);
     }
     match nix::unistd::Group::from_name(s) {
         Ok(Some(g)) => Ok(g.gid.as_raw()),
-        Ok(None) => Err(format!("group `{s}` does not exist")),
-        Err(e) => Err(format!("cannot look up group `{s}`: {e}")),
+        Ok(None) => Err(ValueError::Unknown { what: "group", name: s.to_owned() }),
+        Err(errno) => Err(ValueError::Lookup { what: "group", name: s.to_owned(), errno }),
     }
 }
 
 /// `500ms`, `30s`, `5m`, `6h`, `1d`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let bad = || format!("`{s}` is not a duration; write it like 500ms, 30s, 5m or 6h");
+    let bad = || ValueError::NotADuration(s.to_owned());
     let n: u64 = num.parse().map_err(|_| bad())?;
     let ms = match unit {
         "ms" => 1,
@@ -408,11 +433,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// A period (`full_rescan`) shorter than a second would have the service do nothing but
 /// reconcile.
-fn at_least_a_second(text: &str, period: Duration) -> Result<Duration, String> {
+fn at_least_a_second(text: &str, period: Duration) -> Result<Duration, ValueError> {
     if period < Duration::from_secs(1) {
-        return Err(format!(
-            "`{text}` is shorter than a second; a full reconcile period is minutes or hours (6h by default)"
-        ));
+        return Err(ValueError::TooShort(text.to_owned()));
     }
     Ok(period)
 }
@@ -458,8 +481,26 @@ fn key_at(text: &str, offset: usize) -> String {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Config, String> {
-        Config::parse(Path::new("/etc/ck.toml"), text).map_err(|e| e.to_string())
+    /// The configuration, or its error as the one line people see.
+    fn parse(text: &str) -> Result<Config, Message> {
+        Config::parse(Path::new("/etc/ck.toml"), text).map_err(|e| Message(e.to_string()))
+    }
+
+    /// An error's line, for tests that read it as people do.
+    #[derive(Debug)]
+    struct Message(String);
+
+    impl std::ops::Deref for Message {
+        type Target = str;
+        fn deref(&self) -> &str {
+            &self.0
+        }
+    }
+
+    impl std::fmt::Display for Message {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
     }
 
     #[test]
@@ -613,7 +654,7 @@ audit_log = "/var/log/ck.jsonl"
     #[test]
     fn system_directories_are_refused() {
         for p in ["/", "/usr", "/etc", "/var/lib", "/home"] {
-            assert!(cache_root(p).unwrap_err().contains("refusing"), "{p}");
+            assert!(cache_root(p).unwrap_err().to_string().contains("refusing"), "{p}");
         }
         assert!(cache_root("/usr/../etc").is_err());
         assert_eq!(cache_root("/var/cache/go/mod/").unwrap(), PathBuf::from("/var/cache/go/mod"));

@@ -35,7 +35,7 @@ impl Who {
     }
 
     /// A user by name or uid, with the groups the group database gives it.
-    pub fn lookup(spec: &str) -> Result<Who, String> {
+    pub fn lookup(spec: &str) -> Result<Who, crate::config::ValueError> {
         let (uid, gid) = crate::config::resolve_user(spec)?;
         let user = nix::unistd::User::from_uid(uid.into()).ok().flatten();
         let mut groups = vec![gid];
