@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod doctor;
+pub mod exec;
 pub mod explain;
 pub mod ext_acl;
 pub mod logging;

@@ -179,9 +179,6 @@ const EXAMPLES: usize = 3;
 pub fn write_text(out: &mut impl Write, summaries: &[CacheSummary], verbose: bool) -> io::Result<()> {
     let mut names = Names::default();
     for s in summaries {
-        for dir in &s.created {
-            writeln!(out, "created {}", dir.display())?;
-        }
         if verbose {
             for (rel, d) in &s.repairs {
                 writeln!(out, "{}: {}", names::display(&s.path, rel), names.divergence(d))?;
@@ -204,7 +201,12 @@ pub fn write_text(out: &mut impl Write, summaries: &[CacheSummary], verbose: boo
             (false, Action::Check) => format!("{} diverge, {} could not be checked", entries(s.diverging), s.failed),
             (false, Action::Repair) => format!("{} could not be made compliant", entries(s.failed)),
         };
-        writeln!(out, "{}: {verdict}", names::display(&s.path, b""))?;
+        // The first line says which model was applied: `--owner U:G` alone is private,
+        // and a reader should not have to guess (SPEC §3).
+        writeln!(out, "{}: {verdict} ({})", names::display(&s.path, b""), model_line(&mut names, &s.policy))?;
+        for dir in &s.created {
+            writeln!(out, "  created    {}", dir.display())?;
+        }
         writeln!(out, "  entries    {} in {}", s.entries, seconds(s.elapsed))?;
         if s.action == Action::Repair {
             let c = &s.changed;
@@ -248,6 +250,14 @@ pub fn write_text(out: &mut impl Write, summaries: &[CacheSummary], verbose: boo
         }
     }
     Ok(())
+}
+
+/// `model private, owner alice, group unchanged`.
+fn model_line(names: &mut Names, p: &Policy) -> String {
+    let model = if p.model == crate::model::Model::Shared { "shared" } else { "private" };
+    let owner = p.owner.map_or("unchanged".to_owned(), |u| names.user(u));
+    let group = p.group.map_or("unchanged".to_owned(), |g| names.group(g));
+    format!("model {model}, owner {owner}, group {group}")
 }
 
 #[derive(Serialize)]

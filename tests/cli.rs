@@ -164,7 +164,8 @@ fn init_text_summary_fits_one_screen() {
     let out = cachekeeper(&["--init", "--path", t.root_str(), "--owner", &uid], &[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.starts_with(&format!("{}: compliant\n", t.root_str())), "{text}");
+    // The first line names the model applied.
+    assert!(text.starts_with(&format!("{}: compliant (model private, ", t.root_str())), "{text}");
     // 20 files, `d`, the root, and `cache/download` of a Go-shaped tree.
     assert!(text.contains("entries    24 in "), "{text}");
     assert!(text.contains("changed    20 (owner 0, group 0, mode 20, acl 0)"), "{text}");
@@ -210,4 +211,28 @@ fn the_shipped_example_configuration_is_valid() {
     ] {
         assert!(text.contains(&format!("\n{key} =")) || text.contains(&format!("\n#{key} =")), "{key} is missing");
     }
+}
+
+/// Issue #20: `--owner U:G` alone silently selected the shared model (group-writable
+/// files, setgid directories). SPEC §3: `--owner USER[:GROUP]` alone is private; only
+/// `--group` or `--model shared` select shared.
+#[test]
+fn root_owner_with_a_group_alone_selects_the_private_model() {
+    require_root();
+    let t = Tree::new();
+    write(&t.path("f"), 0o600);
+    mkdir(&t.path("d"), 0o700);
+    let out = cachekeeper(&["--init", "--path", t.root_str(), "--owner", "1001:1002"], &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let first = stdout(&out).lines().next().unwrap_or_default().to_owned();
+    assert!(first.contains("model private, owner 1001, group 1002"), "{first}");
+    assert_eq!(meta(&t.path("f")).mode, 0o644, "private: the group only reads");
+    assert_eq!(meta(&t.path("d")).mode, 0o755, "private: no setgid, no group write");
+    assert_eq!((meta(&t.path("f")).uid, meta(&t.path("f")).gid), (1001, 1002));
+    // --group makes it shared.
+    let out = cachekeeper(&["--init", "--path", t.root_str(), "--owner", "1001", "--group", "1002"], &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).lines().next().unwrap_or_default().contains("model shared"), "{}", stdout(&out));
+    assert_eq!(meta(&t.path("f")).mode, 0o664);
+    assert_eq!(meta(&t.path("d")).mode, 0o2775);
 }
