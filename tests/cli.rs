@@ -236,3 +236,42 @@ fn root_owner_with_a_group_alone_selects_the_private_model() {
     assert_eq!(meta(&t.path("f")).mode, 0o664);
     assert_eq!(meta(&t.path("d")).mode, 0o2775);
 }
+
+/// Issue #20: the kubelet's `OnRootMismatch` (and a person) takes a root with the right
+/// owner and mode as a sign that the tree below is done. `--init` changed the root first,
+/// so a run killed a moment later left a root that looked done over a tree that was not.
+#[test]
+fn root_init_changes_the_root_last_so_a_killed_run_never_leaves_it_looking_done() {
+    require_root();
+    let t = Tree::new();
+    for d in 0..800 {
+        for f in 0..10 {
+            write(&t.path(&format!("d{d}/f{f}")), 0o600);
+        }
+    }
+    let mut cmd = std::process::Command::new(bin("cachekeeper"));
+    cmd.args(["--init", "--path", t.root_str(), "--owner", "61001"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Killed the moment the root looks done (or when it finishes).
+    loop {
+        if meta(&t.root).uid == 61001 {
+            let _ = child.kill();
+            break;
+        }
+        if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    let _ = child.wait();
+    assert_eq!(meta(&t.root).uid, 61001, "the run finished without changing the root");
+    let mut left = 0;
+    for d in 0..800 {
+        for f in 0..10 {
+            left += usize::from(meta(&t.path(&format!("d{d}/f{f}"))).uid != 61001);
+        }
+    }
+    assert_eq!(left, 0, "the root looked done with {left} files below it still root's");
+}
