@@ -323,6 +323,9 @@ fn open_cache(
         created = root::create(&cache.path, origin, own).map_err(usage)?;
     }
     let mut pinned = root::resolve(&cache.path, origin, cache.force).map_err(usage)?;
+    if action == Action::Repair {
+        warn_foreign_mount(cache, &pinned);
+    }
     if isolate && root::isolate(&pinned).map_err(usage)?.is_some() {
         let root = pinned.path().display();
         eprintln!(
@@ -337,6 +340,25 @@ fn open_cache(
         root::hard_link_guard(&root::isolation(&pinned), root::protected_hardlinks(), pinned.path()).map_err(usage)?;
     }
     Ok((pinned, created))
+}
+
+/// A bind mount or volume that someone else (a host user, not root) owns is about to be
+/// given to the configured owner: in a container that changes the owner on the host too,
+/// where that user then finds their own cache taken. Said once, before any change.
+fn warn_foreign_mount(cache: &CacheConfig, pinned: &Root) {
+    let (Some(owner), now) = (cache.policy.owner, pinned.stat().uid) else { return };
+    if now == owner || now == 0 || !root::isolation(pinned).isolated() {
+        return;
+    }
+    let mut names = summary::Names::default();
+    eprintln!(
+        "cachekeeper: warning: {} is a mount of its own (a bind mount or a volume) owned by {}; --init gives it to \
+         {}, on the host too. To keep its owner, pass --owner {now} (or run the container as uid {now}, e.g. \
+         podman run --userns=keep-id)",
+        cache.path.display(),
+        names.user(now),
+        names.user(owner)
+    );
 }
 
 /// Ctrl-C (or SIGTERM) during a walk: end the progress line and say how far it got,

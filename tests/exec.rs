@@ -107,3 +107,27 @@ fn root_exec_mode_as_pid_1_forwards_sigterm_and_passes_the_status() {
     assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("got TERM"));
     assert_eq!(status.code(), Some(42), "the command's status is the container's");
 }
+
+/// Issue #20: a host user's cache bind-mounted into a container and given to the
+/// container's uid changes owner on the host too; `--init` says so before it does it.
+#[test]
+fn root_init_warns_before_giving_a_bind_mounted_cache_of_another_uid_away() {
+    require_root();
+    let t = Tree::new();
+    let host = t.base.join("host-cache");
+    std::fs::create_dir_all(host.join("cache/download")).unwrap();
+    write(&host.join("cache/download/f"), 0o644);
+    for p in [host.clone(), host.join("cache"), host.join("cache/download"), host.join("cache/download/f")] {
+        chown(&p, 61005, 61005);
+    }
+    nix::mount::mount(Some(&host), &t.root, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>).unwrap();
+    let _unmount = MountGuard(t.root.clone());
+    let out = cachekeeper(&["--init", "--path", t.root_str(), "--owner", UID], &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let warning = stderr(&out);
+    assert!(warning.contains("warning:") && warning.contains("owned by 61005"), "{warning}");
+    assert!(warning.contains("--owner 61005"), "{warning}");
+    // Its own owner, or a cache that is no mount, gets no warning.
+    let out = cachekeeper(&["--init", "--path", t.root_str(), "--owner", UID], &[]);
+    assert!(!stderr(&out).contains("warning:"), "{}", stderr(&out));
+}
