@@ -204,7 +204,8 @@ fn the_example_dockerfile_runs_init_after_the_root_download_and_before_user_1001
     // The model is explicit: `--owner U:G` alone is private, and a reader should not guess.
     let init = at(&|(w, a)| w == "RUN" && a.contains("cachekeeper --init --owner 1001:1001 --model private"))
         .expect("cachekeeper --init");
-    let user = at(&|(w, a)| w == "USER" && a == "1001").expect("USER 1001");
+    let user = at(&|(w, a)| w == "USER" && a == "1001:1001")
+        .expect("USER 1001:1001: without the group, a uid with no passwd entry runs with gid 0");
     assert!(download <= init && init < user, "download, then --init, then USER 1001");
     // uid 1001 has no home: without a GOCACHE made for it, `go build` fails with
     // "failed to initialize build cache at /.cache/go-build".
@@ -215,7 +216,7 @@ fn the_example_dockerfile_runs_init_after_the_root_download_and_before_user_1001
     assert!(text.contains("cachekeeper.Dockerfile"), "the Dockerfile says where the cachekeeper image comes from");
     // `go build` writes into the working directory, which WORKDIR made root's.
     assert!(
-        ins[..user].iter().any(|(w, a)| w == "RUN" && a.contains("chown 1001:1001 /app")),
+        ins[..user].iter().any(|(w, a)| w == "RUN" && a.contains("chown 1001:1001 /app /go/pkg")),
         "the working directory belongs to the build user"
     );
     assert!(!ins[..download].iter().any(|(w, _)| w == "USER"), "the download runs as root");
