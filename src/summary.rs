@@ -37,6 +37,8 @@ pub struct CacheSummary {
     pub compliant: bool,
     /// How new entries get group access: at creation, or only by repair.
     pub inheritance: Inheritance,
+    /// A check found no default ACL on any directory that should carry one: how many.
+    pub default_acls_absent: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,6 +76,10 @@ impl CacheSummary {
             created: Vec::new(),
             compliant: failed == 0 && diverging == 0,
             inheritance: Inheritance::of(&cache.policy, t.no_acl.load(Relaxed)),
+            default_acls_absent: {
+                let (absent, present) = (t.default_acl_absent.load(Relaxed), t.default_acl_present.load(Relaxed));
+                (action == Action::Check && absent > 0 && present == 0).then_some(absent)
+            },
         }
     }
 
@@ -186,6 +192,8 @@ pub fn write_text(out: &mut impl Write, summaries: &[CacheSummary], verbose: boo
         }
         for note in &s.notes {
             match &note.finding {
+                // Folded into the one finding below.
+                Finding::Diverges(d) if !verbose && s.default_acls_absent.is_some() && only_default_acl(d) => {}
                 Finding::Diverges(d) => {
                     writeln!(out, "{}: {}", names::display(&s.path, &note.rel), names.divergence(d))?
                 }
@@ -194,6 +202,16 @@ pub fn write_text(out: &mut impl Write, summaries: &[CacheSummary], verbose: boo
                 }
                 _ => {}
             }
+        }
+        if let Some(n) = s.default_acls_absent {
+            writeln!(
+                out,
+                "{}: default ACLs absent (image layer dropped them): none of the {} that should carry the model's \
+                 default ACL has one, as a container image layer or a copy without ACLs (tar without --acls) leaves \
+                 a tree; until `cachekeeper --init` sets them again, new entries get the creator's umask",
+                names::display(&s.path, b""),
+                if n == 1 { "1 directory".to_owned() } else { format!("{n} directories") }
+            )?;
         }
         let verdict = match (s.compliant, s.action) {
             (true, _) => "compliant".to_owned(),
@@ -252,6 +270,11 @@ pub fn write_text(out: &mut impl Write, summaries: &[CacheSummary], verbose: boo
     Ok(())
 }
 
+/// The entry's attributes comply; only the directory's default ACL is missing.
+fn only_default_acl(d: &Divergence) -> bool {
+    d.from == d.to && d.set_default_acl && !d.drop_access_acl
+}
+
 /// `model private, owner alice, group unchanged`.
 fn model_line(names: &mut Names, p: &Policy) -> String {
     let model = if p.model == crate::model::Model::Shared { "shared" } else { "private" };
@@ -278,6 +301,10 @@ struct JsonCache<'a> {
     writable: bool,
     inherit: Inherit,
     inheritance: Inheritance,
+    /// A check found no default ACL on any directory that should carry one (an image
+    /// layer or a copy without ACLs): how many directories lack it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default_acls_absent: Option<u64>,
     compliant: bool,
     entries: u64,
     changed: &'a Changed,
@@ -319,6 +346,7 @@ pub fn write_json(out: &mut impl Write, action: Action, summaries: &[CacheSummar
             writable: s.policy.writable,
             inherit: s.policy.inherit,
             inheritance: s.inheritance,
+            default_acls_absent: s.default_acls_absent,
             compliant: s.compliant,
             entries: s.entries,
             changed: &s.changed,

@@ -135,6 +135,11 @@ pub struct Tally {
     pub acl: AtomicU64,
     /// The filesystem answered `EOPNOTSUPP` for POSIX ACLs: the cache is repair only.
     pub no_acl: AtomicBool,
+    /// Directories that should carry the model's default ACL and carry none, and those
+    /// that carry one (the model's or another): all absent and none present is what an
+    /// image layer or a copy without ACLs leaves, one finding rather than one per directory.
+    pub default_acl_absent: AtomicU64,
+    pub default_acl_present: AtomicU64,
     pub diverging: AtomicU64,
     pub excluded: AtomicU64,
     pub failed: AtomicU64,
@@ -679,8 +684,14 @@ impl<'s> Walker<'s> {
             return (drop_access, false);
         }
         match sys::get_xattr_fd(fd, acl::DEFAULT) {
-            Ok(Some(bytes)) => (drop_access, Acl::decode(&bytes).as_ref() != Ok(wanted)),
-            Ok(None) => (drop_access, true),
+            Ok(Some(bytes)) => {
+                Tally::bump(&self.tally.default_acl_present);
+                (drop_access, Acl::decode(&bytes).as_ref() != Ok(wanted))
+            }
+            Ok(None) => {
+                Tally::bump(&self.tally.default_acl_absent);
+                (drop_access, true)
+            }
             Err(e) if vanished(&e) || !self.acls_supported(&e) => (drop_access, false),
             Err(e) => {
                 self.fail(rel.to_vec(), Failure::new("cannot read the default ACL", &e));

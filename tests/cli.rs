@@ -275,3 +275,33 @@ fn root_init_changes_the_root_last_so_a_killed_run_never_leaves_it_looking_done(
     }
     assert_eq!(left, 0, "the root looked done with {left} files below it still root's");
 }
+
+/// Issue #20: an image layer (or a tar without --acls) drops every default ACL of a
+/// shared cache. `--check` listed one divergence per directory; it is one finding, with
+/// its cause, when no directory that should carry the model's default ACL has one.
+#[test]
+fn root_check_reports_default_acls_dropped_by_an_image_layer_as_one_finding() {
+    require_root();
+    let t = Tree::new();
+    for d in ["a", "b", "c/d"] {
+        write(&t.path(&format!("{d}/f")), 0o644);
+    }
+    let flags = ["--path", t.root_str(), "--owner", "61001", "--group", "61002"];
+    let out = cachekeeper(&[&["--init"][..], &flags].concat(), &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let stripped = std::process::Command::new("setfacl").args(["-R", "-k"]).arg(&t.root).status().unwrap();
+    assert!(stripped.success(), "setfacl -R -k");
+    let out = cachekeeper(&[&["--check"][..], &flags].concat(), &[]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    let text = stdout(&out);
+    let finding = "default ACLs absent (image layer dropped them)";
+    assert_eq!(text.matches(finding).count(), 1, "{text}");
+    let per_dir = text.lines().filter(|l| l.starts_with(&format!("{}/", t.root_str()))).count();
+    assert_eq!(per_dir, 0, "one finding, not one line per directory: {text}");
+    // One directory with a default ACL: not an image layer's doing, so listed as it is.
+    let one = std::process::Command::new("setfacl").args(["-d", "-m", "g::rwx"]).arg(t.path("a")).status().unwrap();
+    assert!(one.success());
+    let out = cachekeeper(&[&["--check"][..], &flags].concat(), &[]);
+    assert!(!stdout(&out).contains(finding), "{}", stdout(&out));
+    assert!(stdout(&out).lines().filter(|l| l.starts_with(&format!("{}/", t.root_str()))).count() >= 3);
+}
