@@ -11,14 +11,16 @@
 //! itself again as its only child (which does the init and the exec), forwards every
 //! signal a supervisor sends, reaps every orphan, and exits with the child's status.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{Gid, Pid, Uid, User};
+#[cfg(target_os = "linux")]
+use nix::unistd::Gid;
+use nix::unistd::{Pid, Uid, User};
 
 use crate::config::CacheConfig;
 
@@ -57,7 +59,8 @@ pub fn target(caches: &[CacheConfig]) -> Result<Target, String> {
     let mut groups = vec![gid];
     if let Some(u) = &user {
         groups.push(u.gid.as_raw());
-        if let Ok(name) = CString::new(u.name.as_bytes()) {
+        #[cfg(target_os = "linux")]
+        if let Ok(name) = std::ffi::CString::new(u.name.as_bytes()) {
             if let Ok(list) = nix::unistd::getgrouplist(&name, Gid::from_raw(gid)) {
                 groups.extend(list.into_iter().map(Gid::as_raw));
             }
@@ -175,16 +178,19 @@ fn drop_to(target: &Target) -> Result<(), String> {
             target.uid, target.gid
         ));
     }
+    switch(target)
+}
+
+/// Linux: the switch itself, and the proof that no capability is left.
+#[cfg(target_os = "linux")]
+fn switch(target: &Target) -> Result<(), String> {
     let groups: Vec<Gid> = target.groups.iter().map(|&g| Gid::from_raw(g)).collect();
     let failed =
         |what: &str, e: nix::Error| format!("cannot switch to uid {} gid {}: {what}: {e}", target.uid, target.gid);
-    #[cfg(target_os = "linux")]
-    {
-        // setuid clears the permitted and effective sets, and ambient ones; the
-        // inheritable set survives it, so it goes first.
-        for set in [caps::CapSet::Ambient, caps::CapSet::Inheritable] {
-            caps::clear(None, set).map_err(|e| format!("cannot clear the {set:?} capabilities: {e}"))?;
-        }
+    // setuid clears the permitted and effective sets, and the ambient one; the
+    // inheritable set survives it, so it goes first.
+    for set in [caps::CapSet::Ambient, caps::CapSet::Inheritable] {
+        caps::clear(None, set).map_err(|e| format!("cannot clear the {set:?} capabilities: {e}"))?;
     }
     nix::unistd::setgroups(&groups).map_err(|e| failed("setgroups", e))?;
     nix::unistd::setgid(Gid::from_raw(target.gid)).map_err(|e| failed("setgid", e))?;
@@ -192,7 +198,6 @@ fn drop_to(target: &Target) -> Result<(), String> {
     if nix::unistd::getuid().as_raw() != target.uid || nix::unistd::geteuid().as_raw() != target.uid {
         return Err(format!("cannot switch to uid {}: the switch did not take", target.uid));
     }
-    #[cfg(target_os = "linux")]
     if target.uid != 0 {
         for set in [caps::CapSet::Permitted, caps::CapSet::Effective, caps::CapSet::Ambient, caps::CapSet::Inheritable]
         {
@@ -202,6 +207,16 @@ fn drop_to(target: &Target) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Elsewhere exec mode is for container entrypoints, which are Linux: run CMD as the
+/// owner already, or without `--`.
+#[cfg(not(target_os = "linux"))]
+fn switch(target: &Target) -> Result<(), String> {
+    Err(format!(
+        "`--` switches users on Linux only (container entrypoints): run it as uid {} already, or without `--`",
+        target.uid
+    ))
 }
 
 /// The signals a supervisor sends that the child must get (the synchronous ones, which

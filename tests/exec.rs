@@ -1,6 +1,8 @@
 //! Exec mode (SPEC §3, issue #20): `cachekeeper --init [flags] -- CMD [ARGS...]`, a
 //! container entrypoint that repairs the cache, becomes its owner and replaces itself
-//! with CMD. Run for real as root on temp caches.
+//! with CMD. Run for real as root on temp caches. Linux only: exec mode switches users
+//! for container entrypoints, and the tests use PID namespaces and bind mounts.
+#![cfg(target_os = "linux")]
 
 mod common;
 
