@@ -28,6 +28,9 @@ Examples:
   cachekeeper --check --path /var/cache/go/mod --owner gocache --group gobuild
   sudo cachekeeper --init --isolate --config /etc/cachekeeper/config.toml
   cachekeeper --config /etc/cachekeeper/config.toml   the service, in the foreground
+  cachekeeper --init --owner 1001:1001 -- go build ./...
+                                           a container entrypoint: repair, then run the
+                                           command as 1001 (its exit status is ours)
 
 Exit codes:
   0  compliant at exit (the service: stopped by SIGTERM or SIGINT)
@@ -94,6 +97,12 @@ struct Args {
     /// Log every repair (-v) and more (-vv)
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// After --init, run CMD as the cache's owner (setgroups, setgid, setuid, no
+    /// capabilities) in place of cachekeeper, for container entrypoints; HOME and GOCACHE
+    /// are set when unset. As PID 1, cachekeeper stays as a minimal init that forwards
+    /// signals and reaps
+    #[arg(last = true, value_name = "CMD", requires = "init")]
+    exec: Vec<OsString>,
 }
 
 impl Args {
@@ -137,22 +146,40 @@ fn help_word(argv: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
 }
 
 pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let args: Args = match parse(help_word(argv)) {
+    let argv = help_word(argv);
+    let args: Args = match parse(argv.clone()) {
         Ok(args) => args,
         Err(code) => return code,
     };
     if !args.init && !args.check {
         return service(&args);
     }
+    if !args.exec.is_empty() && crate::exec::is_pid1() {
+        return crate::exec::reap(&argv);
+    }
     init_logging(args.verbose);
     match run(&args) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(Outcome { compliant: true, exec_as: Some(target) }) => crate::exec::exec(&target, &args.exec),
+        Ok(Outcome { compliant: true, .. }) => ExitCode::SUCCESS,
+        Ok(Outcome { compliant: false, exec_as }) => {
+            if exec_as.is_some() {
+                eprintln!("cachekeeper: not running the command after `--`: the cache is not compliant (see above)");
+            }
+            ExitCode::from(1)
+        }
         Err(Usage(message)) => {
             eprintln!("cachekeeper: {message}");
             ExitCode::from(2)
         }
     }
+}
+
+/// What a one-shot run ends with.
+struct Outcome {
+    /// Every cache is compliant at exit.
+    compliant: bool,
+    /// Exec mode: who runs the command after `--`.
+    exec_as: Option<crate::exec::Target>,
 }
 
 /// Warnings only: what the walk finds is summarised by the summary (`-v` lists every
@@ -201,9 +228,11 @@ fn service(args: &Args) -> ExitCode {
     }
 }
 
-/// True when every cache is compliant at exit.
-fn run(args: &Args) -> Result<bool, Usage> {
+fn run(args: &Args) -> Result<Outcome, Usage> {
     let action = if args.init { Action::Repair } else { Action::Check };
+    if !args.exec.is_empty() && !args.init {
+        return Err(Usage("`-- CMD` goes with --init: a check runs nothing after it".into()));
+    }
     if args.isolate && !args.init {
         return Err(Usage("--isolate goes with --init: a check never changes the system (it mounts nothing)".into()));
     }
@@ -235,6 +264,8 @@ fn run(args: &Args) -> Result<bool, Usage> {
             );
         }
     }
+    // Who runs the command after `--`: known before anything is changed.
+    let exec_as = if args.exec.is_empty() { None } else { Some(crate::exec::target(&caches).map_err(Usage)?) };
     // Every root is resolved and checked before the first one is changed.
     let mut roots = Vec::new();
     for cache in &caches {
@@ -260,6 +291,7 @@ fn run(args: &Args) -> Result<bool, Usage> {
             audit,
             findings: None,
             stop: None,
+            hold_root: true,
             log_repairs: true,
         };
         let notes = with_progress(!args.json, &tally, || scan.all())
@@ -271,14 +303,16 @@ fn run(args: &Args) -> Result<bool, Usage> {
         all_compliant &= s.compliant;
         summaries.push(s);
     }
-    let mut out = std::io::stdout().lock();
+    // In exec mode stdout is the command's: the summary goes to stderr.
+    let mut out: Box<dyn Write> =
+        if exec_as.is_some() { Box::new(std::io::stderr().lock()) } else { Box::new(std::io::stdout().lock()) };
     let printed = if args.json {
         summary::write_json(&mut out, action, &summaries)
     } else {
         summary::write_text(&mut out, &summaries, args.verbose > 0)
     };
     let _ = printed.and_then(|()| out.flush());
-    Ok(all_compliant)
+    Ok(Outcome { compliant: all_compliant, exec_as })
 }
 
 /// Creates a missing root (for `--init`), resolves and pins it, isolates it when asked,
@@ -297,6 +331,9 @@ fn open_cache(
         created = root::create(&cache.path, origin, own).map_err(usage)?;
     }
     let mut pinned = root::resolve(&cache.path, origin, cache.force).map_err(usage)?;
+    if action == Action::Repair {
+        warn_foreign_mount(cache, &pinned);
+    }
     if isolate && root::isolate(&pinned).map_err(usage)?.is_some() {
         let root = pinned.path().display();
         eprintln!(
@@ -311,6 +348,25 @@ fn open_cache(
         root::hard_link_guard(&root::isolation(&pinned), root::protected_hardlinks(), pinned.path()).map_err(usage)?;
     }
     Ok((pinned, created))
+}
+
+/// A bind mount or volume that someone else (a host user, not root) owns is about to be
+/// given to the configured owner: in a container that changes the owner on the host too,
+/// where that user then finds their own cache taken. Said once, before any change.
+fn warn_foreign_mount(cache: &CacheConfig, pinned: &Root) {
+    let (Some(owner), now) = (cache.policy.owner, pinned.stat().uid) else { return };
+    if now == owner || now == 0 || !root::isolation(pinned).isolated() {
+        return;
+    }
+    let mut names = summary::Names::default();
+    eprintln!(
+        "cachekeeper: warning: {} is a mount of its own (a bind mount or a volume) owned by {}; --init gives it to \
+         {}, on the host too. To keep its owner, pass --owner {now} (or run the container as uid {now}, e.g. \
+         podman run --userns=keep-id)",
+        cache.path.display(),
+        names.user(now),
+        names.user(owner)
+    );
 }
 
 /// Ctrl-C (or SIGTERM) during a walk: end the progress line and say how far it got,
@@ -394,8 +450,9 @@ fn cache_from_flags(args: &Args) -> Result<(CacheConfig, Origin), Usage> {
                     )));
                 }
             }
-            let group = owner_group.or(flag_group);
-            (uid, group, group.is_some())
+            // SPEC §3: `--owner USER[:GROUP]` alone is a cache that belongs to that user
+            // (private); only `--group` or `--model shared` make the group a co-owner.
+            (uid, owner_group.or(flag_group), flag_group.is_some())
         }
         // The invoking user, and under sudo the user who ran sudo: `sudo go mod download`
         // left root-owned files in *their* cache.

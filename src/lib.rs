@@ -21,6 +21,7 @@ pub mod config;
 pub mod ctl;
 pub mod doctor;
 pub mod error;
+pub mod exec;
 pub mod explain;
 pub mod ext_acl;
 pub mod gofidelity;

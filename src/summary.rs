@@ -39,6 +39,8 @@ pub struct CacheSummary {
     pub inheritance: Inheritance,
     /// The mount point, when the cache lies on a read-only mount: said once, not per entry.
     pub read_only_at: Option<PathBuf>,
+    /// A check found no default ACL on any directory that should carry one: how many.
+    pub default_acls_absent: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -78,6 +80,10 @@ impl CacheSummary {
             inheritance: Inheritance::of(&cache.policy, t.no_acl.load(Relaxed)),
             read_only_at: crate::sys::read_only(&cache.path)
                 .then(|| crate::sandbox::mount_point(&cache.path).unwrap_or_else(|| cache.path.clone())),
+            default_acls_absent: {
+                let (absent, present) = (t.default_acl_absent.load(Relaxed), t.default_acl_present.load(Relaxed));
+                (action == Action::Check && absent > 0 && present == 0).then_some(absent)
+            },
         }
     }
 
@@ -194,9 +200,6 @@ const EXAMPLES: usize = 3;
 pub fn write_text(out: &mut impl Write, summaries: &[CacheSummary], verbose: bool) -> io::Result<()> {
     let mut names = Names::default();
     for s in summaries {
-        for dir in &s.created {
-            writeln!(out, "created {}", dir.display())?;
-        }
         if verbose {
             for (rel, d) in &s.repairs {
                 writeln!(out, "{}: {}", names::display(&s.path, rel), names.divergence(d))?;
@@ -204,6 +207,8 @@ pub fn write_text(out: &mut impl Write, summaries: &[CacheSummary], verbose: boo
         }
         for note in &s.notes {
             match &note.finding {
+                // Folded into the one finding below.
+                Finding::Diverges(d) if !verbose && s.default_acls_absent.is_some() && only_default_acl(d) => {}
                 Finding::Diverges(d) => {
                     writeln!(out, "{}: {}", names::display(&s.path, &note.rel), names.divergence(d))?
                 }
@@ -213,13 +218,28 @@ pub fn write_text(out: &mut impl Write, summaries: &[CacheSummary], verbose: boo
                 _ => {}
             }
         }
+        if let Some(n) = s.default_acls_absent {
+            writeln!(
+                out,
+                "{}: default ACLs absent (image layer dropped them): none of the {} that should carry the model's \
+                 default ACL has one, as a container image layer or a copy without ACLs (tar without --acls) leaves \
+                 a tree; until `cachekeeper --init` sets them again, new entries get the creator's umask",
+                names::display(&s.path, b""),
+                if n == 1 { "1 directory".to_owned() } else { format!("{n} directories") }
+            )?;
+        }
         let verdict = match (s.compliant, s.action) {
             (true, _) => "compliant".to_owned(),
             (false, Action::Check) if s.failed == 0 => format!("{} diverge from the owner model", entries(s.diverging)),
             (false, Action::Check) => format!("{} diverge, {} could not be checked", entries(s.diverging), s.failed),
             (false, Action::Repair) => format!("{} could not be made compliant", entries(s.failed)),
         };
-        writeln!(out, "{}: {verdict}", names::display(&s.path, b""))?;
+        // The first line says which model was applied: `--owner U:G` alone is private,
+        // and a reader should not have to guess (SPEC §3).
+        writeln!(out, "{}: {verdict} ({})", names::display(&s.path, b""), model_line(&mut names, &s.policy))?;
+        for dir in &s.created {
+            writeln!(out, "  created    {}", dir.display())?;
+        }
         writeln!(out, "  entries    {} in {}", s.entries, seconds(s.elapsed))?;
         if s.action == Action::Repair {
             let c = &s.changed;
@@ -270,6 +290,19 @@ pub fn write_text(out: &mut impl Write, summaries: &[CacheSummary], verbose: boo
     Ok(())
 }
 
+/// The entry's attributes comply; only the directory's default ACL is missing.
+fn only_default_acl(d: &Divergence) -> bool {
+    d.from == d.to && d.set_default_acl && !d.drop_access_acl
+}
+
+/// `model private, owner alice, group unchanged`.
+fn model_line(names: &mut Names, p: &Policy) -> String {
+    let model = if p.model == crate::model::Model::Shared { "shared" } else { "private" };
+    let owner = p.owner.map_or("unchanged".to_owned(), |u| names.user(u));
+    let group = p.group.map_or("unchanged".to_owned(), |g| names.group(g));
+    format!("model {model}, owner {owner}, group {group}")
+}
+
 #[derive(Serialize)]
 struct JsonReport<'a> {
     schema_version: u32,
@@ -288,6 +321,10 @@ struct JsonCache<'a> {
     writable: bool,
     inherit: Inherit,
     inheritance: Inheritance,
+    /// A check found no default ACL on any directory that should carry one (an image
+    /// layer or a copy without ACLs): how many directories lack it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default_acls_absent: Option<u64>,
     compliant: bool,
     entries: u64,
     changed: &'a Changed,
@@ -329,6 +366,7 @@ pub fn write_json(out: &mut impl Write, action: Action, summaries: &[CacheSummar
             writable: s.policy.writable,
             inherit: s.policy.inherit,
             inheritance: s.inheritance,
+            default_acls_absent: s.default_acls_absent,
             compliant: s.compliant,
             entries: s.entries,
             changed: &s.changed,

@@ -135,6 +135,11 @@ pub struct Tally {
     pub acl: AtomicU64,
     /// The filesystem answered `EOPNOTSUPP` for POSIX ACLs: the cache is repair only.
     pub no_acl: AtomicBool,
+    /// Directories that should carry the model's default ACL and carry none, and those
+    /// that carry one (the model's or another): all absent and none present is what an
+    /// image layer or a copy without ACLs leaves, one finding rather than one per directory.
+    pub default_acl_absent: AtomicU64,
+    pub default_acl_present: AtomicU64,
     pub diverging: AtomicU64,
     pub excluded: AtomicU64,
     pub failed: AtomicU64,
@@ -195,6 +200,11 @@ pub struct Scan<'a> {
     /// Set when the walk is to end early (the service stops): what is left is not
     /// visited, so that a stop does not wait for a walk of the whole tree.
     pub stop: Option<&'a AtomicBool>,
+    /// A one-shot `--init`: the root is left as it is when anything below it could not be
+    /// made compliant, so that a root that looks done (what the kubelet's `OnRootMismatch`
+    /// looks at) means a tree that is. The service repairs the root regardless: one
+    /// entry's failure is that entry's.
+    pub hold_root: bool,
     /// One `info` line per repair (live checks); otherwise `debug` (full scans, whose
     /// callers log a summary).
     pub log_repairs: bool,
@@ -240,10 +250,43 @@ impl<'a> Scan<'a> {
     }
 
     /// The whole tree, from the root.
+    ///
+    /// A repair changes the root last, and only when everything below it complies, as
+    /// the kubelet's `OnRootMismatch` expects of a volume: it looks at the root alone to
+    /// decide that a tree is done, so an interrupted or failed run must never leave a
+    /// root that looks done over a tree that is not.
     pub fn all(&self) -> io::Result<Vec<Note>> {
         let (root, st) = self.open_root()?;
         let walker = Walker { every_acl: false, ..self.walker(st) };
-        rayon::scope(|s| walker.directory(s, root, st, Vec::new(), true));
+        if self.action == Action::Check {
+            rayon::scope(|s| walker.directory(s, root, st, Vec::new(), true));
+            return Ok(walker.into_notes());
+        }
+        let kept = root.try_clone()?;
+        rayon::scope(|s| walker.list(s, root, Vec::new()));
+        let st = sys::stat_fd(kept.as_fd())?;
+        let failed = self.tally.failed.load(Relaxed);
+        if failed == 0 || !self.hold_root {
+            walker.check_directory(kept.as_fd(), &st, &[]);
+        } else {
+            Tally::bump(&self.tally.entries);
+            let d = walker.divergence(Kind::Dir, &st, model::place_of(&[]));
+            if let Some(d) = d.filter(|_| walker.classify(&st).is_ok()) {
+                walker.fail(
+                    Vec::new(),
+                    Failure {
+                        what: format!("left as it is ({d})"),
+                        errno: None,
+                        cause: format!(
+                            "{} below it could not be made compliant, and the root changes last so that it never \
+                             looks done over a tree that is not",
+                            if failed == 1 { "1 entry".to_owned() } else { format!("{failed} entries") }
+                        ),
+                        owner: Some(d.from.uid),
+                    },
+                );
+            }
+        }
         Ok(walker.into_notes())
     }
 
@@ -395,25 +438,36 @@ impl<'s> Walker<'s> {
     /// A directory opened as `fd`, whose `statx` is `st`: check it, then (with `list`)
     /// its children.
     fn directory<'a>(&'a self, s: &rayon::Scope<'a>, fd: OwnedFd, st: Stat, rel: Vec<u8>, list: bool) {
+        if self.check_directory(fd.as_fd(), &st, &rel) && list {
+            self.list(s, fd, rel);
+        }
+    }
+
+    /// Checks (and for a repair, settles) the directory opened as `fd`. False when it is
+    /// only reported: it is not to be entered.
+    fn check_directory(&self, fd: BorrowedFd<'_>, st: &Stat, rel: &[u8]) -> bool {
         Tally::bump(&self.tally.entries);
-        if let Err(reason) = self.classify(&st) {
-            return self.report(rel, reason);
+        if let Err(reason) = self.classify(st) {
+            self.report(rel.to_vec(), reason);
+            return false;
         }
         // The directory's own descriptor is open for reading: its xattrs are read and
         // set through it (SPEC §6: never by path).
-        let place = model::place_of(&rel);
-        let d = self.divergence(Kind::Dir, &st, place);
+        let place = model::place_of(rel);
+        let d = self.divergence(Kind::Dir, st, place);
         // A default ACL decides what entries created in the directory get; where the
         // group cannot create entries (Go's read-only trees) it is neither required nor
         // set, which spares a full walk one xattr read per read-only directory.
         let creatable = d.as_ref().map_or(st.mode, |d| d.to.mode) & 0o020 != 0;
-        let acls = self.dir_acls(fd.as_fd(), &rel, self.wants_acl(&st, d.as_ref()), creatable);
-        if let Some(d) = Divergence::with_acl(d, attrs(&st), acls.0, acls.1) {
-            self.settle(fd.as_fd(), &rel, d, place);
+        let acls = self.dir_acls(fd, rel, self.wants_acl(st, d.as_ref()), creatable);
+        if let Some(d) = Divergence::with_acl(d, attrs(st), acls.0, acls.1) {
+            self.settle(fd, rel, d, place);
         }
-        if !list {
-            return;
-        }
+        true
+    }
+
+    /// Walks the children of the directory opened as `fd` (after its watch, if any).
+    fn list<'a>(&'a self, s: &rayon::Scope<'a>, fd: OwnedFd, rel: Vec<u8>) {
         if let Some(watch) = self.watch {
             watch(&rel, fd.as_fd());
         }
@@ -728,8 +782,14 @@ impl<'s> Walker<'s> {
             return (drop_access, false);
         }
         match sys::get_xattr_fd(fd, acl::DEFAULT) {
-            Ok(Some(bytes)) => (drop_access, Acl::decode(&bytes).as_ref() != Ok(wanted)),
-            Ok(None) => (drop_access, true),
+            Ok(Some(bytes)) => {
+                Tally::bump(&self.tally.default_acl_present);
+                (drop_access, Acl::decode(&bytes).as_ref() != Ok(wanted))
+            }
+            Ok(None) => {
+                Tally::bump(&self.tally.default_acl_absent);
+                (drop_access, true)
+            }
             Err(e) if vanished(&e) || !self.acls_supported(&e) => (drop_access, false),
             Err(e) => {
                 self.fail(rel.to_vec(), Failure::new("cannot read the default ACL", &e));
@@ -886,6 +946,7 @@ mod tests {
             audit: None,
             findings: None,
             stop: None,
+            hold_root: false,
             log_repairs: false,
         }
         .walker(*root.stat())
@@ -980,6 +1041,7 @@ mod tests {
             audit: None,
             findings: Some(&take),
             stop: None,
+            hold_root: false,
             log_repairs: false,
         };
         let checks: Vec<(Vec<u8>, bool)> =
@@ -1035,6 +1097,7 @@ mod tests {
             audit: None,
             findings: None,
             stop: None,
+            hold_root: false,
             log_repairs: false,
         };
         scan.all().unwrap();

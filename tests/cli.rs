@@ -164,7 +164,8 @@ fn init_text_summary_fits_one_screen() {
     let out = cachekeeper(&["--init", "--path", t.root_str(), "--owner", &uid], &[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.starts_with(&format!("{}: compliant\n", t.root_str())), "{text}");
+    // The first line names the model applied.
+    assert!(text.starts_with(&format!("{}: compliant (model private, ", t.root_str())), "{text}");
     // 20 files, `d`, the root, and `cache/download` of a Go-shaped tree.
     assert!(text.contains("entries    24 in "), "{text}");
     assert!(text.contains("changed    20 (owner 0, group 0, mode 20, acl 0)"), "{text}");
@@ -210,4 +211,97 @@ fn the_shipped_example_configuration_is_valid() {
     ] {
         assert!(text.contains(&format!("\n{key} =")) || text.contains(&format!("\n#{key} =")), "{key} is missing");
     }
+}
+
+/// Issue #20: `--owner U:G` alone silently selected the shared model (group-writable
+/// files, setgid directories). SPEC §3: `--owner USER[:GROUP]` alone is private; only
+/// `--group` or `--model shared` select shared.
+#[test]
+fn root_owner_with_a_group_alone_selects_the_private_model() {
+    require_root();
+    let t = Tree::new();
+    write(&t.path("f"), 0o600);
+    mkdir(&t.path("d"), 0o700);
+    let out = cachekeeper(&["--init", "--path", t.root_str(), "--owner", "1001:1002"], &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let first = stdout(&out).lines().next().unwrap_or_default().to_owned();
+    assert!(first.contains("model private, owner 1001, group 1002"), "{first}");
+    assert_eq!(meta(&t.path("f")).mode, 0o644, "private: the group only reads");
+    assert_eq!(meta(&t.path("d")).mode, 0o755, "private: no setgid, no group write");
+    assert_eq!((meta(&t.path("f")).uid, meta(&t.path("f")).gid), (1001, 1002));
+    // --group makes it shared.
+    let out = cachekeeper(&["--init", "--path", t.root_str(), "--owner", "1001", "--group", "1002"], &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).lines().next().unwrap_or_default().contains("model shared"), "{}", stdout(&out));
+    assert_eq!(meta(&t.path("f")).mode, 0o664);
+    assert_eq!(meta(&t.path("d")).mode, 0o2775);
+}
+
+/// Issue #20: the kubelet's `OnRootMismatch` (and a person) takes a root with the right
+/// owner and mode as a sign that the tree below is done. `--init` changed the root first,
+/// so a run killed a moment later left a root that looked done over a tree that was not.
+#[test]
+fn root_init_changes_the_root_last_so_a_killed_run_never_leaves_it_looking_done() {
+    require_root();
+    let t = Tree::new();
+    for d in 0..800 {
+        for f in 0..10 {
+            write(&t.path(&format!("d{d}/f{f}")), 0o600);
+        }
+    }
+    let mut cmd = std::process::Command::new(bin("cachekeeper"));
+    cmd.args(["--init", "--path", t.root_str(), "--owner", "61001"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Killed the moment the root looks done (or when it finishes).
+    loop {
+        if meta(&t.root).uid == 61001 {
+            let _ = child.kill();
+            break;
+        }
+        if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    let _ = child.wait();
+    assert_eq!(meta(&t.root).uid, 61001, "the run finished without changing the root");
+    let mut left = 0;
+    for d in 0..800 {
+        for f in 0..10 {
+            left += usize::from(meta(&t.path(&format!("d{d}/f{f}"))).uid != 61001);
+        }
+    }
+    assert_eq!(left, 0, "the root looked done with {left} files below it still root's");
+}
+
+/// Issue #20: an image layer (or a tar without --acls) drops every default ACL of a
+/// shared cache. `--check` listed one divergence per directory; it is one finding, with
+/// its cause, when no directory that should carry the model's default ACL has one.
+#[test]
+fn root_check_reports_default_acls_dropped_by_an_image_layer_as_one_finding() {
+    require_root();
+    let t = Tree::new();
+    for d in ["a", "b", "c/d"] {
+        write(&t.path(&format!("{d}/f")), 0o644);
+    }
+    let flags = ["--path", t.root_str(), "--owner", "61001", "--group", "61002"];
+    let out = cachekeeper(&[&["--init"][..], &flags].concat(), &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let stripped = std::process::Command::new("setfacl").args(["-R", "-k"]).arg(&t.root).status().unwrap();
+    assert!(stripped.success(), "setfacl -R -k");
+    let out = cachekeeper(&[&["--check"][..], &flags].concat(), &[]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    let text = stdout(&out);
+    let finding = "default ACLs absent (image layer dropped them)";
+    assert_eq!(text.matches(finding).count(), 1, "{text}");
+    let per_dir = text.lines().filter(|l| l.starts_with(&format!("{}/", t.root_str()))).count();
+    assert_eq!(per_dir, 0, "one finding, not one line per directory: {text}");
+    // One directory with a default ACL: not an image layer's doing, so listed as it is.
+    let one = std::process::Command::new("setfacl").args(["-d", "-m", "g::rwx"]).arg(t.path("a")).status().unwrap();
+    assert!(one.success());
+    let out = cachekeeper(&[&["--check"][..], &flags].concat(), &[]);
+    assert!(!stdout(&out).contains(finding), "{}", stdout(&out));
+    assert!(stdout(&out).lines().filter(|l| l.starts_with(&format!("{}/", t.root_str()))).count() >= 3);
 }

@@ -184,7 +184,7 @@ fn root_dockerfile_case_root_downloads_then_uid_1001_builds() {
     assert_ne!(code(&denied), 0, "uid 1001 should not be able to write into a root-owned cache");
     assert!(stderr(&denied).contains("permission denied"), "{}", stderr(&denied));
 
-    init(&modcache, &["--owner", "1001:1001"]);
+    init(&modcache, &["--owner", "1001:1001", "--model", "private"]);
     assert_built(&go.build(&p_user, 1001, &[]), "uid 1001 after --init");
     assert_read_only_trees(&modcache, &MODULES);
 }

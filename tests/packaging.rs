@@ -162,13 +162,29 @@ fn the_example_dockerfile_runs_init_after_the_root_download_and_before_user_1001
     for file in ["packaging/docker/Dockerfile", "packaging/docker/cachekeeper.Dockerfile"] {
         let text = std::fs::read_to_string(shipped(file)).unwrap();
         let ins = dockerfile_instructions(&text);
-        assert_eq!(ins.first().map(|i| i.0.as_str()), Some("FROM"), "{file} must start with FROM");
+        let first = ins.iter().find(|(w, _)| w != "ARG").map(|i| i.0.as_str());
+        assert_eq!(first, Some("FROM"), "{file} must start with FROM (after the ARGs that name its images)");
         for (word, args) in &ins {
             assert!(KNOWN.contains(&word.as_str()), "{file}: unknown instruction {word}");
             assert!(!args.is_empty(), "{file}: {word} without arguments");
         }
         // Every COPY --from names an earlier stage.
         let mut stages = Vec::new();
+        // Images are build arguments (`ARG GO_IMAGE=...` before the first FROM), so that
+        // CI builds the file as shipped with only the base images substituted.
+        let args_before_from: Vec<&str> = ins
+            .iter()
+            .take_while(|(w, _)| w == "ARG")
+            .filter_map(|(_, a)| a.split_once('=').map(|(name, _)| name))
+            .collect();
+        for (word, args) in ins.iter().filter(|(w, _)| w == "FROM") {
+            let image = args.split_whitespace().next().unwrap_or_default();
+            let name = image.strip_prefix("${").and_then(|i| i.strip_suffix('}'));
+            assert!(
+                name.is_some_and(|n| args_before_from.contains(&n)),
+                "{file}: {word} {args}: the image is a build argument"
+            );
+        }
         for (word, args) in &ins {
             if word == "FROM" {
                 if let Some((_, name)) = args.split_once(" AS ") {
@@ -185,9 +201,11 @@ fn the_example_dockerfile_runs_init_after_the_root_download_and_before_user_1001
     let ins = dockerfile_instructions(&text);
     let at = |pred: &dyn Fn(&(String, String)) -> bool| ins.iter().position(pred);
     let download = at(&|(w, a)| w == "RUN" && a.contains("go mod download")).expect("a root go mod download");
-    let init =
-        at(&|(w, a)| w == "RUN" && a.contains("cachekeeper --init --owner 1001:1001")).expect("cachekeeper --init");
-    let user = at(&|(w, a)| w == "USER" && a == "1001").expect("USER 1001");
+    // The model is explicit: `--owner U:G` alone is private, and a reader should not guess.
+    let init = at(&|(w, a)| w == "RUN" && a.contains("cachekeeper --init --owner 1001:1001 --model private"))
+        .expect("cachekeeper --init");
+    let user = at(&|(w, a)| w == "USER" && a == "1001:1001")
+        .expect("USER 1001:1001: without the group, a uid with no passwd entry runs with gid 0");
     assert!(download <= init && init < user, "download, then --init, then USER 1001");
     // uid 1001 has no home: without a GOCACHE made for it, `go build` fails with
     // "failed to initialize build cache at /.cache/go-build".
@@ -195,7 +213,12 @@ fn the_example_dockerfile_runs_init_after_the_root_download_and_before_user_1001
     let made =
         at(&|(w, a)| w == "RUN" && a.contains("--path \"$GOCACHE\" --owner 1001:1001")).expect("a GOCACHE for 1001");
     assert!(gocache < made && made < user, "GOCACHE set, then made for 1001, before USER 1001");
-    assert!(text.contains("./cachekeeper"), "the Dockerfile says where the cachekeeper source comes from");
+    assert!(text.contains("cachekeeper.Dockerfile"), "the Dockerfile says where the cachekeeper image comes from");
+    // `go build` writes into the working directory, which WORKDIR made root's.
+    assert!(
+        ins[..user].iter().any(|(w, a)| w == "RUN" && a.contains("chown 1001:1001 /app /go/pkg")),
+        "the working directory belongs to the build user"
+    );
     assert!(!ins[..download].iter().any(|(w, _)| w == "USER"), "the download runs as root");
 }
 
@@ -263,12 +286,20 @@ for c in spec["initContainers"] + spec["containers"]:
     assert caps.get("drop") == ["ALL"], (c["name"], caps)
     assert set(caps.get("add", [])) <= BASELINE, (c["name"], caps)
 assert set(init["securityContext"]["capabilities"]["add"]) == {"CHOWN", "FOWNER", "FSETID"}
+# The kubelet walks the volume only when the root differs from what fsGroup wants, and
+# the shared model's group is the fsGroup, so it never has a reason to.
+assert spec["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch", spec["securityContext"]
+cmd = init["command"]
+assert cmd[cmd.index("--model") + 1] == "shared", cmd
+assert cmd[cmd.index("--group") + 1] == str(spec["securityContext"]["fsGroup"]), cmd
 build = spec["containers"][0]["securityContext"]
 assert build["runAsUser"] == 1001 and build["runAsNonRoot"] is True
 print("ok")
 "#;
     let out = tool(Command::new("python3").args(["-c", script]).arg(dir.join("init-container.yaml")));
     assert!(out.status.success() && stdout(&out).trim() == "ok", "{}", stderr(&out));
+    let daemonset = std::fs::read_to_string(dir.join("daemonset.yaml")).unwrap();
+    assert!(daemonset.contains("fsGroupChangePolicy: OnRootMismatch"), "the DaemonSet sets OnRootMismatch");
 }
 
 /// The unit's settings, `Key=value` lines, in order (a key may repeat).

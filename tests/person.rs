@@ -120,7 +120,7 @@ fn init_says_what_it_created_and_counts_in_words() {
     let out = cachekeeper(&["--init", "--path", root.to_str().unwrap(), "--owner", &uid], &[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     for dir in ["new", "new/go", "new/go/pkg", "new/go/pkg/mod"] {
-        assert!(stdout(&out).contains(&format!("created {}\n", t.base.join(dir).display())), "{}", stdout(&out));
+        assert!(stdout(&out).contains(&format!("  created    {}\n", t.base.join(dir).display())), "{}", stdout(&out));
     }
     write(&t.path("one"), 0o600);
     let out = cachekeeper(&["--check", "--path", t.root_str(), "--owner", &uid], &[]);

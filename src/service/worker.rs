@@ -376,6 +376,7 @@ impl Worker {
             audit: Some(&*audit),
             findings: Some(&take),
             stop: Some(&self.runtime.stopped),
+            hold_root: false,
             log_repairs: true,
         };
         match scan.paths(checks) {
@@ -435,6 +436,7 @@ impl Worker {
                 audit: Some(&*audit),
                 findings: Some(&take),
                 stop: Some(&self.runtime.stopped),
+                hold_root: false,
                 log_repairs: false,
             };
             scan.all().map_err(|e| {
