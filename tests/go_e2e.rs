@@ -965,3 +965,112 @@ fn doctor_warns_about_owner_on_a_gocache_and_states_the_freshness_caveat() {
         assert!(line.starts_with(verdict) && line.contains(words), "{owner:?}:\n{text}");
     }
 }
+
+/// The kubelet's volume ownership change, as Kubernetes' `SetVolumeOwnership`
+/// (pkg/volume/volume_linux.go) does it for a pod with `fsGroup`: with `OnRootMismatch`
+/// nothing happens when the root's group is fsGroup, its mode has the group's rwx and it
+/// is setgid (`requiresPermissionChange`); otherwise (and always with `Always`) every
+/// entry is lchowned to fsGroup and given `g+rw`, directories also `g+x` and setgid
+/// (`changeFilePermission`, symlinks keep their mode). Returns the entries it walked.
+fn kubelet_volume_ownership(root: &Path, fs_group: u32, on_root_mismatch: bool) -> usize {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let st = std::fs::metadata(root).unwrap();
+    let superset = st.mode() & 0o770 == 0o770 && st.mode() & 0o2000 != 0;
+    if on_root_mismatch && st.gid() == fs_group && superset {
+        return 0;
+    }
+    let mut walked = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        std::os::unix::fs::lchown(&p, None, Some(fs_group)).unwrap();
+        walked += 1;
+        if m.file_type().is_symlink() {
+            continue;
+        }
+        let mut mask = 0o660;
+        if m.is_dir() {
+            mask |= 0o2110;
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode((m.mode() & 0o7777) | mask)).unwrap();
+    }
+    walked
+}
+
+/// A setting of the shipped init-container manifest, as `key: value` on a line.
+fn manifest_setting(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| l.trim().strip_prefix(&format!("{key}:")).map(|v| v.trim().to_owned()))
+}
+
+/// Issue 20: with the shipped Kubernetes manifest, pod after pod, Go's extracted module
+/// files stay read-only and a warm start costs the kubelet nothing. The manifest is read
+/// for its fsGroup, its fsGroupChangePolicy (the kubelet's default is `Always`) and its
+/// init container's command, which runs as printed but for the cache's path.
+#[test]
+fn root_pod_starts_with_the_shipped_manifest_keep_gos_module_files_read_only() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/kubernetes/init-container.yaml"))
+            .unwrap();
+    let fs_group: u32 = manifest_setting(&manifest, "fsGroup").unwrap().parse().unwrap();
+    let on_root_mismatch = manifest_setting(&manifest, "fsGroupChangePolicy").as_deref() == Some("OnRootMismatch");
+    let command = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("command: [\"cachekeeper\""))
+        .expect("the init container runs cachekeeper");
+    let mut args: Vec<String> = command
+        .trim_end_matches(']')
+        .split(',')
+        .map(|a| a.trim().trim_matches('"').to_owned())
+        .filter(|a| !a.is_empty())
+        .collect();
+    let go = Go::new();
+    let at = args.iter().position(|a| a == "--path").expect("the init container names the cache with --path");
+    args[at + 1] = go.modcache.to_str().unwrap().to_owned();
+    write_modules(&go.proxy, &round_modules(3));
+    mkdir(&go.modcache, 0o755);
+
+    let mut walked = Vec::new();
+    for pod in 0..3 {
+        // The kubelet prepares the volume, the init container runs, then the build
+        // container (uid 1001, fsGroup as its group) downloads new modules.
+        walked.push(kubelet_volume_ownership(&go.modcache, fs_group, on_root_mismatch));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = cachekeeper(&args, &[]);
+        assert_eq!(code(&out), 0, "pod {pod}: the init container: {}{}", stdout(&out), stderr(&out));
+        let module = format!("example.com/r{pod}a@v1.0.0");
+        let home = go.t.base.join("home-1001");
+        mkdir(&home, 0o755);
+        chown(&home, 1001, 1001);
+        let mut build = go.go_as(1001, 0o022, &home, &["mod", "download", &module], None);
+        build.env("GOFLAGS", "");
+        let out = run(build, Duration::from_secs(120));
+        assert_eq!(code(&out), 0, "pod {pod}: the build container: {}", stderr(&out));
+        let writable = writable_module_files(&go.modcache);
+        assert!(writable.is_empty(), "pod {pod}: Go's module files made writable: {writable:?}");
+    }
+    assert!(walked[0] > 0 || !on_root_mismatch, "the first start prepares a new volume");
+    assert_eq!(&walked[1..], [0, 0], "warm starts walked the volume: {walked:?}");
+}
+
+/// Files of extracted module trees (a path component with `@`, outside cache/) that
+/// anyone may write: Go makes them 0444 on purpose.
+fn writable_module_files(root: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        if m.is_dir() {
+            if p.strip_prefix(root).is_ok_and(|r| r.starts_with("cache")) {
+                continue;
+            }
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if p.to_string_lossy().contains('@') && m.mode() & 0o222 != 0 {
+            found.push(p);
+        }
+    }
+    found
+}
