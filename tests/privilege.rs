@@ -189,22 +189,7 @@ fn root_a_metrics_directory_the_service_user_cannot_write_fails_the_start() {
         &caches(&t.root),
         &format!("user = {SERVICE_USER}\nmetrics_textfile = \"{}\"", prom.display()),
     );
-    let mut child = Command::new(bin("cachekeeper"))
-        .arg("--config")
-        .arg(t.base.join("ck.toml"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the service started although its user cannot write {}", metrics.display());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = refused_start(&t.base);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let line = err.lines().find(|l| l.contains("daemon.metrics_textfile")).unwrap_or_else(|| panic!("{err}"));

@@ -377,6 +377,34 @@ pub fn own_mount_namespace(cmd: Command) -> Command {
     unshare
 }
 
+/// Runs the service on `base/ck.toml`, which must refuse to start: its exit status and
+/// stderr. Killed, and the test failed, if it is still running after 10 s — whether it
+/// hangs or started after all.
+pub fn refused_start(base: &Path) -> std::process::Output {
+    let mut cmd = std::process::Command::new(bin("cachekeeper"));
+    cmd.arg("--config").arg(base.join("ck.toml"));
+    pass_engine(&mut cmd);
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("the service was still running (or hanging) after 10 s; stderr:\n{}", stderr(&out));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(out.status.code().is_some(), "killed by a signal: {:?}\n{}", out.status, stderr(&out));
+    out
+}
+
 /// `setpriv` set up to run the next arguments as `uid` (gid `uid`) with `groups`.
 pub fn setpriv(uid: u32, groups: &[u32]) -> Command {
     let mut cmd = Command::new("setpriv");

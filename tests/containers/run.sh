@@ -121,31 +121,7 @@ t0=$(date +%s)
 cargo build -q --release --locked --bin cachekeeper --bin cachekeeperctl || die "cargo build failed"
 log "release binaries ready in $(($(date +%s) - t0)) s"
 
-python3 - "$work" <<'PY' || die "cannot write the Go proxy"
-import json, os, sys, zipfile
-work = sys.argv[1]
-mod = "example.com/hello"
-at = os.path.join(work, "goproxy", mod, "@v")
-os.makedirs(at)
-versions = ["v1.0.0", "v1.1.0"]
-with open(os.path.join(at, "list"), "w") as f:
-    f.write("\n".join(versions) + "\n")
-for v in versions:
-    gomod = f"module {mod}\n\ngo 1.19\n"
-    with open(os.path.join(at, v + ".info"), "w") as f:
-        json.dump({"Version": v, "Time": "2024-01-01T00:00:00Z"}, f)
-    with open(os.path.join(at, v + ".mod"), "w") as f:
-        f.write(gomod)
-    with zipfile.ZipFile(os.path.join(at, v + ".zip"), "w") as z:
-        z.writestr(f"{mod}@{v}/go.mod", gomod)
-        z.writestr(f"{mod}@{v}/hello.go", f'package hello\n\nfunc Greeting() string {{ return "hello {v}" }}\n')
-app = os.path.join(work, "app")
-os.makedirs(app)
-with open(os.path.join(app, "go.mod"), "w") as f:
-    f.write(f"module app\n\ngo 1.19\n\nrequire {mod} v1.0.0\n")
-with open(os.path.join(app, "main.go"), "w") as f:
-    f.write(f'package main\n\nimport (\n\t"fmt"\n\n\t"{mod}"\n)\n\nfunc main() {{ fmt.Println(hello.Greeting()) }}\n')
-PY
+python3 tests/goproxy.py "$work/goproxy" "$work/app" v1.0.0 || die "cannot write the Go proxy"
 chmod -R a+rX "$work/goproxy" "$work/app"
 goenv=(GOPROXY=file:///goproxy GOSUMDB=off GOFLAGS=-mod=mod)
 (cd "$work/app" && env GOPROXY="file://$work/goproxy" GOSUMDB=off GOMODCACHE="$work/hostmod" GOFLAGS=-mod=mod \

@@ -87,31 +87,7 @@ log "copied the guest's root filesystem in $(($(date +%s) - t0)) s"
 # What the guest needs from outside, put in place before it boots: the package, and a
 # file:// GOPROXY with two versions of a module (no network in the guest).
 cp "$deb" "$rootfs/root/cachekeeper.deb"
-python3 - "$rootfs/srv" <<'EOF' || die "cannot write the Go proxy"
-import json, os, sys, zipfile
-srv = sys.argv[1]
-mod = "example.com/hello"
-at = os.path.join(srv, "goproxy", mod, "@v")
-os.makedirs(at)
-versions = ["v1.0.0", "v1.1.0"]
-with open(os.path.join(at, "list"), "w") as f:
-    f.write("\n".join(versions) + "\n")
-for v in versions:
-    gomod = f"module {mod}\n\ngo 1.19\n"
-    with open(os.path.join(at, v + ".info"), "w") as f:
-        json.dump({"Version": v, "Time": "2024-01-01T00:00:00Z"}, f)
-    with open(os.path.join(at, v + ".mod"), "w") as f:
-        f.write(gomod)
-    with zipfile.ZipFile(os.path.join(at, v + ".zip"), "w") as z:
-        z.writestr(f"{mod}@{v}/go.mod", gomod)
-        z.writestr(f"{mod}@{v}/hello.go", f'package hello\n\nfunc Greeting() string {{ return "hello {v}" }}\n')
-    app = os.path.join(srv, "apps", v)
-    os.makedirs(app)
-    with open(os.path.join(app, "go.mod"), "w") as f:
-        f.write(f"module app\n\ngo 1.19\n\nrequire {mod} {v}\n")
-    with open(os.path.join(app, "main.go"), "w") as f:
-        f.write(f'package main\n\nimport (\n\t"fmt"\n\n\t"{mod}"\n)\n\nfunc main() {{ fmt.Println(hello.Greeting()) }}\n')
-EOF
+python3 tests/goproxy.py "$rootfs/srv/goproxy" "$rootfs/srv/apps" v1.0.0 v1.1.0 || die "cannot write the Go proxy"
 
 # ---------------------------------------------------------------------------------
 # Booting and driving the guest.
