@@ -23,6 +23,10 @@ for f in /usr/bin/cachekeeper /usr/bin/cachekeeperctl /usr/lib/systemd/system/ca
          /etc/cachekeeper/config.toml /usr/share/doc/cachekeeper/README.md; do
     [ -e "$f" ] || fail "$f is not installed"
 done
+# The README links to docs/: every page it ships with must be there beside it.
+for doc in docs/*.md; do
+    [ -e "/usr/share/doc/cachekeeper/$doc" ] || fail "/usr/share/doc/cachekeeper/$doc is not installed"
+done
 dpkg-query -W -f='${Conffiles}\n' cachekeeper | grep -q /etc/cachekeeper/config.toml \
     || fail "/etc/cachekeeper/config.toml is not a conffile"
 getent passwd cachekeeper >/dev/null || fail "the cachekeeper user was not created"
@@ -58,6 +62,9 @@ for f in /usr/bin/cachekeeper /usr/bin/cachekeeperctl /usr/lib/systemd/system/ca
          /usr/share/man/man1/cachekeeperctl.1 /usr/share/bash-completion/completions/cachekeeperctl \
          /usr/share/zsh/site-functions/_cachekeeperctl /usr/share/fish/vendor_completions.d/cachekeeperctl.fish; do
     grep -qx "$f" <<<"$listing" || fail "$f is missing from $rpmfile"
+done
+for doc in README.md docs/*.md; do
+    grep -qx "/usr/share/doc/cachekeeper/$doc" <<<"$listing" || fail "/usr/share/doc/cachekeeper/$doc is missing from $rpmfile"
 done
 rpm -qcp "$rpmfile" | grep -qx /etc/cachekeeper/config.toml || fail "the RPM's config.toml is not %config"
 rpm -qp --scripts "$rpmfile" | grep -q systemd-sysusers || fail "the RPM does not create the user"

@@ -236,7 +236,9 @@ fn root(l: &mut List, cache: &CacheConfig, unwalkable: Option<&str>) {
         Ok(()) => l.add(
             name,
             Verdict::Warn,
-            format!("{described}; a member can still link in files they may write (see README, Threat model)"),
+            format!(
+                "{described}; a member can still link in files they may write (see docs/security.md, Threat model)"
+            ),
         ),
     }
 }
