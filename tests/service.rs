@@ -1095,3 +1095,25 @@ fn root_sigterm_during_the_first_full_scan_ends_the_walk() {
          finished before the signal came: then make the tree larger)\n{log}"
     );
 }
+
+/// An entry that could not be repaired is tried again by itself, with back-off (1 s, 2 s,
+/// ... up to 5 min), not only at the next full reconcile hours later: once it can be
+/// changed, it is repaired without anyone asking.
+#[test]
+fn root_an_unrepaired_entry_is_retried_by_itself() {
+    require_root();
+    let _lock = sysctl_lock(false);
+    let t = Tree::new();
+    let stuck = t.path("stuck/f.go");
+    write(&stuck, 0o600);
+    let immutable = Immutable::set(&stuck);
+    let d = Daemon::start_unsynced(&t.base, &shared_cache(&t.root), "", |cmd| cmd);
+    assert_eq!(d.status()["caches"][0]["unrepaired"], 1);
+    drop(immutable);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while d.status()["caches"][0]["unrepaired"] != 0 {
+        assert!(std::time::Instant::now() < deadline, "not retried within 30 s:\n{}", d.log());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(meta(&stuck).uid, OWNER);
+}

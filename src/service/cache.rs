@@ -202,7 +202,7 @@ impl CacheRuntime {
             audit,
             root: Mutex::default(),
             retry: Mutex::default(),
-            backoff: Mutex::new(RETRY_AFTER),
+            backoff_ms: AtomicU64::new(RETRY_AFTER.as_millis() as u64),
             warned: Mutex::default(),
             handler: template,
             over_budget: AtomicBool::new(false),

@@ -49,7 +49,7 @@ pub(super) struct Worker {
     pub(super) retry: Mutex<Option<(Instant, BTreeSet<Vec<u8>>)>>,
     /// How long until unrepaired entries are tried again: doubled by each retry that
     /// leaves some, back to [`RETRY_AFTER`] once none are left.
-    pub(super) backoff: Mutex<Duration>,
+    pub(super) backoff_ms: AtomicU64,
     /// Entries already warned about in this scan cycle (each is warned once per full
     /// scan, not once per event or per rescan), and the bytes their names take: past
     /// [`MAX_WARNED_BYTES`] the rest are counted, not remembered.
@@ -155,8 +155,9 @@ impl Worker {
         }
         self.finish(&mut pending, next_scan);
         let left = !self.runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
-        let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-        *backoff = if left { (*backoff * 2).min(MAX_BACKOFF) } else { RETRY_AFTER };
+        let backoff = Duration::from_millis(self.backoff_ms.load(Relaxed));
+        let next = if left { (backoff * 2).min(MAX_BACKOFF) } else { RETRY_AFTER };
+        self.backoff_ms.store(next.as_millis() as u64, Relaxed);
     }
 
     /// Schedules `rel` (empty: the whole cache) to be checked again within `after`.
@@ -601,7 +602,7 @@ impl<'w> Findings<'w> {
             }
             map.paths().cloned().collect()
         };
-        let after = *self.worker.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        let after = Duration::from_millis(self.worker.backoff_ms.load(Relaxed));
         for rel in again {
             self.worker.defer(rel, after);
         }
