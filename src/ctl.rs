@@ -410,11 +410,14 @@ pub fn render_status(status: &Status) -> String {
         }
         match &c.last_full_scan {
             Some(s) => {
+                // The count is the last full scan's; the watches are live (directories
+                // added since have theirs), so both are shown, each for what it is.
                 out += &format!(
-                    "  entries    {} (last full scan {}, took {:.2}s)\n",
+                    "  entries    {} as of the last full scan {} (took {:.2}s); {} directories watched now\n",
                     s.entries,
                     ago(s.finished_at),
-                    s.duration_ms as f64 / 1000.0
+                    s.duration_ms as f64 / 1000.0,
+                    c.watches
                 )
             }
             None => out += "  entries    (first full scan running)\n",
