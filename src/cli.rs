@@ -265,7 +265,8 @@ fn run(args: &Args) -> Result<Outcome, Usage> {
         }
     }
     // Who runs the command after `--`: known before anything is changed.
-    let exec_as = if args.exec.is_empty() { None } else { Some(crate::exec::target(&caches).map_err(Usage)?) };
+    let exec_as =
+        if args.exec.is_empty() { None } else { Some(crate::exec::target(&caches).map_err(|e| Usage(e.to_string()))?) };
     // Every root is resolved and checked before the first one is changed.
     let mut roots = Vec::new();
     for cache in &caches {
