@@ -120,8 +120,9 @@ impl Args {
 }
 
 /// A usage or configuration error: exit 2.
-#[derive(Debug)]
-struct Usage(String);
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(String);
 
 /// Parses the command line, or says why not (exit 2; `--help` and `--version` exit 0).
 pub fn parse<T: Parser>(argv: impl IntoIterator<Item = OsString>) -> Result<T, ExitCode> {
@@ -265,7 +266,8 @@ fn run(args: &Args) -> Result<Outcome, Usage> {
         }
     }
     // Who runs the command after `--`: known before anything is changed.
-    let exec_as = if args.exec.is_empty() { None } else { Some(crate::exec::target(&caches).map_err(Usage)?) };
+    let exec_as =
+        if args.exec.is_empty() { None } else { Some(crate::exec::target(&caches).map_err(|e| Usage(e.to_string()))?) };
     // Every root is resolved and checked before the first one is changed.
     let mut roots = Vec::new();
     for cache in &caches {
@@ -424,7 +426,7 @@ fn parents_owner(path: &Path) -> Option<(u32, u32)> {
 fn cache_from_flags(args: &Args) -> Result<(CacheConfig, Origin), Usage> {
     let (path, origin, source) = match &args.path {
         Some(p) => (p.clone(), Origin::Admin, "--path".to_owned()),
-        None => default_gomodcache().map_err(Usage)?,
+        None => default_gomodcache().map_err(|e| Usage(e.to_string()))?,
     };
     let path = config::cache_root(&path).map_err(|m| Usage(format!("{source}: {m}")))?;
     let flag_group = args
@@ -525,12 +527,21 @@ fn single_other_owner(root: &Path, me: u32) -> Option<u32> {
     Some(owner)
 }
 
+/// Why Go's rule for the module cache gives no path here.
+#[derive(Debug, thiserror::Error)]
+enum DefaultPathError {
+    #[error("cannot find the Go module cache: set GOMODCACHE, GOPATH or HOME, or pass --path")]
+    NoHome,
+    #[error("uid {0} (SUDO_UID) has no home directory: pass --path")]
+    SudoNoHome(u32),
+}
+
 /// Go's rule for `GOMODCACHE`, as the invoking user would see it: the environment, then
 /// the `go env -w` file, then `$GOPATH[0]/pkg/mod`, then `~/go/pkg/mod`. Under sudo all of
 /// these are the caller's to choose, so the root must then lie beneath the caller's home
 /// and is resolved from it without symlinks ([`Origin::Home`]).
 /// Returns the path, where it may lead, and where it came from (for messages).
-fn default_gomodcache() -> Result<(PathBuf, Origin, String), String> {
+fn default_gomodcache() -> Result<(PathBuf, Origin, String), DefaultPathError> {
     let sudo = config::sudo_ids();
     let home = match sudo {
         Some((uid, _)) => nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.dir),
@@ -561,13 +572,12 @@ fn default_gomodcache() -> Result<(PathBuf, Origin, String), String> {
     } else if let Some(found) = lookup("GOPATH").and_then(first_entry) {
         found
     } else {
-        let home =
-            home.as_ref().ok_or("cannot find the Go module cache: set GOMODCACHE, GOPATH or HOME, or pass --path")?;
+        let home = home.as_ref().ok_or(DefaultPathError::NoHome)?;
         (home.join("go/pkg/mod"), "the default cache (~/go/pkg/mod)".to_owned())
     };
     let origin = match (sudo, home) {
         (Some(_), Some(home)) => Origin::Home(config::clean(home)),
-        (Some((uid, _)), None) => return Err(format!("uid {uid} (SUDO_UID) has no home directory: pass --path")),
+        (Some((uid, _)), None) => return Err(DefaultPathError::SudoNoHome(uid)),
         (None, _) => Origin::Admin,
     };
     Ok((path, origin, source))
@@ -613,7 +623,7 @@ const PLAIN_PROGRESS: Duration = Duration::from_secs(10);
 /// The caller's own module cache as `cachekeeper --init` with no flags keeps it (Go's
 /// rule for the path, the private model, the caller the owner): what `doctor` checks
 /// where no service is configured.
-pub fn own_cache() -> Result<CacheConfig, String> {
-    let args = Args::try_parse_from(["cachekeeper", "--check"]).map_err(|e| e.to_string())?;
-    cache_from_flags(&args).map(|(cache, _)| cache).map_err(|Usage(m)| m)
+pub fn own_cache() -> Result<CacheConfig, Usage> {
+    let args = Args::try_parse_from(["cachekeeper", "--check"]).map_err(|e| Usage(e.to_string()))?;
+    cache_from_flags(&args).map(|(cache, _)| cache)
 }

@@ -45,7 +45,7 @@ pub struct Inputs<'a> {
     pub status: Result<Status, Unanswered>,
     /// The caller's own module cache, as `cachekeeper --init` with no flags keeps it:
     /// what doctor checks where no service is configured.
-    pub own_cache: Option<Result<CacheConfig, String>>,
+    pub own_cache: Option<Result<CacheConfig, crate::cli::Usage>>,
 }
 
 /// Why the service gave no status: the advice depends on it and on who asks.

@@ -23,6 +23,40 @@ use nix::unistd::Gid;
 use nix::unistd::{Pid, Uid, User};
 
 use crate::config::CacheConfig;
+#[cfg(target_os = "linux")]
+use crate::privilege::PrivilegeError;
+
+/// Why CMD cannot be run as the cache's owner: one line for stderr, and exit 126 (the
+/// configuration ones are usage errors, exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("`--` runs CMD as the cache's owner, and {} has none configured: set `owner` (or pass --owner)", .0.display())]
+    NoOwner(PathBuf),
+    #[error("`--` runs CMD as the cache's owner: every cache of the configuration must name the same owner and group")]
+    OwnersDiffer,
+    #[error(
+        "`--` switches to uid {uid} and gid {gid}, which needs root (running as uid {running_as}): run it as root, \
+         or as that uid already"
+    )]
+    NeedsRoot { uid: u32, gid: u32, running_as: u32 },
+    /// Clearing the capability sets CMD could inherit failed.
+    #[cfg(target_os = "linux")]
+    #[error(transparent)]
+    Privilege(#[from] PrivilegeError),
+    /// `setgroups`, `setgid` or `setuid` failed.
+    #[cfg(target_os = "linux")]
+    #[error("cannot switch to uid {uid} gid {gid}: {call}: {errno}")]
+    Switch { uid: u32, gid: u32, call: &'static str, errno: nix::errno::Errno },
+    #[cfg(target_os = "linux")]
+    #[error("cannot switch to uid {0}: the switch did not take")]
+    DidNotTake(u32),
+    #[cfg(target_os = "linux")]
+    #[error("uid {uid} still holds {set:?} capabilities: not running CMD")]
+    CapabilitiesLeft { uid: u32, set: caps::CapSet },
+    #[cfg(not(target_os = "linux"))]
+    #[error("`--` switches users on Linux only (container entrypoints): run it as uid {0} already, or without `--`")]
+    LinuxOnly(u32),
+}
 
 /// Who CMD runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,21 +72,13 @@ pub struct Target {
 
 /// The cache's owner and group, which CMD runs as. Every cache must name the same owner;
 /// the group is the cache's group, else the owner's primary group, else the uid's number.
-pub fn target(caches: &[CacheConfig]) -> Result<Target, String> {
+pub fn target(caches: &[CacheConfig]) -> Result<Target, ExecError> {
     let mut owners: Vec<(Option<u32>, Option<u32>)> = caches.iter().map(|c| (c.policy.owner, c.policy.group)).collect();
     owners.dedup();
     let (uid, group) = match owners.as_slice() {
         [(Some(uid), group)] => (*uid, *group),
-        [(None, _)] => {
-            return Err(format!(
-                "`--` runs CMD as the cache's owner, and {} has none configured: set `owner` (or pass --owner)",
-                caches[0].path.display()
-            ))
-        }
-        _ => return Err(
-            "`--` runs CMD as the cache's owner: every cache of the configuration must name the same owner and group"
-                .into(),
-        ),
+        [(None, _)] => return Err(ExecError::NoOwner(caches[0].path.clone())),
+        _ => return Err(ExecError::OwnersDiffer),
     };
     let user = User::from_uid(Uid::from_raw(uid)).ok().flatten();
     let gid = group.or(user.as_ref().map(|u| u.gid.as_raw())).unwrap_or(uid);
@@ -85,8 +111,8 @@ pub fn exec(target: &Target, cmd: &[OsString]) -> ExitCode {
         return ExitCode::from(2);
     };
     let home = home_for(target, std::env::var_os("HOME"));
-    if let Err(message) = drop_to(target) {
-        eprintln!("cachekeeper: {message}");
+    if let Err(e) = drop_to(target) {
+        eprintln!("cachekeeper: {e}");
         return ExitCode::from(126);
     }
     // Searched as the target: execvp would report EACCES from a PATH entry the target
@@ -166,43 +192,40 @@ fn gocache_for(home: Option<&Path>) -> Option<PathBuf> {
 
 /// `setgroups`, `setgid`, `setuid`, then a check that no capability is left in any set
 /// CMD could use. As the target already (an unprivileged entrypoint), nothing changes.
-fn drop_to(target: &Target) -> Result<(), String> {
+fn drop_to(target: &Target) -> Result<(), ExecError> {
     let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
     if uid == target.uid && (uid != 0 || gid == target.gid) {
         return Ok(());
     }
     if uid != 0 {
-        return Err(format!(
-            "`--` switches to uid {} and gid {}, which needs root (running as uid {uid}): run it as root, or as \
-             that uid already",
-            target.uid, target.gid
-        ));
+        return Err(ExecError::NeedsRoot { uid: target.uid, gid: target.gid, running_as: uid });
     }
     switch(target)
 }
 
 /// Linux: the switch itself, and the proof that no capability is left.
 #[cfg(target_os = "linux")]
-fn switch(target: &Target) -> Result<(), String> {
+fn switch(target: &Target) -> Result<(), ExecError> {
     let groups: Vec<Gid> = target.groups.iter().map(|&g| Gid::from_raw(g)).collect();
-    let failed =
-        |what: &str, e: nix::Error| format!("cannot switch to uid {} gid {}: {what}: {e}", target.uid, target.gid);
+    let failed = |call: &'static str| {
+        move |errno: nix::Error| ExecError::Switch { uid: target.uid, gid: target.gid, call, errno }
+    };
     // setuid clears the permitted and effective sets, and the ambient one; the
     // inheritable set survives it, so it goes first.
     for set in [caps::CapSet::Ambient, caps::CapSet::Inheritable] {
-        caps::clear(None, set).map_err(|e| format!("cannot clear the {set:?} capabilities: {e}"))?;
+        caps::clear(None, set).map_err(PrivilegeError::step(format!("clear the {set:?} capabilities")))?;
     }
-    nix::unistd::setgroups(&groups).map_err(|e| failed("setgroups", e))?;
-    nix::unistd::setgid(Gid::from_raw(target.gid)).map_err(|e| failed("setgid", e))?;
-    nix::unistd::setuid(Uid::from_raw(target.uid)).map_err(|e| failed("setuid", e))?;
+    nix::unistd::setgroups(&groups).map_err(failed("setgroups"))?;
+    nix::unistd::setgid(Gid::from_raw(target.gid)).map_err(failed("setgid"))?;
+    nix::unistd::setuid(Uid::from_raw(target.uid)).map_err(failed("setuid"))?;
     if nix::unistd::getuid().as_raw() != target.uid || nix::unistd::geteuid().as_raw() != target.uid {
-        return Err(format!("cannot switch to uid {}: the switch did not take", target.uid));
+        return Err(ExecError::DidNotTake(target.uid));
     }
     if target.uid != 0 {
         for set in [caps::CapSet::Permitted, caps::CapSet::Effective, caps::CapSet::Ambient, caps::CapSet::Inheritable]
         {
             if !caps::read(None, set).map(|s| s.is_empty()).unwrap_or(false) {
-                return Err(format!("uid {} still holds {set:?} capabilities: not running CMD", target.uid));
+                return Err(ExecError::CapabilitiesLeft { uid: target.uid, set });
             }
         }
     }
@@ -212,11 +235,8 @@ fn switch(target: &Target) -> Result<(), String> {
 /// Elsewhere exec mode is for container entrypoints, which are Linux: run CMD as the
 /// owner already, or without `--`.
 #[cfg(not(target_os = "linux"))]
-fn switch(target: &Target) -> Result<(), String> {
-    Err(format!(
-        "`--` switches users on Linux only (container entrypoints): run it as uid {} already, or without `--`",
-        target.uid
-    ))
+fn switch(target: &Target) -> Result<(), ExecError> {
+    Err(ExecError::LinuxOnly(target.uid))
 }
 
 /// The signals a supervisor sends that the child must get (the synchronous ones, which
@@ -276,5 +296,34 @@ pub fn reap(argv: &[OsString]) -> ExitCode {
                 Ok(_) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_uid_and_what_to_do() {
+        assert_eq!(
+            ExecError::NoOwner(PathBuf::from("/var/cache/go-mod")).to_string(),
+            "`--` runs CMD as the cache's owner, and /var/cache/go-mod has none configured: set `owner` (or pass \
+             --owner)"
+        );
+        assert_eq!(
+            ExecError::NeedsRoot { uid: 61001, gid: 61002, running_as: 1000 }.to_string(),
+            "`--` switches to uid 61001 and gid 61002, which needs root (running as uid 1000): run it as root, or as \
+             that uid already"
+        );
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            ExecError::Switch { uid: 61001, gid: 61002, call: "setgid", errno: nix::errno::Errno::EPERM }.to_string(),
+            "cannot switch to uid 61001 gid 61002: setgid: EPERM: Operation not permitted"
+        );
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            ExecError::CapabilitiesLeft { uid: 61001, set: caps::CapSet::Ambient }.to_string(),
+            "uid 61001 still holds Ambient capabilities: not running CMD"
+        );
     }
 }

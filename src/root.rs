@@ -224,7 +224,10 @@ pub fn unsafe_transition(parent_uid: u32, child_uid: u32) -> bool {
     parent_uid != 0 && parent_uid != child_uid
 }
 
-fn components(path: &Path) -> Result<Vec<OsString>, RootError> {
+/// A path's names from `/` down, `..` kept: [`Chase::walk`] decides what it may climb.
+type Names = Vec<OsString>;
+
+fn components(path: &Path) -> Result<Names, RootError> {
     if !path.is_absolute() {
         return Err(refuse(format!("`{}` is not an absolute path", path.display())));
     }

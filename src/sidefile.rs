@@ -65,7 +65,9 @@ pub struct SafeDir {
     path: PathBuf,
 }
 
-fn cstr(name: &OsStr) -> Result<CString> {
+// The error type spelled out: through the alias, the check that no error is a string
+// would take the `CString` for one.
+fn cstr(name: &OsStr) -> std::result::Result<CString, SideFileError> {
     CString::new(name.as_bytes()).map_err(|_| SideFileError::Nul(name.to_string_lossy().into_owned()))
 }
 

@@ -72,6 +72,9 @@ pub(super) enum Refused {
     Silent,
 }
 
+/// The cache roots a reload started, as `status` and the log show them.
+pub(super) type Paths = Vec<String>;
+
 /// A cache whose `sync` or `rescan` could not be done, and why.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {reason}", .path.display())]
@@ -207,7 +210,7 @@ impl Service {
     /// Re-reads the configuration (serialised; the outcome is kept for `status`). A
     /// refusal is logged as an error whichever way the reload was asked for (SIGHUP, or
     /// `cachekeeperctl reload`, the unit's ExecReload=).
-    pub(super) async fn reload(&self, admin: bool) -> Result<Vec<String>, crate::config::ConfigError> {
+    pub(super) async fn reload(&self, admin: bool) -> Result<Paths, crate::config::ConfigError> {
         let _one_at_a_time = self.reloading.lock().await;
         let text = std::fs::read(&self.config_path).ok();
         if admin {
@@ -231,7 +234,7 @@ impl Service {
         result
     }
 
-    pub(super) async fn replace_runtimes(&self) -> Result<Vec<String>, crate::config::ConfigError> {
+    pub(super) async fn replace_runtimes(&self) -> Result<Paths, crate::config::ConfigError> {
         let config = Config::load(&self.config_path)?;
         if config.daemon.socket != self.daemon.socket || config.daemon.socket_group != self.daemon.socket_group {
             tracing::warn!("daemon.socket and daemon.socket_group take effect on restart");
@@ -243,7 +246,7 @@ impl Service {
         tokio::task::spawn_blocking(move || old.iter().for_each(|c| c.stop())).await.ok();
         let _ = self.start_caches(&config.caches, &previous);
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-        let paths: Vec<String> = config.caches.iter().map(|c| c.path.display().to_string()).collect();
+        let paths: Paths = config.caches.iter().map(|c| c.path.display().to_string()).collect();
         tracing::info!("configuration reloaded: {}", paths.join(", "));
         Ok(paths)
     }

@@ -96,8 +96,8 @@ pub enum StartupError {
     #[error(transparent)]
     Io(#[from] crate::error::IoPathError),
     /// The capabilities it needs, or dropping the rest.
-    #[error("{0}")]
-    Privilege(String),
+    #[error(transparent)]
+    Privilege(#[from] crate::privilege::PrivilegeError),
     /// Something of the process itself: signals, threads, the runtime.
     #[error("cannot {action}: {source}")]
     Process {
@@ -132,7 +132,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     // Everything that needs root's full power happens before the capabilities go, and
     // every side file is checked before the first cache is touched: binding the socket,
     // the sentinel directory, the audit log, then missing cache roots and isolation.
-    crate::privilege::check().map_err(StartupError::Privilege)?;
+    crate::privilege::check().map_err(StartupError::from)?;
     let (listener, side) = SideFiles::open(&config.daemon)?;
     let mounts: Vec<_> = config.caches.iter().filter_map(prepare_root).collect();
     let _ = OWN_MOUNTS.set(mounts.iter().map(|m| m.1).collect());
@@ -144,7 +144,7 @@ pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     // later (tokio, rayon, inotify readers) inherit the reduced set.
     if let Err(e) = crate::privilege::reduce(config.daemon.user) {
         side.remove();
-        return Err(StartupError::Privilege(e).into());
+        return Err(StartupError::from(e).into());
     }
     // The metrics textfile is rewritten by the service's user, with no power over file
     // permissions left: a directory it cannot write is a start-up error, not a warning

@@ -8,6 +8,8 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+use super::AclText;
+
 type AclT = *mut c_void;
 
 /// `ACL_TYPE_EXTENDED` of `<sys/acl.h>`.
@@ -23,7 +25,7 @@ extern "C" {
 }
 
 /// The text of `acl` (freed here), `None` for a null `acl` with `ENOENT` (no ACL).
-fn text(acl: AclT) -> io::Result<Option<String>> {
+fn text(acl: AclT) -> io::Result<Option<AclText>> {
     if acl.is_null() {
         let e = io::Error::last_os_error();
         return if e.raw_os_error() == Some(libc::ENOENT) { Ok(None) } else { Err(e) };
@@ -45,13 +47,13 @@ fn text(acl: AclT) -> io::Result<Option<String>> {
 }
 
 /// The extended ACL of the inode behind `fd`, as `acl_to_text` writes it.
-pub fn ext_acl_fd(fd: BorrowedFd<'_>) -> io::Result<Option<String>> {
+pub fn ext_acl_fd(fd: BorrowedFd<'_>) -> io::Result<Option<AclText>> {
     // SAFETY: a valid descriptor; the result is checked for null in `text`.
     text(unsafe { acl_get_fd_np(fd.as_raw_fd(), ACL_TYPE_EXTENDED) })
 }
 
 /// The extended ACL of `path`, not following a final symlink: for diagnostics only.
-pub fn ext_acl_path(path: &CStr) -> io::Result<Option<String>> {
+pub fn ext_acl_path(path: &CStr) -> io::Result<Option<AclText>> {
     // SAFETY: NUL-terminated path; the result is checked for null in `text`.
     text(unsafe { acl_get_link_np(path.as_ptr(), ACL_TYPE_EXTENDED) })
 }

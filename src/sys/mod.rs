@@ -211,10 +211,13 @@ pub fn proc_path(fd: BorrowedFd<'_>) -> Option<std::path::PathBuf> {
     cfg!(target_os = "linux").then(|| std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())))
 }
 
+/// An extended ACL as `acl_to_text` writes it, parsed by [`crate::ext_acl`].
+pub type AclText = String;
+
 /// The extended ACL of `path` as `acl_to_text` writes it (macOS; see
 /// [`crate::ext_acl`]), not following a final symlink: for diagnostics of a path a user
 /// gives. `None` where there are no extended ACLs.
-pub fn ext_acl_path(path: &CStr) -> io::Result<Option<String>> {
+pub fn ext_acl_path(path: &CStr) -> io::Result<Option<AclText>> {
     #[cfg(target_os = "macos")]
     return macos::ext_acl_path(path);
     #[cfg(not(target_os = "macos"))]
