@@ -936,7 +936,8 @@ mod tests {
         (tmp, cache, root)
     }
 
-    fn walker<'a>(cache: &'a CacheConfig, root: &'a Root, tally: &'a Tally) -> Walker<'a> {
+    /// A repairing scan with no hooks, as the unit tests drive it.
+    fn plain<'a>(cache: &'a CacheConfig, root: &'a Root, tally: &'a Tally) -> Scan<'a> {
         Scan {
             cache,
             root,
@@ -949,7 +950,10 @@ mod tests {
             hold_root: false,
             log_repairs: false,
         }
-        .walker(*root.stat())
+    }
+
+    fn walker<'a>(cache: &'a CacheConfig, root: &'a Root, tally: &'a Tally) -> Walker<'a> {
+        plain(cache, root, tally).walker(*root.stat())
     }
 
     fn write_private(p: &Path) {
@@ -1088,19 +1092,7 @@ mod tests {
 
     fn scan_all(cache: &CacheConfig, root: &Root) -> Tally {
         let tally = Tally::default();
-        let scan = Scan {
-            cache,
-            root,
-            action: Action::Repair,
-            tally: &tally,
-            watch: None,
-            audit: None,
-            findings: None,
-            stop: None,
-            hold_root: false,
-            log_repairs: false,
-        };
-        scan.all().unwrap();
+        plain(cache, root, &tally).all().unwrap();
         tally
     }
 

@@ -982,41 +982,27 @@ fn root_a_fifo_at_the_audit_log_path_fails_the_start_at_once() {
 }
 
 /// A `root:GROUP 2775` directory: every member of the group could swap the audit log's
-/// name between the service's look and its open.
+/// name between the service's look and its open, or the metrics textfile's, which is
+/// rewritten by rename every 15 s.
 #[test]
-fn root_a_group_writable_directory_for_the_audit_log_is_refused() {
+fn root_a_group_writable_directory_for_the_audit_log_or_the_metrics_is_refused() {
     require_root();
     let _lock = sysctl_lock(false);
-    let t = Tree::new();
-    let logs = t.base.join("logs");
-    mkdir(&logs, 0o755);
-    chown(&logs, 0, GROUP);
-    chmod(&logs, 0o2775);
-    let audit = logs.join("audit.jsonl");
-    Daemon::write_config(&t.base, &shared_cache(&t.root), &format!("audit_log = \"{}\"", audit.display()));
-    let out = refused_start(&t.base);
-    one_line_with(&out, &["daemon.audit_log", audit.to_str().unwrap(), "writable by its group or by everyone (2775)"]);
-    assert!(!audit.exists(), "the audit log was created in a directory the group can write");
-}
-
-/// The same for the metrics textfile, rewritten by rename in its directory every 15 s.
-#[test]
-fn root_a_group_writable_directory_for_the_metrics_textfile_is_refused() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
-    let metrics = t.base.join("metrics");
-    mkdir(&metrics, 0o755);
-    chown(&metrics, 0, GROUP);
-    chmod(&metrics, 0o2775);
-    let textfile = metrics.join("ck.prom");
-    Daemon::write_config(&t.base, &shared_cache(&t.root), &format!("metrics_textfile = \"{}\"", textfile.display()));
-    let out = refused_start(&t.base);
-    one_line_with(
-        &out,
-        &["daemon.metrics_textfile", textfile.to_str().unwrap(), "writable by its group or by everyone (2775)"],
-    );
-    assert!(!textfile.exists(), "the metrics textfile was written in a directory the group can write");
+    for key in ["audit_log", "metrics_textfile"] {
+        let t = Tree::new();
+        let dir = t.base.join("side");
+        mkdir(&dir, 0o755);
+        chown(&dir, 0, GROUP);
+        chmod(&dir, 0o2775);
+        let file = dir.join("side-file");
+        Daemon::write_config(&t.base, &shared_cache(&t.root), &format!("{key} = \"{}\"", file.display()));
+        let out = refused_start(&t.base);
+        one_line_with(
+            &out,
+            &[&format!("daemon.{key}"), file.to_str().unwrap(), "writable by its group or by everyone (2775)"],
+        );
+        assert!(!file.exists(), "{key} was created in a directory the group can write");
+    }
 }
 
 /// Regression: whatever had the socket's name was deleted at start, a regular file too.
