@@ -2,44 +2,38 @@
 //! it brings every entry to a configured owner model (owner, group, mode) through
 //! descriptor-pinned, race-safe changes, once (`--init`, `--check`) or continuously.
 //!
-//! The pure parts ([`model`], [`config`], [`names`]) do no I/O; only [`repair`]
-//! changes files, reached through the descriptor-based [`walk`] from a root that
-//! [`root`] resolved safely and pinned. [`sidefile`] keeps the service's own files
-//! (audit log, metrics, socket, sync markers) out of reach of the tree's users.
+//! The map, each folder opening with what lives there and what it may use:
 //!
-//! Every system call that needs `unsafe` lives behind one seam, [`sys`], which is also
-//! where the platforms differ.
-//! [`service`] is the long-running keeper: one worker per cache owns its state, fed by
-//! that cache's inotify reader ([`watch`]); the control socket only routes requests.
+//! - [`policy`]: what a cache should look like (owner model, configuration, names); pure.
+//! - [`engine`]: resolving a root, walking a tree, the one place that changes files.
+//! - [`sys`]: every system call that needs `unsafe`, and where the platforms differ.
+//! - [`service`]: the long-running keeper: one worker per cache, fed by that cache's
+//!   inotify reader (`watch`); the control socket only routes requests.
+//! - [`client`]: `cachekeeperctl`, `explain`, `doctor`: run as the caller, never privileged.
+//! - [`oneshot`]: `--init`, `--check` and exec mode.
+//!
+//! Followed from the kernel to a repair: `service::watch` turns an inotify event into
+//! work, `service::worker` takes it, `engine::walk` looks at the entry, `policy::model`
+//! says what it should be, and `engine::repair` changes it.
 
 #![deny(unsafe_code)]
 
-pub mod acl;
-pub mod audit;
-pub mod cli;
-pub mod config;
-pub mod ctl;
-pub mod doctor;
+pub mod client;
+pub mod engine;
 pub mod error;
-pub mod exec;
-pub mod explain;
-pub mod ext_acl;
-pub mod gofidelity;
-pub mod hint;
 pub mod logging;
-pub mod metrics;
-pub mod model;
-pub mod names;
-pub mod pasted;
+pub mod oneshot;
+pub mod policy;
 pub mod privilege;
 pub mod protocol;
-pub mod repair;
-pub mod root;
 pub mod sandbox;
 pub mod service;
-pub mod sidefile;
-pub mod summary;
 #[allow(unsafe_code)]
 pub mod sys;
-pub mod walk;
-pub mod watch;
+
+// The modules by their short names, as the code and the tests name them.
+pub use client::{ctl, doctor, explain, gofidelity, pasted};
+pub use engine::{acl, ext_acl, repair, root, sidefile, walk};
+pub use oneshot::{cli, exec, hint, summary};
+pub use policy::{config, model, names};
+pub use service::{audit, metrics, watch};

@@ -23,18 +23,21 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 
-use crate::audit::AuditLog;
 use crate::config::{CacheConfig, Config, DaemonConfig};
 use crate::protocol::{self, CacheState, CacheStatus, Repairs, Reported, Request, Response, ScanInfo, Status};
 use crate::root::{self, Origin, Root};
 use crate::sidefile::{self, SafeDir, SideFileError};
 use crate::sys;
 use crate::walk::{Action, Reason, Scan, Tally};
-use crate::watch::{self, Counters, Degradation, Degraded, Handler, Queue, Waiters, Work};
+use audit::AuditLog;
+use watch::{Counters, Degradation, Degraded, Handler, Queue, Waiters, Work};
 
+pub mod audit;
 mod cache;
 mod control;
+pub mod metrics;
 mod unrepaired;
+pub mod watch;
 mod worker;
 
 use cache::*;

@@ -1,0 +1,11 @@
+//! What runs as the caller, never privileged: `cachekeeperctl` (`ctl`: the socket
+//! client and how answers are shown), `explain` (why a user may not do something at a
+//! path, and a pasted Go error line read by `pasted`), `doctor` (the checklist) and the
+//! Go-specific checks both share (`gofidelity`). It reads the tree and asks the service;
+//! it changes nothing.
+
+pub mod ctl;
+pub mod doctor;
+pub mod explain;
+pub mod gofidelity;
+pub mod pasted;
