@@ -91,7 +91,7 @@ pub(super) async fn accept_loop(service: Arc<Service>, listener: UnixListener) {
                 // service busy, and the service keeps its descriptors for the caches.
                 let Some(slot) = ConnectionSlot::take(&service, &stream) else { continue };
                 tokio::spawn(async move {
-                    slot.service.connection(stream).await;
+                    Service::connection(&slot.service, stream).await;
                     drop(slot);
                 });
             }
@@ -251,11 +251,11 @@ impl Service {
         Ok(paths)
     }
 
-    pub(super) async fn connection(&self, mut stream: UnixStream) {
+    pub(super) async fn connection(service: &Arc<Service>, mut stream: UnixStream) {
         let uid = stream.peer_cred().ok().map(|c| c.uid());
-        let response = match self.read_request(&mut stream).await {
-            Ok(request) => match self.authorize(&stream, &request) {
-                Ok(()) => self.answer(request, uid).await,
+        let response = match service.read_request(&mut stream).await {
+            Ok(request) => match service.authorize(&stream, &request).await {
+                Ok(()) => service.answer(request, uid).await,
                 Err(refused) => Response::Denied { message: refused.to_string() },
             },
             Err(refused) => Response::Failed { message: refused.to_string() },
@@ -277,14 +277,17 @@ impl Service {
     }
 
     /// Root and members of `daemon.socket_group` only (SO_PEERCRED; tokio asks getpeereid on macOS).
-    pub(super) fn authorize(&self, stream: &UnixStream, request: &Request) -> Result<(), Refused> {
+    pub(super) async fn authorize(&self, stream: &UnixStream, request: &Request) -> Result<(), Refused> {
         let cred = stream.peer_cred().map_err(Refused::NoCredentials)?;
         // The service's own user too: the unit's ExecReload= runs cachekeeperctl as User=.
         if cred.uid() == 0 || cred.uid() == nix::unistd::geteuid().as_raw() {
             return Ok(());
         }
         if let Some(group) = self.daemon.socket_group {
-            let member = cred.gid() == group || peer_groups(cred.uid(), cred.gid(), cred.pid()).contains(&group);
+            // /proc and the group database may block: not on the runtime's threads.
+            let (uid, gid, pid) = (cred.uid(), cred.gid(), cred.pid());
+            let groups = tokio::task::spawn_blocking(move || peer_groups(uid, gid, pid)).await.unwrap_or_default();
+            let member = cred.gid() == group || groups.contains(&group);
             if member {
                 return Ok(());
             }
@@ -293,7 +296,7 @@ impl Service {
         Err(Refused::RootOnly(cred.uid()))
     }
 
-    pub(super) async fn answer(&self, request: Request, uid: Option<u32>) -> Response {
+    pub(super) async fn answer(self: &Arc<Self>, request: Request, uid: Option<u32>) -> Response {
         let _busy = match &request {
             Request::Reload | Request::Rescan { .. } => match self.one_at_a_time(uid) {
                 Ok(busy) => busy,
@@ -302,7 +305,7 @@ impl Service {
             Request::Status | Request::Sync { .. } => None,
         };
         match request {
-            Request::Status => Response::Status(Box::new(self.status())),
+            Request::Status => Response::Status(Box::new(self.status_off_runtime().await)),
             Request::Sync { timeout_ms } => {
                 let deadline = Duration::from_millis(timeout_ms);
                 match tokio::time::timeout(deadline, self.sync()).await {
@@ -373,6 +376,16 @@ impl Service {
     /// What stays unrepaired in `caches`, told apart by whether `uid` owns it.
     fn leftovers(&self, caches: &[Arc<CacheRuntime>], uid: Option<u32>) -> Vec<protocol::Leftover> {
         caches.iter().filter_map(|c| c.leftover(uid)).collect()
+    }
+
+    /// `status` reads /proc, the user database and the configuration file: on a
+    /// blocking thread, not on one of the runtime's two.
+    pub(super) async fn status_off_runtime(self: &Arc<Self>) -> Status {
+        let service = Arc::clone(self);
+        match tokio::task::spawn_blocking(move || service.status()).await {
+            Ok(status) => status,
+            Err(_) => self.status(),
+        }
     }
 
     pub(super) fn status(&self) -> Status {

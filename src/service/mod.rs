@@ -415,7 +415,7 @@ async fn run_until_stopped(service: &Arc<Service>, started: Vec<oneshot::Receive
             let mut last = String::new();
             loop {
                 tick.tick().await;
-                let line = status_line(&service.status());
+                let line = status_line(&service.status_off_runtime().await);
                 if line != last {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&line)]);
                     last = line;
@@ -430,7 +430,8 @@ async fn run_until_stopped(service: &Arc<Service>, started: Vec<oneshot::Receive
             loop {
                 tick.tick().await;
                 let Some((dir, name)) = &service.side.metrics else { return };
-                let written = dir.replace(name, crate::metrics::render(&service.status()).as_bytes(), 0o644);
+                let text = crate::metrics::render(&service.status_off_runtime().await);
+                let written = dir.replace(name, text.as_bytes(), 0o644);
                 let failed = written.err().map(|e| format!("daemon.metrics_textfile: {e}"));
                 let mut trouble = service.trouble.lock().unwrap_or_else(|p| p.into_inner());
                 // Said once when it starts failing, and once when it is fixed; `status`
