@@ -254,6 +254,23 @@ out=$(podman run "${run_opts[@]}" --user 0 -v "$host:/cache/mod" "$app_image" \
     cachekeeper --init --path /cache/mod --owner 1001:1001 --model private 2>&1)
 has "--init warns before giving the host's bind-mounted cache to the container's uid" "owned by 4242" "$out"
 
+# A build cache mount (`RUN --mount=type=cache`, the syntax BuildKit and buildah share):
+# the cache lives outside every layer and `uid=` sets only its root, so what a root step
+# downloads stays root's. The recipe in docs/containers.md: the step that downloads as
+# root gives the cache to the build user; the build user's later step then adds to it.
+cat >"$work/app/Dockerfile.cachemount" <<DF
+FROM $app_image
+USER 0
+RUN --mount=type=cache,id=ck-ci-gomod,target=/go/pkg/mod,uid=1001,gid=1001 \
+    go mod download && cachekeeper --init --path /go/pkg/mod --owner 1001:1001 --model private
+USER 1001:1001
+RUN --mount=type=cache,id=ck-ci-gomod,target=/go/pkg/mod,uid=1001,gid=1001 \
+    go get example.com/hello@v1.1.0 && cachekeeper --check --path /go/pkg/mod --owner 1001:1001 --model private
+DF
+check "a build cache mount: root's download is given to the build user, whose later step adds to it" \
+    build -f "$work/app/Dockerfile.cachemount" "${proxy[@]}" "${envs[@]}" \
+    -t localhost/cachekeeper-ci/cachemount:test "$work/app"
+
 # ---------------------------------------------------------------------------------
 
 elapsed=$(($(date +%s) - started))
