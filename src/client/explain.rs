@@ -470,7 +470,7 @@ pub fn render(e: &Explanation) -> String {
 
 /// The caches of the configuration: the one given must be readable; the default one may
 /// be absent (explain works without one).
-pub fn configured_caches(path: Option<&Path>) -> Result<Vec<CacheConfig>, String> {
+pub fn configured_caches(path: Option<&Path>) -> Result<Vec<CacheConfig>, crate::config::ConfigError> {
     let file = crate::config::path_or_default(path);
     match Config::load(&file) {
         Ok(c) => Ok(c.caches),
@@ -479,6 +479,6 @@ pub fn configured_caches(path: Option<&Path>) -> Result<Vec<CacheConfig>, String
         {
             Ok(Vec::new())
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e),
     }
 }

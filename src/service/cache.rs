@@ -38,7 +38,7 @@ pub(super) struct RootMemory {
     pub(super) former: Option<root::Former>,
     /// Why the directory now at the root's path is refused, until an administrator
     /// accepts it (`rescan` or `reload` by root or the service's user).
-    pub(super) refused: Option<String>,
+    pub(super) refused: Option<root::RootError>,
 }
 
 impl RootMemory {

@@ -248,7 +248,7 @@ impl Worker {
     /// or the pinned one was removed: Go's `go clean -modcache` deletes the root, and the
     /// next `go` command makes a new one. Never re-resolved for a scan otherwise.
     /// A directory that took the old root's place is judged by [`root::accept_successor`].
-    pub(super) fn root(&self) -> Result<Arc<Root>, String> {
+    pub(super) fn root(&self) -> Result<Arc<Root>, RootTrouble> {
         let mut slot = self.root.lock().unwrap_or_else(|p| p.into_inner());
         let mut memory = self.runtime.stats.root_memory.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(pinned) = slot.as_ref().filter(|r| !r.removed()) {
@@ -257,18 +257,17 @@ impl Worker {
         }
         *slot = None;
         if let Some(why) = &memory.refused {
-            return Err(why.clone());
+            return Err(RootTrouble::Replaced(why.clone()));
         }
         let cache = &self.runtime.cache;
         let own = root::Ownership::for_cache(&cache.policy, None);
-        let unusable = |e: root::RootError| format!("{}: {e}", watch::UNWALKABLE_REASON);
-        root::create(&cache.path, &Origin::Admin, own).map_err(unusable)?;
-        let pinned = Arc::new(root::resolve(&cache.path, &Origin::Admin, cache.force).map_err(unusable)?);
+        root::create(&cache.path, &Origin::Admin, own).map_err(RootTrouble::Unusable)?;
+        let pinned = Arc::new(root::resolve(&cache.path, &Origin::Admin, cache.force).map_err(RootTrouble::Unusable)?);
         if let Some(former) = &memory.former {
             if let Err(e) = root::accept_successor(&pinned, former, &cache.policy) {
                 tracing::warn!(root = %cache.path.display(), "{e}");
-                memory.refused = Some(e.0.clone());
-                return Err(e.0);
+                memory.refused = Some(e.clone());
+                return Err(RootTrouble::Replaced(e));
             }
         }
         memory.former = Some(root::Former::of(&pinned));
@@ -417,7 +416,7 @@ impl Worker {
         let mut refused = None;
         let findings = Findings::new(self, true);
         let take = |note| findings.take(note);
-        let scanned = self.root().and_then(|pinned| {
+        let scanned = self.root().map_err(|e| e.to_string()).and_then(|pinned| {
             let action = self.guard(&pinned);
             if action == Action::Check {
                 refused = self
@@ -615,4 +614,15 @@ impl<'w> Findings<'w> {
             );
         }
     }
+}
+
+/// Why the worker has no root to walk: a cause of the whole cache.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(super) enum RootTrouble {
+    /// The path is not a root the rules accept, or cannot be made or opened.
+    #[error("{reason}: {0}", reason = watch::UNWALKABLE_REASON)]
+    Unusable(root::RootError),
+    /// Another directory took the root's place: refused until an administrator accepts it.
+    #[error("{0}")]
+    Replaced(root::RootError),
 }
