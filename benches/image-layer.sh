@@ -14,23 +14,15 @@ cd "$(dirname "$0")/.."
 BASE_IMAGE=localhost/cachekeeper-ci/base:container-bookworm-minbase-go-v1
 files=${CK_BENCH_LAYER_FILES:-7000}
 [ "$(id -u)" = 0 ] || { echo "image-layer bench: run it as root" >&2; exit 2; }
-work=$(mktemp -d -p /var/tmp ck-layer.XXXXXX)
+work=$(mktemp -d --tmpdir=/var/tmp)
 trap 'rm -rf "$work"' EXIT
-cat >"$work/containers.conf" <<'CONF'
-[containers]
-netns = "none"
-
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-runtime = "runc"
-CONF
-export CONTAINERS_CONF=$work/containers.conf BUILDAH_ISOLATION=oci
+# shellcheck source=tests/containers/podman.sh
+source tests/containers/podman.sh
 podman image exists "$BASE_IMAGE" \
     || { echo "image-layer bench: no $BASE_IMAGE: run tests/containers/run.sh once first" >&2; exit 2; }
 cargo build -q --release --locked --bin cachekeeper
 cp target/release/cachekeeper "$work/"
-build() { buildah bud --network=none --pull=never --layers -q -f "$1" -t "$2" "$work" >/dev/null; }
+build() { buildah bud -q "${build_opts[@]}" -f "$1" -t "$2" "$work" >/dev/null; }
 # The newest layer of an image, in bytes.
 layer() { podman history --format json "$1" | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["size"])'; }
 

@@ -35,30 +35,16 @@ for tool in podman buildah runc debootstrap python3; do
 done
 
 # ---------------------------------------------------------------------------------
-# podman for this machine: cgroupfs (no systemd user session to ask), events to a file
-# (no journald in CI), runc, no network.
+# A scratch directory (mktemp's own name), and podman set up for this machine.
 
-work=$(mktemp -d -p /var/tmp ck-containers.XXXXXX)
+work=$(mktemp -d --tmpdir=/var/tmp)
 cleanup() {
     if [ -n "${CK_KEEP:-}" ]; then echo "container test: kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-cat >"$work/containers.conf" <<'CONF'
-[containers]
-netns = "none"
-
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-runtime = "runc"
-CONF
-export CONTAINERS_CONF=$work/containers.conf
-export BUILDAH_ISOLATION=oci
-limits=(--ulimit nofile=20000:20000 --ulimit nproc=4096:4096)
-run_opts=(--rm --network=none "${limits[@]}")
-build_opts=(--network=none "${limits[@]}" --pull=never --layers)
+# shellcheck source=tests/containers/podman.sh
+source tests/containers/podman.sh
 
 # ---------------------------------------------------------------------------------
 # The base image: bootstrapped once, imported once.
@@ -91,26 +77,8 @@ log "base image $BASE_IMAGE ready in $(($(date +%s) - t0)) s"
 # ---------------------------------------------------------------------------------
 # Checks.
 
-checks=0
-failed=()
-ok() { checks=$((checks + 1)); echo "ok    $1"; }
-bad() {
-    checks=$((checks + 1))
-    failed+=("$1")
-    echo "FAIL  $1${2:+ — $2}"
-}
-# check WHAT CMD...: CMD succeeds.
-check() {
-    local what=$1 out
-    shift
-    if out=$("$@" 2>&1); then ok "$what"; else bad "$what" "$(tail -6 <<<"$out" | tr '\n' ' ')"; fi
-}
-same() {
-    if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "expected '$2', got '$3'"; fi
-}
-has() {
-    if grep -qF -- "$2" <<<"$3"; then ok "$1"; else bad "$1" "no '$2' in: $(head -c 600 <<<"$3" | tr '\n' ' ')"; fi
-}
+# shellcheck source=tests/checks.sh
+source tests/checks.sh
 
 # ---------------------------------------------------------------------------------
 # What the images are built from: the binaries built here, a file:// GOPROXY with two

@@ -174,37 +174,8 @@ goenv=(env GOMODCACHE=/var/cache/go/mod GOPROXY=file:///srv/goproxy GOSUMDB=off 
 # ---------------------------------------------------------------------------------
 # Checks.
 
-checks=0
-failed=()
-ok() { checks=$((checks + 1)); echo "ok    $1"; }
-bad() {
-    checks=$((checks + 1))
-    failed+=("$1")
-    echo "FAIL  $1${2:+ — $2}"
-}
-# check WHAT CMD...: CMD succeeds.
-check() {
-    local what=$1 out
-    shift
-    if out=$("$@" 2>&1); then ok "$what"; else bad "$what" "$(tail -4 <<<"$out" | tr '\n' ' ')"; fi
-}
-# fails WHAT CMD...: CMD fails.
-fails() {
-    local what=$1 out
-    shift
-    if out=$("$@" 2>&1); then bad "$what" "it succeeded: $(tail -2 <<<"$out" | tr '\n' ' ')"; else ok "$what"; fi
-}
-# same WHAT EXPECTED ACTUAL
-same() {
-    if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "expected '$2', got '$3'"; fi
-}
-# has WHAT NEEDLE TEXT
-has() {
-    if grep -qF -- "$2" <<<"$3"; then ok "$1"; else bad "$1" "no '$2' in: $(head -c 600 <<<"$3" | tr '\n' ' ')"; fi
-}
-lacks() {
-    if grep -qF -- "$2" <<<"$3"; then bad "$1" "'$2' in: $(grep -F -- "$2" <<<"$3" | head -3 | tr '\n' ' ')"; else ok "$1"; fi
-}
+# shellcheck source=tests/checks.sh
+source tests/checks.sh
 # eventually SECONDS CMD...: CMD succeeds within SECONDS.
 eventually() {
     local deadline=$(($(date +%s) + $1))
