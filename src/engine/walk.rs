@@ -173,18 +173,37 @@ impl Tally {
     }
 }
 
-/// Called with the relative path and the open descriptor of each directory before it
-/// is listed, so that a watch exists before the listing and nothing created meanwhile
-/// is missed; the watch is added through the descriptor, never by path.
-pub type WatchHook<'a> = dyn Fn(&[u8], BorrowedFd<'_>) + Sync + 'a;
-
-/// Told of every repair that took: the relative path and what changed.
-pub type AuditHook<'a> = dyn Fn(&[u8], &Divergence) + Sync + 'a;
-
-/// Told of each finding as the walk makes it, instead of collecting them: a caller that
-/// keeps only a bounded part (the service) holds no more than that, however many
+/// What a walk tells its caller as it goes, from any of its threads. The walk keeps
+/// none of it and logs none of it: the one-shot's summary, the service's worker and the
+/// tests are visitors, each keeping (within its own bounds) what it needs, however many
 /// entries a tree's users make unrepairable.
-pub type FindingHook<'a> = dyn Fn(Note) + Sync + 'a;
+pub trait Visit: Sync {
+    /// The directory open as `dir` is about to be listed: a watch added now, through the
+    /// descriptor and never by path, misses nothing created while it is listed.
+    fn listing(&self, _rel: &[u8], _dir: BorrowedFd<'_>) {}
+    /// A change took: the relative path and what changed.
+    fn repaired(&self, _rel: &[u8], _d: &Divergence) {}
+    /// An entry left as it is, diverging (a check), or that could not be made compliant.
+    fn found(&self, note: Note);
+}
+
+/// Collects the findings, to be read sorted by path once the walk is over.
+#[derive(Debug, Default)]
+pub struct Collect(Mutex<Vec<Note>>);
+
+impl Visit for Collect {
+    fn found(&self, note: Note) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(note);
+    }
+}
+
+impl Collect {
+    pub fn into_notes(self) -> Vec<Note> {
+        let mut notes = self.0.into_inner().unwrap_or_else(|p| p.into_inner());
+        notes.sort_by(|a, b| a.rel.cmp(&b.rel));
+        notes
+    }
+}
 
 /// One walk over a cache, whole or from one path.
 #[derive(Clone, Copy)]
@@ -193,10 +212,8 @@ pub struct Scan<'a> {
     pub root: &'a Root,
     pub action: Action,
     pub tally: &'a Tally,
-    pub watch: Option<&'a WatchHook<'a>>,
-    pub audit: Option<&'a AuditHook<'a>>,
-    /// Where findings go; `None`: collected and returned, sorted by path.
-    pub findings: Option<&'a FindingHook<'a>>,
+    /// Told of each directory listed, each change and each finding.
+    pub visit: &'a dyn Visit,
     /// Set when the walk is to end early (the service stops): what is left is not
     /// visited, so that a stop does not wait for a walk of the whole tree.
     pub stop: Option<&'a AtomicBool>,
@@ -205,9 +222,6 @@ pub struct Scan<'a> {
     /// looks at) means a tree that is. The service repairs the root regardless: one
     /// entry's failure is that entry's.
     pub hold_root: bool,
-    /// One `info` line per repair (live checks); otherwise `debug` (full scans, whose
-    /// callers log a summary).
-    pub log_repairs: bool,
 }
 
 impl std::fmt::Debug for Scan<'_> {
@@ -229,12 +243,8 @@ impl<'a> Scan<'a> {
             action: self.action,
             root,
             tally: self.tally,
-            watch: self.watch,
-            audit: self.audit,
-            log_repairs: self.log_repairs,
-            findings: self.findings,
+            visit: self.visit,
             stop: self.stop,
-            notes: Mutex::new(Vec::new()),
             default_acl,
             every_acl: true,
             pinned_root: self.root,
@@ -255,12 +265,12 @@ impl<'a> Scan<'a> {
     /// the kubelet's `OnRootMismatch` expects of a volume: it looks at the root alone to
     /// decide that a tree is done, so an interrupted or failed run must never leave a
     /// root that looks done over a tree that is not.
-    pub fn all(&self) -> io::Result<Vec<Note>> {
+    pub fn all(&self) -> io::Result<()> {
         let (root, st) = self.open_root()?;
         let walker = Walker { every_acl: false, ..self.walker(st) };
         if self.action == Action::Check {
             rayon::scope(|s| walker.directory(s, root, st, Vec::new(), true));
-            return Ok(walker.into_notes());
+            return Ok(());
         }
         let kept = root.try_clone()?;
         rayon::scope(|s| walker.list(s, root, Vec::new()));
@@ -287,13 +297,13 @@ impl<'a> Scan<'a> {
                 );
             }
         }
-        Ok(walker.into_notes())
+        Ok(())
     }
 
     /// Several entries at once, sorted by path: the
     /// directories on the way are opened once for every path below them, so a batch of
     /// events in one deep directory costs its depth once, not once per event.
-    pub fn paths(&self, checks: &[(Vec<u8>, bool)]) -> io::Result<Vec<Note>> {
+    pub fn paths(&self, checks: &[(Vec<u8>, bool)]) -> io::Result<()> {
         let (root, root_st) = self.open_root()?;
         let root = Arc::new(root);
         let walker = self.walker(root_st);
@@ -344,7 +354,7 @@ impl<'a> Scan<'a> {
                 }
             }
         });
-        Ok(walker.into_notes())
+        Ok(())
     }
 }
 
@@ -353,12 +363,8 @@ struct Walker<'a> {
     action: Action,
     root: Stat,
     tally: &'a Tally,
-    watch: Option<&'a WatchHook<'a>>,
-    audit: Option<&'a AuditHook<'a>>,
-    log_repairs: bool,
-    findings: Option<&'a FindingHook<'a>>,
+    visit: &'a dyn Visit,
     stop: Option<&'a AtomicBool>,
-    notes: Mutex<Vec<Note>>,
     /// The model's default ACL for directories, `None` when it leaves them alone.
     default_acl: Option<Acl>,
     /// Read every entry's access ACL (a path the service was told changed), not only
@@ -429,12 +435,6 @@ fn vanished(e: &io::Error) -> bool {
 }
 
 impl<'s> Walker<'s> {
-    fn into_notes(self) -> Vec<Note> {
-        let mut notes = self.notes.into_inner().unwrap_or_else(|p| p.into_inner());
-        notes.sort_by(|a, b| a.rel.cmp(&b.rel));
-        notes
-    }
-
     /// A directory opened as `fd`, whose `statx` is `st`: check it, then (with `list`)
     /// its children.
     fn directory<'a>(&'a self, s: &rayon::Scope<'a>, fd: OwnedFd, st: Stat, rel: Vec<u8>, list: bool) {
@@ -468,9 +468,7 @@ impl<'s> Walker<'s> {
 
     /// Walks the children of the directory opened as `fd` (after its watch, if any).
     fn list<'a>(&'a self, s: &rayon::Scope<'a>, fd: OwnedFd, rel: Vec<u8>) {
-        if let Some(watch) = self.watch {
-            watch(&rel, fd.as_fd());
-        }
+        self.visit.listing(&rel, fd.as_fd());
         let fd = Arc::new(fd);
         if let (Action::Repair, Some(version)) = (self.action, model::toolchain_root(&rel)) {
             // Go's first-use steps come after everything else in the tree, as in Go:
@@ -675,11 +673,7 @@ impl<'s> Walker<'s> {
             let shown = names::join(rel, &m);
             let Some(dir) = open_below(fd, names::parent(&m)) else { continue };
             match repair::copy_go_mod(dir.as_fd()) {
-                Ok(true) => {
-                    Tally::bump(&self.tally.changed);
-                    let go_mod = names::join(names::parent(&shown), b"go.mod");
-                    tracing::debug!(path = %names::display(&self.cache.path, &go_mod), "created: a copy of _go.mod, as Go's first use does");
-                }
+                Ok(true) => Tally::bump(&self.tally.changed),
                 Ok(false) => {}
                 Err(e) if vanished(&e) => {}
                 Err(e) => self.fail(shown, Failure::new("cannot copy _go.mod to go.mod (Go's first use)", &e)),
@@ -856,20 +850,11 @@ impl<'s> Walker<'s> {
                 Tally::bump(counter);
             }
         }
-        // A full scan logs a summary; only live repairs get a line each.
-        if self.log_repairs {
-            tracing::info!(path = %names::display(&self.cache.path, rel), "repaired: {d}");
-        } else {
-            tracing::debug!(path = %names::display(&self.cache.path, rel), "repaired: {d}");
-        }
-        if let Some(audit) = self.audit {
-            audit(rel, d);
-        }
+        self.visit.repaired(rel, d);
     }
 
     fn report(&self, rel: Vec<u8>, reason: Reason) {
         Tally::bump(&self.tally.reported[reason as usize]);
-        tracing::debug!(path = %names::display(&self.cache.path, &rel), "left as it is: {}", reason.explain());
         self.note(rel, Finding::Reported(reason));
     }
 
@@ -878,19 +863,13 @@ impl<'s> Walker<'s> {
         self.note(rel, Finding::Diverges(d));
     }
 
-    /// The walk does not log what it finds (its callers summarise or log it); the
-    /// lines here are for `CACHEKEEPER_LOG=debug`.
     fn fail(&self, rel: Vec<u8>, failure: Failure) {
         Tally::bump(&self.tally.failed);
-        tracing::debug!(path = %names::display(&self.cache.path, &rel), "{failure}");
         self.note(rel, Finding::Failed(failure));
     }
 
     fn note(&self, rel: Vec<u8>, finding: Finding) {
-        match self.findings {
-            Some(hook) => hook(Note { rel, finding }),
-            None => self.notes.lock().unwrap_or_else(|p| p.into_inner()).push(Note { rel, finding }),
-        }
+        self.visit.found(Note { rel, finding });
     }
 }
 
@@ -936,20 +915,15 @@ mod tests {
         (tmp, cache, root)
     }
 
-    /// A repairing scan with no hooks, as the unit tests drive it.
+    /// Findings are dropped: these tests look at the tree and the tally.
+    struct Ignore;
+    impl Visit for Ignore {
+        fn found(&self, _: Note) {}
+    }
+
+    /// A repairing scan, as the unit tests drive it.
     fn plain<'a>(cache: &'a CacheConfig, root: &'a Root, tally: &'a Tally) -> Scan<'a> {
-        Scan {
-            cache,
-            root,
-            action: Action::Repair,
-            tally,
-            watch: None,
-            audit: None,
-            findings: None,
-            stop: None,
-            hold_root: false,
-            log_repairs: false,
-        }
+        Scan { cache, root, action: Action::Repair, tally, visit: &Ignore, stop: None, hold_root: false }
     }
 
     fn walker<'a>(cache: &'a CacheConfig, root: &'a Root, tally: &'a Tally) -> Walker<'a> {
@@ -1033,25 +1007,13 @@ mod tests {
         }
         symlink(tmp.path().join("outside/dir"), cache.path.join("s")).unwrap();
         let tally = Tally::default();
-        // Findings go to the hook as they are made; the walk keeps none of them.
-        let taken = Mutex::new(Vec::new());
-        let take = |note: Note| taken.lock().unwrap().push(note);
-        let scan = Scan {
-            cache: &cache,
-            root: &root,
-            action: Action::Repair,
-            tally: &tally,
-            watch: None,
-            audit: None,
-            findings: Some(&take),
-            stop: None,
-            hold_root: false,
-            log_repairs: false,
-        };
+        // Findings go to the visitor as they are made; the walk keeps none of them.
+        let taken = Collect::default();
+        let scan = Scan { visit: &taken, ..plain(&cache, &root, &tally) };
         let checks: Vec<(Vec<u8>, bool)> =
             ["a/b/c/f1", "a/b/c/f2", "a/b/g", "s", "s/inner"].iter().map(|p| (p.as_bytes().to_vec(), false)).collect();
-        assert!(scan.paths(&checks).unwrap().is_empty());
-        let taken = taken.into_inner().unwrap();
+        scan.paths(&checks).unwrap();
+        let taken = taken.into_notes();
         assert_eq!(taken, [Note { rel: b"s".to_vec(), finding: Finding::Reported(Reason::Symlink) }]);
         for f in ["a/b/c/f1", "a/b/c/f2", "a/b/g"] {
             assert_ne!(mode_of(&cache.path.join(f)), 0o600, "{f} was not checked");

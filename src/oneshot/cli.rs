@@ -279,28 +279,14 @@ fn run(args: &Args) -> Result<Outcome, Usage> {
     for (cache, (root, created)) in caches.iter().zip(roots) {
         let tally = interrupted.track();
         let started = Instant::now();
-        let repairs = std::sync::Mutex::new(Vec::new());
-        let record = |rel: &[u8], d: &crate::model::Divergence| {
-            repairs.lock().unwrap_or_else(|p| p.into_inner()).push((rel.to_vec(), *d));
-        };
-        let audit: Option<&walk::AuditHook<'_>> = if args.verbose > 0 { Some(&record) } else { None };
-        let scan = walk::Scan {
-            cache,
-            root: &root,
-            action,
-            tally: &tally,
-            watch: None,
-            audit,
-            findings: None,
-            stop: None,
-            hold_root: true,
-            log_repairs: true,
-        };
-        let notes = with_progress(!args.json, &tally, || scan.all())
+        let seen = Seen { cache, notes: walk::Collect::default(), repairs: (args.verbose > 0).then(Default::default) };
+        let scan = walk::Scan { cache, root: &root, action, tally: &tally, visit: &seen, stop: None, hold_root: true };
+        with_progress(!args.json, &tally, || scan.all())
             .map_err(|e| Usage(format!("cannot open cache root {}: {}", cache.path.display(), sys::describe(&e))))?;
-        let mut s = CacheSummary::new(cache, action, &tally, notes, started.elapsed());
-        s.repairs = repairs.into_inner().unwrap_or_else(|p| p.into_inner());
-        s.repairs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut repairs = seen.repairs.map(|r| r.into_inner().unwrap_or_else(|p| p.into_inner())).unwrap_or_default();
+        repairs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut s = CacheSummary::new(cache, action, &tally, seen.notes.into_notes(), started.elapsed());
+        s.repairs = repairs;
         s.created = created;
         all_compliant &= s.compliant;
         summaries.push(s);
@@ -315,6 +301,34 @@ fn run(args: &Args) -> Result<Outcome, Usage> {
     };
     let _ = printed.and_then(|()| out.flush());
     Ok(Outcome { compliant: all_compliant, exec_as })
+}
+
+/// What the one-shot keeps of a walk: every finding for its summary, each repair (with
+/// `-v`) for its list, and a log line per repair and finding.
+struct Seen<'a> {
+    cache: &'a CacheConfig,
+    notes: walk::Collect,
+    repairs: Option<std::sync::Mutex<Vec<summary::Repaired>>>,
+}
+
+impl walk::Visit for Seen<'_> {
+    fn repaired(&self, rel: &[u8], d: &crate::model::Divergence) {
+        tracing::info!(path = %crate::names::display(&self.cache.path, rel), "repaired: {d}");
+        if let Some(repairs) = &self.repairs {
+            repairs.lock().unwrap_or_else(|p| p.into_inner()).push((rel.to_vec(), *d));
+        }
+    }
+
+    /// The summary tells what was found; the lines are for `-vv`.
+    fn found(&self, note: walk::Note) {
+        let path = crate::names::display(&self.cache.path, &note.rel);
+        match &note.finding {
+            walk::Finding::Reported(r) => tracing::debug!(path = %path, "left as it is: {}", r.explain()),
+            walk::Finding::Failed(f) => tracing::debug!(path = %path, "{f}"),
+            walk::Finding::Diverges(_) => {}
+        }
+        self.notes.found(note);
+    }
 }
 
 /// Creates a missing root (for `--init`), resolves and pins it, isolates it when asked,

@@ -16,6 +16,9 @@ use crate::walk::{Action, Failure, Finding, Note, Reason, Tally};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// One change the walk made: the relative path and what changed.
+pub type Repaired = (Vec<u8>, Divergence);
+
 /// The outcome of one walk over one cache.
 #[derive(Debug)]
 pub struct CacheSummary {
@@ -31,7 +34,7 @@ pub struct CacheSummary {
     pub elapsed: Duration,
     pub notes: Vec<Note>,
     /// Every repair, by path (relative to the root), when they were collected (`-v`).
-    pub repairs: Vec<(Vec<u8>, Divergence)>,
+    pub repairs: Vec<Repaired>,
     /// Directories `--init` created for the root.
     pub created: Vec<PathBuf>,
     pub compliant: bool,

@@ -3,9 +3,8 @@
 //! before — for an entry the service repairs as it appears, the uid that created it.
 
 use std::fs::File;
-use std::io::{LineWriter, Write};
+use std::io::Write;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -13,9 +12,12 @@ use serde::Serialize;
 use crate::model::{Attrs, Divergence};
 use crate::names;
 
+/// Shared by every cache's walk, with no lock: the file is open with `O_APPEND`, and
+/// each record goes out whole in one `write`, which the kernel appends at the end as
+/// one piece, so records of walks running at once never interleave.
 #[derive(Debug)]
 pub struct AuditLog {
-    file: Mutex<LineWriter<File>>,
+    file: File,
 }
 
 #[derive(Serialize)]
@@ -55,7 +57,7 @@ impl AuditLog {
         let dir = crate::sidefile::SafeDir::open(dir)?;
         dir.require_private(trusted).map_err(|e| e.of_file(path))?;
         let file = dir.append(name, 0o640, trusted)?;
-        Ok(AuditLog { file: Mutex::new(LineWriter::new(file)) })
+        Ok(AuditLog { file })
     }
 
     pub fn record(&self, root: &Path, rel: &[u8], d: &Divergence) {
@@ -73,8 +75,7 @@ impl AuditLog {
         };
         let Ok(mut line) = serde_json::to_vec(&record) else { return };
         line.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = file.write_all(&line) {
+        if let Err(e) = (&self.file).write_all(&line) {
             tracing::warn!("cannot write the audit log: {e}");
         }
     }

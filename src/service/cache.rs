@@ -1,5 +1,6 @@
-//! One cache being kept: its runtime (queue, watcher, state shared with `status`), its
-//! counters that survive a reload, and what `status` says about it.
+//! One cache being kept, as the control socket sees it: a handle that sends its worker
+//! messages and reads the view the worker publishes, with no lock on either side. What
+//! survives a reload ([`Kept`]) travels in that view from the old worker to the new one.
 
 use super::*;
 
@@ -16,23 +17,53 @@ pub(super) enum Unsettled {
     NotReconciled(String),
 }
 
-/// Counters of a cache that survive a reload.
-#[derive(Debug, Default)]
-pub(super) struct Stats {
-    pub(super) counters: Arc<Counters>,
-    pub(super) repairs: Tally,
-    pub(super) full_scans: AtomicU64,
-    pub(super) full_scan_ms: AtomicU64,
-    pub(super) last_scan: Mutex<Option<LastScan>>,
-    pub(super) last_repair: Mutex<Option<protocol::LastRepair>>,
+/// What a cache's worker counted; kept across reloads.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Counts {
+    pub(super) repairs: Repairs,
+    /// The filesystem refused POSIX ACLs: the cache is repair only.
+    pub(super) no_acl: bool,
+    /// Cache-wide errors (a root that cannot be opened, a failed watcher); an entry that
+    /// stays unrepaired is counted once, in the unrepaired set.
+    pub(super) errors: u64,
+    pub(super) events: u64,
+    pub(super) overflows: u64,
+    pub(super) full_scans: u64,
+    pub(super) full_scan_ms: u64,
     /// Directories watched by the last full scan, and since.
-    pub(super) watches: AtomicU64,
-    pub(super) root_memory: Mutex<RootMemory>,
+    pub(super) watches: u64,
+}
+
+impl Counts {
+    /// Adds the changes of a finished walk.
+    pub(super) fn absorb(&mut self, t: &Tally) {
+        let r = &mut self.repairs;
+        for (mine, theirs) in [
+            (&mut r.entries, &t.changed),
+            (&mut r.owner, &t.owner),
+            (&mut r.group, &t.group),
+            (&mut r.mode, &t.mode),
+            (&mut r.acl, &t.acl),
+        ] {
+            *mine += theirs.load(Relaxed);
+        }
+        self.no_acl |= t.no_acl.load(Relaxed);
+    }
+}
+
+/// What a cache's worker keeps across reloads.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Kept {
+    pub(super) counts: Counts,
+    pub(super) last_overflow: Option<Instant>,
+    pub(super) last_scan: Option<LastScan>,
+    pub(super) last_repair: Option<protocol::LastRepair>,
+    pub(super) root_memory: RootMemory,
 }
 
 /// What a cache's worker knew of its root, kept across reloads: a member's `reload` must
 /// not make the service accept a root it refused (SPEC §4, root re-creation).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct RootMemory {
     /// The root last pinned.
     pub(super) former: Option<root::Former>,
@@ -54,59 +85,57 @@ pub(super) struct LastScan {
     pub(super) reported: Reported,
 }
 
-/// One cache being kept: its worker thread, its watcher and its state.
-pub(super) struct CacheRuntime {
-    pub(super) cache: Arc<CacheConfig>,
-    pub(super) stats: Arc<Stats>,
-    pub(super) queue: Queue,
-    /// Where `sync` creates its marker files, watched by this cache's inotify instance.
-    pub(super) sentinel: Result<SafeDir, Arc<SideFileError>>,
-    pub(super) filesystem: String,
-    pub(super) polled: bool,
-    /// An inotify watcher exists (it may not: not polled, yet inotify failed).
-    pub(super) watched: bool,
-    pub(super) waiters: Waiters,
-    pub(super) degraded: Degradation,
-    pub(super) scanned: Arc<AtomicBool>,
-    /// Why the last full reconcile could not walk the cache, if it could not: `rescan`
-    /// and `sync` fail with it rather than report a reconcile that did not happen.
-    pub(super) scan_error: Mutex<Option<String>>,
-    pub(super) stopped: AtomicBool,
-    pub(super) full_rescan: Duration,
-    pub(super) thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Set by the worker each time it looks at the pinned root.
-    pub(super) isolation: Mutex<Option<IsolationState>>,
-    /// Entries that stay non-compliant, bounded: rebuilt by each full scan, updated by
-    /// each check of a path.
-    pub(super) unrepaired: Mutex<unrepaired::Unrepaired>,
-    /// Watches this cache may hold (`daemon.max_watches`).
-    pub(super) max_watches: u64,
+/// Whether hard links from outside can reach a cache, and whether that stops repairs.
+#[derive(Debug, Clone)]
+pub(super) struct IsolationState {
+    pub(super) isolated: bool,
+    pub(super) description: String,
+    /// Why files are not changed (the hard-link guard), if they are not.
+    pub(super) refused: Option<String>,
 }
 
-/// What kept a walk from watching every directory it listed.
-#[derive(Default)]
-pub(super) struct WatchTrouble {
-    /// The kernel's limit (`fs.inotify.max_user_watches`) refused a watch.
-    pub(super) limit: AtomicBool,
-    /// `daemon.max_watches` was reached.
-    pub(super) budget: AtomicBool,
-    /// Directories refused for another reason (a path longer than PATH_MAX), and the first.
-    pub(super) unwatched: AtomicU64,
-    pub(super) first: Mutex<Option<String>>,
+/// What stays unrepaired, as the view shows it: the count, the first few, and how many
+/// each owner has.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Leftovers {
+    pub(super) count: u64,
+    pub(super) first: Vec<protocol::Unrepaired>,
+    pub(super) by_owner: BTreeMap<Option<u32>, u64>,
 }
 
-impl WatchTrouble {
-    /// Why part of the cache is not watched, if it is not.
-    pub(super) fn reason(&self, max_watches: u64) -> Option<Degraded> {
-        if self.limit.load(Relaxed) {
-            return Some(Degraded::WatchLimit);
+/// The state of a cache as its worker last published it: immutable, read by `status`,
+/// `sync` and `rescan` without a lock.
+#[derive(Debug, Clone, Default)]
+pub(super) struct View {
+    pub(super) kept: Kept,
+    /// The first full scan is done.
+    pub(super) scanned: bool,
+    /// Why the whole cache is degraded, as the worker last found; an overflow's memory
+    /// ([`watch::OVERFLOW_MEMORY`]) is judged when the view is read.
+    pub(super) degraded: Option<Degraded>,
+    pub(super) isolation: Option<IsolationState>,
+    pub(super) unrepaired: Leftovers,
+}
+
+impl View {
+    /// Why events cannot be trusted now, if they cannot: causes of the whole cache only.
+    /// An entry that cannot be repaired is that entry's (SPEC §4): listed, retried, and
+    /// told to whoever owns it, but it degrades nobody else's cache.
+    pub(super) fn degraded(&self) -> Option<Degraded> {
+        let overflowed = self.kept.last_overflow.is_some_and(|t| t.elapsed() < watch::OVERFLOW_MEMORY);
+        self.degraded.clone().or_else(|| overflowed.then_some(Degraded::Overflow))
+    }
+
+    pub(super) fn state(&self, polled: bool) -> CacheState {
+        if !self.scanned {
+            CacheState::Starting
+        } else if self.degraded().is_some() {
+            CacheState::Degraded
+        } else if polled {
+            CacheState::Polling
+        } else {
+            CacheState::Healthy
         }
-        if self.budget.load(Relaxed) {
-            return Some(Degraded::WatchBudget { max: max_watches });
-        }
-        let count = self.unwatched.load(Relaxed);
-        let first = self.first.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        (count > 0).then(|| Degraded::Unwatched { count, first: first.unwrap_or_default() })
     }
 }
 
@@ -121,32 +150,49 @@ pub(super) fn max_watches(configured: Option<u64>) -> u64 {
     })
 }
 
-/// Whether hard links from outside can reach a cache, and whether that stops repairs.
+/// How a cache is watched, decided once at start.
 #[derive(Debug, Clone)]
-pub(super) struct IsolationState {
-    pub(super) isolated: bool,
-    pub(super) description: String,
-    /// Why files are not changed (the hard-link guard), if they are not.
-    pub(super) refused: Option<String>,
+pub(super) struct Watching {
+    pub(super) filesystem: String,
+    /// The filesystem sends no events for other clients' writes: polled instead.
+    pub(super) polled: bool,
+}
+
+/// One cache being kept: the handle through which the control socket reaches its worker.
+pub(super) struct CacheRuntime {
+    pub(super) cache: Arc<CacheConfig>,
+    queue: Queue,
+    view: latest::Receiver<Arc<View>>,
+    /// Where `sync` creates its marker files, watched by this cache's inotify instance.
+    sentinel: Result<SafeDir, Arc<SideFileError>>,
+    watching: Watching,
+    /// An inotify watcher exists (it may not: not polled, yet inotify failed).
+    watched: bool,
+    /// Set when the runtime stops: a walk under way ends early.
+    pub(super) stopped: Arc<AtomicBool>,
+}
+
+/// What a cache's worker starts with.
+pub(super) struct Start {
+    pub(super) cache: CacheConfig,
+    pub(super) sentinel: Result<SafeDir, Arc<SideFileError>>,
+    /// What the worker that kept this cache before a reload left.
+    pub(super) kept: Option<Kept>,
+    pub(super) full_rescan: Duration,
+    pub(super) audit: Option<Arc<AuditLog>>,
+    pub(super) max_pending: usize,
+    pub(super) max_watches: Option<u64>,
 }
 
 impl CacheRuntime {
-    pub(super) fn start(
-        cache: CacheConfig,
-        sentinel: Result<SafeDir, Arc<SideFileError>>,
-        stats: Arc<Stats>,
-        full_rescan: Duration,
-        audit: Option<Arc<AuditLog>>,
-        scanned: bool,
-        (max_pending, max_watches_configured): (usize, Option<u64>),
-    ) -> (Arc<CacheRuntime>, oneshot::Receiver<()>) {
+    /// Starts the worker; the receiver is told when its first full reconcile is done.
+    pub(super) fn start(start: Start) -> (Arc<CacheRuntime>, oneshot::Receiver<Reconciled>) {
+        let Start { cache, sentinel, kept, full_rescan, audit, max_pending, max_watches: watch_budget } = start;
         let cache = Arc::new(cache);
         let (filesystem, polled) = watch::filesystem(&cache.path);
-        let queue = Queue::new(max_pending);
-        let waiters: Waiters = Arc::default();
-        let degraded: Degradation = Arc::default();
+        let (queue, inbox) = watch::queue(max_pending);
+        let mut degraded = None;
         let mut watcher = None;
-        let mut template = None;
         if polled {
             tracing::warn!(
                 root = %cache.path.display(),
@@ -154,64 +200,53 @@ impl CacheRuntime {
                 POLL_INTERVAL.as_secs()
             );
         } else {
-            let handler = Handler {
-                root: cache.path.clone(),
-                sentinel: sentinel.as_ref().map(|d| d.path().to_owned()).unwrap_or_default(),
-                queue: queue.clone(),
-                counters: Arc::clone(&stats.counters),
-                waiters: Arc::clone(&waiters),
-            };
             let made = match &sentinel {
-                Ok(_) => handler.clone().start(),
+                Ok(dir) => DirWatcher::start(&cache.path, dir.path(), queue.clone(), 0),
                 Err(e) => Err(std::io::Error::other(e.to_string())),
             };
-            template = Some(handler);
             match made {
                 Ok(w) => watcher = Some(w),
                 Err(e) => {
                     tracing::error!(root = %cache.path.display(), "cannot watch, falling back to polling: {e}");
-                    *degraded.lock().unwrap_or_else(|p| p.into_inner()) = Some(Degraded::NoInotify);
+                    degraded = Some(Degraded::NoInotify);
                 }
             }
         }
+        let scanned = kept.is_some();
+        let view = View { kept: kept.unwrap_or_default(), scanned, degraded, ..View::default() };
+        let (publish, view_rx) = latest::channel(Arc::new(view.clone()));
         let (done_tx, done_rx) = oneshot::channel();
-        queue.send(Work::Rescan { done: Some(done_tx) });
-        let watched = watcher.is_some();
+        queue.send(Work::Rescan { done: Some(done_tx), accept: false });
+        let watching = Watching { filesystem, polled };
+        let stopped = Arc::new(AtomicBool::new(false));
         let runtime = Arc::new(CacheRuntime {
-            cache,
-            stats,
-            queue,
+            cache: Arc::clone(&cache),
+            queue: queue.clone(),
+            view: view_rx,
             sentinel,
-            filesystem,
-            polled,
-            watched,
-            waiters,
-            degraded,
-            scanned: Arc::new(AtomicBool::new(scanned)),
-            scan_error: Mutex::new(None),
-            stopped: AtomicBool::new(false),
-            full_rescan,
-            thread: Mutex::new(None),
-            isolation: Mutex::new(None),
-            unrepaired: Mutex::default(),
-            max_watches: max_watches(max_watches_configured),
+            watched: watcher.is_some(),
+            watching: watching.clone(),
+            stopped: Arc::clone(&stopped),
         });
-        let worker = Worker {
-            runtime: Arc::clone(&runtime),
-            watcher: Mutex::new(watcher),
-            audit,
-            root: Mutex::default(),
-            retry: Mutex::default(),
-            backoff_ms: AtomicU64::new(RETRY_AFTER.as_millis() as u64),
-            warned: Mutex::default(),
-            handler: template,
-            over_budget: AtomicBool::new(false),
-        };
+        let worker = Worker::new(
+            worker::Setup {
+                cache,
+                inbox,
+                queue,
+                sentinel: runtime.sentinel.as_ref().ok().map(|d| d.path().to_owned()),
+                stopped,
+                audit,
+                full_rescan,
+                max_watches: max_watches(watch_budget),
+                polled,
+                watcher,
+            },
+            view,
+            publish,
+        );
         let name = format!("ck-{}", runtime.cache.path.display());
-        let handle = std::thread::Builder::new().name(name).spawn(move || worker.run());
-        match handle {
-            Ok(h) => *runtime.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(h),
-            Err(e) => tracing::error!("cannot start a worker thread: {e}"),
+        if let Err(e) = std::thread::Builder::new().name(name).spawn(move || worker.run()) {
+            tracing::error!("cannot start a worker thread: {e}");
         }
         (runtime, done_rx)
     }
@@ -220,156 +255,107 @@ impl CacheRuntime {
         self.watched
     }
 
-    pub(super) fn state(&self) -> CacheState {
-        if !self.scanned.load(Relaxed) {
-            CacheState::Starting
-        } else if self.degraded_reason().is_some() {
-            CacheState::Degraded
-        } else if self.polled {
-            CacheState::Polling
-        } else {
-            CacheState::Healthy
-        }
+    /// The worker's latest view.
+    pub(super) fn view(&self) -> Arc<View> {
+        Arc::clone(&self.view.borrow())
     }
 
-    /// Why events cannot be trusted now, if they cannot: causes of the whole cache only.
-    /// An entry that cannot be repaired is that entry's (SPEC §4): listed, retried, and
-    /// told to whoever owns it, but it degrades nobody else's cache.
-    pub(super) fn degraded_reason(&self) -> Option<Degraded> {
-        let set = self.degraded.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        set.or_else(|| self.stats.counters.overflowed_recently().then_some(Degraded::Overflow))
+    pub(super) fn state(&self) -> CacheState {
+        self.view().state(self.watching.polled)
     }
 
     /// What stays unrepaired after a `sync` or `rescan`, and how much of it `uid` owns.
     pub(super) fn leftover(&self, uid: Option<u32>) -> Option<protocol::Leftover> {
-        let map = self.unrepaired.lock().unwrap_or_else(|p| p.into_inner());
-        (!map.is_empty()).then(|| protocol::Leftover {
+        let view = self.view();
+        let left = &view.unrepaired;
+        (left.count > 0).then(|| protocol::Leftover {
             cache: self.cache.path.display().to_string(),
-            unrepaired: map.count(),
-            yours: uid.map_or(0, |u| map.owned_by(u)),
-            first: self.shown(&map),
+            unrepaired: left.count,
+            yours: uid.map_or(0, |u| left.by_owner.get(&Some(u)).copied().unwrap_or(0)),
+            first: left.first.clone(),
         })
     }
 
-    /// The first unrepaired entries, as `status` lists them.
-    fn shown(&self, map: &unrepaired::Unrepaired) -> Vec<protocol::Unrepaired> {
-        map.first(protocol::UNREPAIRED_SHOWN)
-            .map(|(rel, e)| protocol::Unrepaired {
-                path: crate::names::display(&self.cache.path, rel),
-                cause: e.cause.clone(),
-                owner: e.owner,
-            })
-            .collect()
-    }
-
-    /// A full reconcile, waited for; fails when the worker is gone or the cache could
-    /// not be walked.
-    pub(super) async fn rescan(&self) -> Result<(), Unsettled> {
+    /// A full reconcile, waited for; `accept`: an administrator accepts the directory now
+    /// at the root's path. Fails when the worker is gone or the cache could not be walked.
+    pub(super) async fn rescan(&self, accept: bool) -> Result<Option<ScanInfo>, Unsettled> {
         let (tx, rx) = oneshot::channel();
-        if !self.queue.send(Work::Rescan { done: Some(tx) }) {
+        if !self.queue.send(Work::Rescan { done: Some(tx), accept }) {
             return Err(Unsettled::Stopped);
         }
-        rx.await.map_err(|_| Unsettled::Stopped)?;
-        match self.scan_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            Some(why) => Err(Unsettled::NotReconciled(why)),
-            None => Ok(()),
-        }
+        rx.await.map_err(|_| Unsettled::Stopped)?.map_err(Unsettled::NotReconciled)
     }
 
+    /// Every event that happened before this call has been handled: the marker file
+    /// `token` goes through the cache's events behind them.
     pub(super) async fn barrier(&self, token: u64) -> Result<(), Unsettled> {
+        let dir = self.sentinel.as_ref().map_err(|e| Unsettled::Marker(Arc::clone(e)))?;
         let (tx, rx) = oneshot::channel();
-        {
-            // Under the lock that stop() clears: a runtime being replaced by a reload
-            // either refuses the waiter here or drops it there, never keeps it forever.
-            let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-            if self.stopped.load(Relaxed) {
-                return Err(Unsettled::Stopped);
-            }
-            waiters.insert(token, tx);
+        // Before the marker exists: the worker knows the waiter when its event comes.
+        if self.stopped.load(Relaxed) || !self.queue.send(Work::Await { token, done: tx }) {
+            return Err(Unsettled::Stopped);
         }
         let marker = OsString::from(token.to_string());
-        let created = match &self.sentinel {
-            Ok(dir) => dir.create_file(&marker).map_err(|e| Unsettled::Marker(Arc::new(e))),
-            Err(e) => Err(Unsettled::Marker(Arc::clone(e))),
-        };
-        let result = match created {
+        let result = match dir.create_file(&marker) {
             Ok(()) => rx.await.map_err(|_| Unsettled::Stopped),
-            Err(e) => Err(e),
+            Err(e) => Err(Unsettled::Marker(Arc::new(e))),
         };
-        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&token);
-        if let Ok(dir) = &self.sentinel {
-            let _ = dir.remove_file(&marker);
-        }
+        let _ = dir.remove_file(&marker);
         result
     }
 
-    pub(super) fn set_degraded(&self, reason: Option<Degraded>) {
-        *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = reason;
-    }
-
-    pub(super) fn stop(&self) {
-        {
-            // Waiters of a sync would otherwise wait for a worker that is gone.
-            let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-            self.stopped.store(true, Relaxed);
-            waiters.clear();
-        }
+    /// Stops the worker and waits until it is gone; its last view holds what it kept.
+    pub(super) async fn stop(&self) -> Kept {
+        self.stopped.store(true, Relaxed);
         self.queue.send(Work::Stop);
-        if let Some(h) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = h.join();
-        }
+        let mut view = self.view.clone();
+        // The worker drops its end last, after its last view and its watcher.
+        while view.changed().await.is_ok() {}
+        let kept = view.borrow().kept.clone();
+        kept
     }
 
     pub(super) fn status(&self) -> CacheStatus {
-        let last = self.stats.last_scan.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let isolation = self.isolation.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let r = &self.stats.repairs;
-        let c = &self.stats.counters;
-        let (unrepaired, unrepaired_entries) = {
-            let map = self.unrepaired.lock().unwrap_or_else(|p| p.into_inner());
-            (map.count(), self.shown(&map))
-        };
-        let reason = self.degraded_reason().map(|d| d.to_string()).or_else(|| {
-            self.polled.then(|| {
+        let view = self.view();
+        let kept = &view.kept;
+        let last = kept.last_scan.as_ref();
+        let polled = self.watching.polled;
+        let reason = view.degraded().map(|d| d.to_string()).or_else(|| {
+            polled.then(|| {
                 format!(
                     "{} sends no events for other clients' writes: polled every {}s",
-                    self.filesystem,
+                    self.watching.filesystem,
                     POLL_INTERVAL.as_secs()
                 )
             })
         });
+        let isolation = view.isolation.as_ref();
         CacheStatus {
             path: self.cache.path.display().to_string(),
-            state: self.state(),
+            state: view.state(polled),
             reason,
-            filesystem: self.filesystem.clone(),
-            entries: last.as_ref().map_or(0, |l| l.info.entries),
-            repairs: Repairs {
-                entries: r.changed.load(Relaxed),
-                owner: r.owner.load(Relaxed),
-                group: r.group.load(Relaxed),
-                mode: r.mode.load(Relaxed),
-                acl: r.acl.load(Relaxed),
-            },
-            reported: last.as_ref().map(|l| l.reported).unwrap_or_default(),
+            filesystem: self.watching.filesystem.clone(),
+            entries: last.map_or(0, |l| l.info.entries),
+            repairs: kept.counts.repairs,
+            reported: last.map(|l| l.reported).unwrap_or_default(),
             // Cache-wide errors only: an entry that stays unrepaired is retried with
             // back-off, and counted once, in `unrepaired`, not once per attempt.
-            errors: c.errors.load(Relaxed),
-            last_full_scan: last.map(|l| l.info),
-            full_scans: self.stats.full_scans.load(Relaxed),
-            full_scan_ms_total: self.stats.full_scan_ms.load(Relaxed),
+            errors: kept.counts.errors,
+            last_full_scan: last.map(|l| l.info.clone()),
+            full_scans: kept.counts.full_scans,
+            full_scan_ms_total: kept.counts.full_scan_ms,
             queue_depth: self.queue.depth(),
-            events_received: c.events.load(Relaxed),
-            overflows: c.overflows.load(Relaxed),
-            isolated: isolation.as_ref().map(|i| i.isolated),
-            isolation: isolation.map(|i| i.description),
+            events_received: kept.counts.events,
+            overflows: kept.counts.overflows,
+            isolated: isolation.map(|i| i.isolated),
+            isolation: isolation.map(|i| i.description.clone()),
             owner_model: Some(self.cache.policy),
-            watches: self.stats.watches.load(Relaxed),
-            last_repair: self.stats.last_repair.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-            inheritance: Some(crate::model::Inheritance::of(&self.cache.policy, r.no_acl.load(Relaxed))),
+            watches: kept.counts.watches,
+            last_repair: kept.last_repair.clone(),
+            inheritance: Some(crate::model::Inheritance::of(&self.cache.policy, kept.counts.no_acl)),
             queue_collapses: self.queue.collapses(),
-            unrepaired,
-            unrepaired_entries,
+            unrepaired: view.unrepaired.count,
+            unrepaired_entries: view.unrepaired.first.clone(),
         }
     }
 }

@@ -72,6 +72,15 @@ pub(super) enum Refused {
     Silent,
 }
 
+/// Why a reload was not done.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Unreloaded {
+    #[error(transparent)]
+    Config(crate::config::ConfigError),
+    #[error("the service is stopping")]
+    Stopping,
+}
+
 /// The cache roots a reload started, as `status` and the log show them.
 pub(super) type Paths = Vec<String>;
 
@@ -113,34 +122,32 @@ impl ConnectionSlot {
     pub(super) fn take(service: &Arc<Service>, stream: &UnixStream) -> Option<ConnectionSlot> {
         let uid = stream.peer_cred().ok().map(|c| c.uid());
         let trusted = |uid: u32| uid == 0 || uid == nix::unistd::geteuid().as_raw();
-        let mut guard = service.connections.lock().unwrap_or_else(|p| p.into_inner());
-        let (total, by_uid) = &mut *guard;
-        if *total >= MAX_CONNECTIONS {
+        let mut peers = service.peers();
+        if peers.connections >= MAX_CONNECTIONS {
             return None;
         }
         let counted = uid.filter(|&u| !trusted(u));
         if let Some(u) = counted {
-            let n = by_uid.entry(u).or_default();
+            let n = peers.by_uid.entry(u).or_default();
             if *n >= MAX_CONNECTIONS_PER_UID {
                 return None;
             }
             *n += 1;
         }
-        *total += 1;
+        peers.connections += 1;
         Some(ConnectionSlot { service: Arc::clone(service), uid: counted })
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let mut guard = self.service.connections.lock().unwrap_or_else(|p| p.into_inner());
-        let (total, by_uid) = &mut *guard;
-        *total -= 1;
+        let mut peers = self.service.peers();
+        peers.connections -= 1;
         if let Some(u) = self.uid {
-            if let Some(n) = by_uid.get_mut(&u) {
+            if let Some(n) = peers.by_uid.get_mut(&u) {
                 *n -= 1;
                 if *n == 0 {
-                    by_uid.remove(&u);
+                    peers.by_uid.remove(&u);
                 }
             }
         }
@@ -149,13 +156,13 @@ impl Drop for ConnectionSlot {
 
 /// A peer's `reload` or `rescan` under way; released on drop.
 pub(super) struct BusyPeer<'a> {
-    pub(super) busy: &'a Mutex<HashSet<u32>>,
+    pub(super) service: &'a Service,
     pub(super) uid: u32,
 }
 
 impl Drop for BusyPeer<'_> {
     fn drop(&mut self) {
-        self.busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.uid);
+        self.service.peers().busy.remove(&self.uid);
     }
 }
 
@@ -164,14 +171,37 @@ impl Service {
     /// each restarts or walks whole caches, and a member must not queue hundreds.
     pub(super) fn one_at_a_time(&self, uid: Option<u32>) -> Result<Option<BusyPeer<'_>>, Refused> {
         let Some(uid) = uid.filter(|&u| u != 0 && u != nix::unistd::geteuid().as_raw()) else { return Ok(None) };
-        if !self.busy.lock().unwrap_or_else(|p| p.into_inner()).insert(uid) {
+        if !self.peers().busy.insert(uid) {
             return Err(Refused::Busy(uid));
         }
-        Ok(Some(BusyPeer { busy: &self.busy, uid }))
+        Ok(Some(BusyPeer { service: self, uid }))
+    }
+
+    /// The registry of what runs. Held for a moment only, never across an `await`;
+    /// nothing that panics runs under it, so a poisoned lock still holds a whole value.
+    pub(super) fn running(&self) -> std::sync::MutexGuard<'_, Running> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The registry of who is connected, as [`Service::running`] is held.
+    pub(super) fn peers(&self) -> std::sync::MutexGuard<'_, Peers> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(super) fn snapshot(&self) -> Arc<Vec<Arc<CacheRuntime>>> {
-        Arc::clone(&self.caches.lock().unwrap_or_else(|p| p.into_inner()))
+        Arc::clone(&self.running().caches)
+    }
+
+    /// Stops every cache's worker, all at once, and returns what each kept, by path.
+    pub(super) async fn stop_caches(&self) -> HashMap<PathBuf, Kept> {
+        let caches = self.snapshot();
+        let stopping = caches.iter().map(|c| async move { (c.cache.path.clone(), c.stop().await) });
+        let mut kept = HashMap::new();
+        for stop in stopping.collect::<Vec<_>>() {
+            let (path, k) = stop.await;
+            kept.insert(path, k);
+        }
+        kept
     }
 
     /// Starts a runtime per cache (keeping the counters of caches that were already
@@ -179,46 +209,46 @@ impl Service {
     pub(super) fn start_caches(
         &self,
         caches: &[CacheConfig],
-        previous: &HashMap<PathBuf, Arc<Stats>>,
-    ) -> Vec<oneshot::Receiver<()>> {
+        mut previous: HashMap<PathBuf, Kept>,
+    ) -> Vec<oneshot::Receiver<Reconciled>> {
         let mut runtimes = Vec::new();
         let mut started = Vec::new();
         for (i, cache) in caches.iter().enumerate() {
-            // A cache that was kept before a reload is not "starting" again: its tree was
-            // compliant a moment ago, and a readiness probe must not flap.
-            let kept = previous.get(&cache.path).cloned();
-            let scanned = kept.is_some();
-            let stats = kept.unwrap_or_default();
             let sentinel =
                 self.side.sentinel_root.fresh_subdir(OsStr::new(&i.to_string()), 0o700, None).map_err(Arc::new);
-            let (runtime, rx) = CacheRuntime::start(
-                cache.clone(),
+            let (runtime, rx) = CacheRuntime::start(Start {
+                cache: cache.clone(),
                 sentinel,
-                stats,
-                self.daemon.full_rescan,
-                self.side.audit.clone(),
-                scanned,
-                (self.daemon.max_pending, self.daemon.max_watches),
-            );
+                // A cache that was kept before a reload is not "starting" again: its tree
+                // was compliant a moment ago, and a readiness probe must not flap.
+                kept: previous.remove(&cache.path),
+                full_rescan: self.daemon.full_rescan,
+                audit: self.side.audit.clone(),
+                max_pending: self.daemon.max_pending,
+                max_watches: self.daemon.max_watches,
+            });
             runtimes.push(runtime);
             started.push(rx);
         }
-        *self.caches.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(runtimes);
+        self.running().caches = Arc::new(runtimes);
         started
     }
 
     /// Re-reads the configuration (serialised; the outcome is kept for `status`). A
     /// refusal is logged as an error whichever way the reload was asked for (SIGHUP, or
     /// `cachekeeperctl reload`, the unit's ExecReload=).
-    pub(super) async fn reload(&self, admin: bool) -> Result<Paths, crate::config::ConfigError> {
-        let _one_at_a_time = self.reloading.lock().await;
-        let text = std::fs::read(&self.config_path).ok();
-        if admin {
-            for c in self.snapshot().iter() {
-                c.stats.root_memory.lock().unwrap_or_else(|p| p.into_inner()).accept_any();
-            }
+    pub(super) async fn reload(&self, admin: bool) -> Result<Paths, Unreloaded> {
+        let (tx, rx) = oneshot::channel();
+        if self.reloads.send((admin, tx)).await.is_err() {
+            return Err(Unreloaded::Stopping);
         }
-        let result = self.replace_runtimes().await;
+        rx.await.map_err(|_| Unreloaded::Stopping)?.map_err(Unreloaded::Config)
+    }
+
+    /// A reload, by the one task that does them.
+    pub(super) async fn reload_now(&self, admin: bool) -> Result<Paths, crate::config::ConfigError> {
+        let text = std::fs::read(&self.config_path).ok();
+        let result = self.replace_runtimes(admin).await;
         let message = match &result {
             Ok(paths) => paths.join(", "),
             Err(e) => {
@@ -226,25 +256,27 @@ impl Service {
                 e.to_string()
             }
         };
-        if result.is_ok() {
-            *self.config_text.lock().unwrap_or_else(|p| p.into_inner()) = text;
-        }
         let outcome = protocol::ReloadResult { at: protocol::rfc3339(SystemTime::now()), ok: result.is_ok(), message };
-        *self.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+        let mut running = self.running();
+        if result.is_ok() {
+            running.config_text = text;
+        }
+        running.last_reload = Some(outcome);
         result
     }
 
-    pub(super) async fn replace_runtimes(&self) -> Result<Paths, crate::config::ConfigError> {
+    /// With `admin`, the roots the old workers refused as replaced are accepted.
+    async fn replace_runtimes(&self, admin: bool) -> Result<Paths, crate::config::ConfigError> {
         let config = Config::load(&self.config_path)?;
         if config.daemon.socket != self.daemon.socket || config.daemon.socket_group != self.daemon.socket_group {
             tracing::warn!("daemon.socket and daemon.socket_group take effect on restart");
         }
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
-        let old = self.snapshot();
-        let previous: HashMap<PathBuf, Arc<Stats>> =
-            old.iter().map(|c| (c.cache.path.clone(), Arc::clone(&c.stats))).collect();
-        tokio::task::spawn_blocking(move || old.iter().for_each(|c| c.stop())).await.ok();
-        let _ = self.start_caches(&config.caches, &previous);
+        let mut previous = self.stop_caches().await;
+        if admin {
+            previous.values_mut().for_each(|k| k.root_memory.accept_any());
+        }
+        let _ = self.start_caches(&config.caches, previous);
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         let paths: Paths = config.caches.iter().map(|c| c.path.display().to_string()).collect();
         tracing::info!("configuration reloaded: {}", paths.join(", "));
@@ -324,19 +356,13 @@ impl Service {
                     let p = path.unwrap_or_default();
                     return Response::Failed { message: format!("no configured cache at {p}") };
                 }
-                // An administrator's rescan accepts a root the service refused as replaced.
-                if admin(uid) {
-                    for c in &chosen {
-                        c.stats.root_memory.lock().unwrap_or_else(|p| p.into_inner()).accept_any();
-                    }
-                }
                 let mut scans = Vec::new();
                 for c in &chosen {
-                    if let Err(e) = c.rescan().await {
-                        return Response::Failed { message: format!("{}: {e}", c.cache.path.display()) };
+                    // An administrator's rescan accepts a root the service refused as replaced.
+                    match c.rescan(admin(uid)).await {
+                        Ok(info) => scans.extend(info),
+                        Err(e) => return Response::Failed { message: format!("{}: {e}", c.cache.path.display()) },
                     }
-                    let last = c.stats.last_scan.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                    scans.extend(last.map(|l| l.info));
                 }
                 let caches = chosen.iter().map(|c| c.cache.path.display().to_string()).collect();
                 Response::Rescanned { caches, scans, leftovers: self.leftovers(&chosen, uid) }
@@ -358,7 +384,7 @@ impl Service {
                 let token = self.next_token.fetch_add(1, Relaxed);
                 let mut settled = if c.watched() { c.barrier(token).await } else { Ok(()) };
                 if settled.is_ok() && c.state() != CacheState::Healthy {
-                    settled = c.rescan().await;
+                    settled = c.rescan(false).await.map(|_| ());
                 }
                 if let Err(e) = settled {
                     // A reload replaced this cache's runtime while we waited: start over
@@ -389,8 +415,12 @@ impl Service {
     }
 
     pub(super) fn status(&self) -> Status {
-        let caches: Vec<CacheStatus> = self.snapshot().iter().map(|c| c.status()).collect();
-        let trouble = self.trouble.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (caches, trouble, last_reload, config_text) = {
+            let running = self.running();
+            let caches = Arc::clone(&running.caches);
+            (caches, running.trouble.clone(), running.last_reload.clone(), running.config_text.clone())
+        };
+        let caches: Vec<CacheStatus> = caches.iter().map(|c| c.status()).collect();
         Status {
             schema_version: protocol::SCHEMA_VERSION,
             healthy: Status::healthy(&caches) && trouble.is_none(),
@@ -406,9 +436,8 @@ impl Service {
                 inotify_watches: inotify_watches(),
                 user: crate::summary::Names::default().user(nix::unistd::geteuid().as_raw()),
                 started: protocol::rfc3339(self.started_at),
-                last_reload: self.last_reload.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-                config_changed: std::fs::read(&self.config_path).ok()
-                    != *self.config_text.lock().unwrap_or_else(|p| p.into_inner()),
+                last_reload,
+                config_changed: std::fs::read(&self.config_path).ok() != config_text,
             },
             caches,
         }

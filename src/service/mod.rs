@@ -11,7 +11,7 @@
 //! deadlines, routing), `cache` a cache's runtime and what `status` says of it,
 //! `worker` the thread that owns a cache's work.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
+use tokio::sync::watch as latest;
 
 use crate::config::{CacheConfig, Config, DaemonConfig};
 use crate::protocol::{self, CacheState, CacheStatus, Repairs, Reported, Request, Response, ScanInfo, Status};
@@ -30,7 +31,7 @@ use crate::sidefile::{self, SafeDir, SideFileError};
 use crate::sys;
 use crate::walk::{Action, Reason, Scan, Tally};
 use audit::AuditLog;
-use watch::{Counters, Degradation, Degraded, Handler, Queue, Waiters, Work};
+use watch::{Degraded, DirWatcher, Inbox, Queue, Reconciled, Seen, Work};
 
 pub mod audit;
 mod cache;
@@ -325,20 +326,38 @@ struct Service {
     side: SideFiles,
     started: Instant,
     started_at: SystemTime,
-    caches: Mutex<Arc<Vec<Arc<CacheRuntime>>>>,
     next_token: AtomicU64,
-    /// One reload at a time: a second waits, so that no runtime is left running.
-    reloading: tokio::sync::Mutex<()>,
-    last_reload: Mutex<Option<protocol::ReloadResult>>,
-    /// The configuration file as the running configuration was read from it.
-    config_text: Mutex<Option<Vec<u8>>>,
-    /// Open control connections, in all and by peer uid.
-    connections: Mutex<(usize, HashMap<u32, usize>)>,
-    /// Peers (uid) with a `reload` or `rescan` under way: one at a time each.
-    busy: Mutex<HashSet<u32>>,
-    /// What keeps the service itself from its work (a side file it cannot write).
-    trouble: Mutex<Option<String>>,
+    /// The registry of what runs: the caches and what the service says of itself.
+    running: Mutex<Running>,
+    /// The registry of who is connected.
+    peers: Mutex<Peers>,
+    /// Reloads go to one task, which does them one at a time, so that no runtime is
+    /// left running.
+    reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
 }
+
+/// What runs now, replaced as a whole by a reload.
+#[derive(Default)]
+struct Running {
+    caches: Arc<Vec<Arc<CacheRuntime>>>,
+    last_reload: Option<protocol::ReloadResult>,
+    /// The configuration file as the running configuration was read from it.
+    config_text: Option<Vec<u8>>,
+    /// What keeps the service itself from its work (a side file it cannot write).
+    trouble: Option<String>,
+}
+
+/// Open control connections, in all and by peer uid, and the peers (uid) with a
+/// `reload` or `rescan` under way: one at a time each.
+#[derive(Default)]
+struct Peers {
+    connections: usize,
+    by_uid: HashMap<u32, usize>,
+    busy: HashSet<u32>,
+}
+
+/// A reload (by an administrator or not), and where its outcome goes.
+type ReloadRequest = (bool, oneshot::Sender<Result<Paths, crate::config::ConfigError>>);
 
 async fn serve(
     config_path: PathBuf,
@@ -354,39 +373,46 @@ async fn serve(
         }
     };
     let config_text = std::fs::read(&config_path).ok();
+    let (reloads, mut reload_requests) = tokio::sync::mpsc::channel::<ReloadRequest>(8);
     let service = Arc::new(Service {
         config_path,
         daemon: config.daemon.clone(),
         side,
         started: Instant::now(),
         started_at: SystemTime::now(),
-        caches: Mutex::new(Arc::new(Vec::new())),
         next_token: AtomicU64::new(1),
-        reloading: tokio::sync::Mutex::new(()),
-        last_reload: Mutex::new(None),
-        config_text: Mutex::new(config_text),
-        connections: Mutex::default(),
-        busy: Mutex::default(),
-        trouble: Mutex::default(),
+        running: Mutex::new(Running { config_text, ..Running::default() }),
+        peers: Mutex::default(),
+        reloads,
     });
+    {
+        let service = Arc::clone(&service);
+        tokio::spawn(async move {
+            while let Some((admin, outcome)) = reload_requests.recv().await {
+                let _ = outcome.send(service.reload_now(admin).await);
+            }
+        });
+    }
     // Caches first: a `sync` answered before they exist would settle on nothing.
     for cache in config.caches.iter().filter(|c| c.policy.owner.is_some() && crate::gofidelity::is_build_cache(c)) {
         tracing::warn!(root = %cache.path.display(), "{}", crate::gofidelity::GOCACHE_OWNER);
     }
-    let started = service.start_caches(&config.caches, &HashMap::new());
+    let started = service.start_caches(&config.caches, HashMap::new());
     tracing::info!("listening for cachekeeperctl on {}", service.daemon.socket.display());
     let accept = tokio::spawn(accept_loop(Arc::clone(&service), listener));
     let result = run_until_stopped(&service, started).await;
 
     accept.abort();
-    let caches = service.snapshot();
-    tokio::task::spawn_blocking(move || caches.iter().for_each(|c| c.stop())).await.ok();
+    service.stop_caches().await;
     service.side.remove();
     tracing::info!("stopped");
     result
 }
 
-async fn run_until_stopped(service: &Arc<Service>, started: Vec<oneshot::Receiver<()>>) -> Result<(), DaemonError> {
+async fn run_until_stopped(
+    service: &Arc<Service>,
+    started: Vec<oneshot::Receiver<Reconciled>>,
+) -> Result<(), DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
     let sig = |kind| signal(kind).map_err(StartupError::process("handle signals"));
     let (mut hup, mut term, mut int) =
@@ -433,15 +459,14 @@ async fn run_until_stopped(service: &Arc<Service>, started: Vec<oneshot::Receive
                 let text = crate::metrics::render(&service.status_off_runtime().await);
                 let written = dir.replace(name, text.as_bytes(), 0o644);
                 let failed = written.err().map(|e| format!("daemon.metrics_textfile: {e}"));
-                let mut trouble = service.trouble.lock().unwrap_or_else(|p| p.into_inner());
+                let before = std::mem::replace(&mut service.running().trouble, failed.clone());
                 // Said once when it starts failing, and once when it is fixed; `status`
                 // shows it meanwhile.
-                match (&*trouble, &failed) {
+                match (before, &failed) {
                     (None, Some(e)) => tracing::warn!("{e}"),
                     (Some(_), None) => tracing::info!("daemon.metrics_textfile is written again"),
                     _ => {}
                 }
-                *trouble = failed;
             }
         });
     }

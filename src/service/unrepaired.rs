@@ -74,10 +74,13 @@ impl Unrepaired {
         self.sample.len() as u64 + self.beyond.values().sum::<u64>()
     }
 
-    /// Those owned by `uid`.
-    pub(super) fn owned_by(&self, uid: u32) -> u64 {
-        let kept = self.sample.values().filter(|e| e.owner == Some(uid)).count() as u64;
-        kept + self.beyond.get(&Some(uid)).copied().unwrap_or(0)
+    /// How many each owner has (`None`: an entry whose owner is not known).
+    pub(super) fn by_owner(&self) -> BTreeMap<Option<u32>, u64> {
+        let mut counts = self.beyond.clone();
+        for e in self.sample.values() {
+            *counts.entry(e.owner).or_default() += 1;
+        }
+        counts
     }
 
     /// The first `n` by path.
@@ -119,8 +122,9 @@ mod tests {
             u.insert(rel, entry(1001 + i % 2));
         }
         assert_eq!(u.count(), 1_000_000);
-        assert_eq!(u.owned_by(1001) + u.owned_by(1002), 1_000_000);
-        assert_eq!(u.owned_by(0), 0);
+        let owners = u.by_owner();
+        assert_eq!(owners.get(&Some(1001)).unwrap() + owners.get(&Some(1002)).unwrap(), 1_000_000);
+        assert_eq!(owners.get(&Some(0)), None);
         assert!(u.bytes() <= MAX_BYTES && u.paths().count() <= MAX_ENTRIES, "{} bytes", u.bytes());
     }
 

@@ -1,168 +1,304 @@
-//! inotify → work for a cache's worker: which paths to check, when a full reconcile is
-//! needed, and when a `sync` barrier has passed. Also: which filesystems send no events
-//! for other clients' writes, so that they are polled instead.
+//! A cache's watcher and queue. The kernel's events (read by a thread of the watcher's
+//! own) and the control socket's requests reach the cache's worker as messages on one
+//! queue, in the order they happened; the worker owns everything else. Which paths an
+//! event asks to check is a pure function of the event ([`seen`]), applied by the worker
+//! with the table of watched directories it keeps. Also: which filesystems send no
+//! events for other clients' writes, so that they are polled instead.
 //!
 //! Events are hints, not a record: the worker checks the current state of each path,
 //! and every way events get lost (overflow, watch limit, network filesystems) falls back
 //! to a full reconcile.
 
-use std::collections::HashMap;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
+
+use tokio::sync::oneshot;
 
 #[cfg(target_os = "linux")]
 use nix::errno::Errno;
 #[cfg(target_os = "linux")]
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
-/// What a cache's worker is asked to do, in order.
+/// What a full reconcile answers whoever asked for it: what it found, or why it could
+/// not walk the cache.
+pub type Reconciled = Result<Option<crate::protocol::ScanInfo>, String>;
+
+/// A message to a cache's worker; it handles them in order.
 #[derive(Debug)]
 pub enum Work {
-    /// Check the entry at `rel`, and everything below it with `deep`.
-    Check {
-        rel: Vec<u8>,
-        deep: bool,
+    /// Events as inotify gave them, read from the watcher of `generation`: the worker
+    /// ignores those of a watcher it has replaced (watch descriptors start anew).
+    #[cfg(target_os = "linux")]
+    Events {
+        generation: u64,
+        events: Vec<RawEvent>,
     },
-    /// Every item queued before this one has been handled: tell the waiter.
-    Barrier(tokio::sync::oneshot::Sender<()>),
-    /// Full reconcile; tell the waiter, if any, when done.
+    /// Events already mapped (FSEvents names paths, not watches).
+    #[cfg(not(target_os = "linux"))]
+    Seen(Vec<Seen>),
+    /// More events came than `daemon.max_pending` while the worker was busy: they were
+    /// dropped, and one full reconcile covers them.
+    Collapsed,
+    /// A `sync` waits: tell `done` once marker `token` came through the events, and
+    /// everything before it is handled.
+    Await {
+        token: u64,
+        done: oneshot::Sender<()>,
+    },
+    /// A full reconcile, answered to `done`. With `accept`, an administrator vouches for
+    /// the directory now at the root's path (SPEC §4, root re-creation).
     Rescan {
-        done: Option<tokio::sync::oneshot::Sender<()>>,
+        done: Option<oneshot::Sender<Reconciled>>,
+        accept: bool,
     },
     Stop,
 }
 
-/// A cache's pending work: a bounded, coalescing set shared by the notify thread (which
-/// fills it) and the cache's worker (which empties it). A path is pending once (deep if
-/// any event asked so); past `max` paths, or `max` × 128 bytes of them, they collapse
-/// into one full reconcile, as for an inotify overflow, so that a flood of events costs
-/// a bounded amount of memory whatever its size or depth.
+/// A cache's queue, the sending end (its watcher and its runtime hold one). Events are
+/// counted until the worker takes them; past `max` they collapse into one full
+/// reconcile, as an inotify overflow does, so that a flood of events costs a bounded
+/// amount of memory however fast it comes.
 #[derive(Debug, Clone)]
 pub struct Queue {
-    shared: Arc<Shared>,
+    tx: mpsc::Sender<Work>,
+    gauge: Arc<Gauge>,
 }
 
 #[derive(Debug)]
-struct Shared {
-    inbox: Mutex<Inbox>,
-    ready: Condvar,
+struct Gauge {
+    /// Events sent and not taken yet.
+    pending: AtomicUsize,
     max: usize,
+    /// Events are dropped until the worker takes the [`Work::Collapsed`] that says so.
+    collapsed: AtomicBool,
     collapses: AtomicU64,
 }
 
-/// What the worker takes in one go.
-#[derive(Debug, Default)]
+/// The worker's end of its queue.
+#[derive(Debug)]
 pub struct Inbox {
-    /// Paths to check, and whether to go deep.
-    pub checks: HashMap<Vec<u8>, bool>,
-    bytes: usize,
-    /// A full reconcile is due: it covers every check queued with it.
-    pub rescan: bool,
-    /// Told when that reconcile is done.
-    pub rescan_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
-    /// Told once everything taken with them is done.
-    pub barriers: Vec<tokio::sync::oneshot::Sender<()>>,
-    pub stop: bool,
-    /// The worker is gone: nothing is taken any more.
-    closed: bool,
+    rx: mpsc::Receiver<Work>,
+    gauge: Arc<Gauge>,
 }
 
-impl Inbox {
-    fn is_empty(&self) -> bool {
-        self.checks.is_empty() && !self.rescan && self.barriers.is_empty() && !self.stop
-    }
+/// A new queue of at most `max` pending events.
+pub fn queue(max: usize) -> (Queue, Inbox) {
+    let (tx, rx) = mpsc::channel();
+    let gauge = Arc::new(Gauge {
+        pending: AtomicUsize::new(0),
+        max: max.max(1),
+        collapsed: AtomicBool::new(false),
+        collapses: AtomicU64::new(0),
+    });
+    (Queue { tx, gauge: Arc::clone(&gauge) }, Inbox { rx, gauge })
 }
 
 impl Queue {
-    pub fn new(max: usize) -> Queue {
-        Queue {
-            shared: Arc::new(Shared {
-                inbox: Mutex::default(),
-                ready: Condvar::new(),
-                max: max.max(1),
-                collapses: AtomicU64::new(0),
-            }),
-        }
-    }
-
-    fn inbox(&self) -> std::sync::MutexGuard<'_, Inbox> {
-        self.shared.inbox.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// False when the worker is gone.
     pub fn send(&self, work: Work) -> bool {
-        let mut inbox = self.inbox();
-        if inbox.closed {
+        let events = match &work {
+            #[cfg(target_os = "linux")]
+            Work::Events { events, .. } => events.len(),
+            #[cfg(not(target_os = "linux"))]
+            Work::Seen(seen) => seen.len(),
+            _ => 0,
+        };
+        self.gauge.pending.fetch_add(events, Relaxed);
+        self.tx.send(work).is_ok()
+    }
+
+    /// Whether `n` more events may wait: not while a collapse is pending (the reconcile
+    /// to come covers them), nor past `max`, which starts one. A watcher told no keeps
+    /// only the markers of `sync`, which no reconcile stands for.
+    pub fn admit(&self, n: usize) -> bool {
+        let g = &self.gauge;
+        if g.collapsed.load(Relaxed) {
             return false;
         }
-        match work {
-            Work::Check { rel, deep } => {
-                if inbox.rescan {
-                    // The reconcile still to come covers it.
-                } else if let Some(d) = inbox.checks.get_mut(&rel) {
-                    *d |= deep;
-                } else if inbox.checks.len() >= self.shared.max || inbox.bytes > self.shared.max * 128 {
-                    let n = inbox.checks.len();
-                    inbox.checks = HashMap::new();
-                    inbox.bytes = 0;
-                    inbox.rescan = true;
-                    self.shared.collapses.fetch_add(1, Relaxed);
-                    tracing::warn!(
-                        "{n} paths pending (daemon.max_pending is {}): they become one full reconcile",
-                        self.shared.max
-                    );
-                } else {
-                    inbox.bytes += rel.len();
-                    inbox.checks.insert(rel, deep);
-                }
-            }
-            Work::Barrier(tx) => inbox.barriers.push(tx),
-            Work::Rescan { done } => {
-                inbox.rescan = true;
-                inbox.checks = HashMap::new();
-                inbox.bytes = 0;
-                inbox.rescan_waiters.extend(done);
-            }
-            Work::Stop => inbox.stop = true,
+        if g.pending.load(Relaxed) + n <= g.max {
+            return true;
         }
-        drop(inbox);
-        self.shared.ready.notify_one();
-        true
-    }
-
-    /// Everything pending, once there is something or `until` has come (`None`).
-    pub fn take(&self, until: std::time::Instant) -> Option<Inbox> {
-        let mut inbox = self.inbox();
-        while inbox.is_empty() {
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            inbox = self.shared.ready.wait_timeout(inbox, left).unwrap_or_else(|p| p.into_inner()).0;
+        if !g.collapsed.swap(true, Relaxed) {
+            g.collapses.fetch_add(1, Relaxed);
+            tracing::warn!("more than {} events pending (daemon.max_pending): they become one full reconcile", g.max);
+            self.send(Work::Collapsed);
         }
-        Some(std::mem::take(&mut *inbox))
+        false
     }
 
-    /// The worker is gone: refuse further work, and drop the waiters, whose `sync` or
-    /// `rescan` then fails instead of waiting forever.
-    pub fn close(&self) {
-        let mut inbox = self.inbox();
-        *inbox = Inbox::default();
-        inbox.closed = true;
-    }
-
-    /// Paths pending now (a due reconcile counts as one).
+    /// Events pending now (a due collapse counts as one).
     pub fn depth(&self) -> u64 {
-        let inbox = self.inbox();
-        inbox.checks.len() as u64 + u64::from(inbox.rescan)
+        self.gauge.pending.load(Relaxed) as u64 + u64::from(self.gauge.collapsed.load(Relaxed))
     }
 
-    /// How often the pending paths collapsed into a full reconcile.
+    /// How often pending events collapsed into a full reconcile.
     pub fn collapses(&self) -> u64 {
-        self.shared.collapses.load(Relaxed)
+        self.gauge.collapses.load(Relaxed)
     }
+}
+
+impl Inbox {
+    /// Everything queued, once there is something or `until` has come (`None`). A queue
+    /// whose senders are all gone says `Stop`.
+    pub fn take(&self, until: Instant) -> Option<Vec<Work>> {
+        let first = match self.rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok(work) => work,
+            Err(mpsc::RecvTimeoutError::Timeout) => return None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Work::Stop,
+        };
+        let mut all = vec![first];
+        all.extend(self.rx.try_iter());
+        for work in &all {
+            match work {
+                #[cfg(target_os = "linux")]
+                Work::Events { events, .. } => {
+                    self.gauge.pending.fetch_sub(events.len(), Relaxed);
+                }
+                #[cfg(not(target_os = "linux"))]
+                Work::Seen(seen) => {
+                    self.gauge.pending.fetch_sub(seen.len(), Relaxed);
+                }
+                Work::Collapsed => self.gauge.collapsed.store(false, Relaxed),
+                _ => {}
+            }
+        }
+        Some(all)
+    }
+
+    /// Pending paths the worker took passed `max` too: counted as a collapse.
+    pub fn over(&self, paths: usize) -> bool {
+        let over = paths > self.gauge.max;
+        if over {
+            self.gauge.collapses.fetch_add(1, Relaxed);
+            tracing::warn!(
+                "{paths} paths pending (daemon.max_pending is {}): they become one full reconcile",
+                self.gauge.max
+            );
+        }
+        over
+    }
+}
+
+/// One event, as what the worker does about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// Check the entry at `rel`, and with `deep` everything below it: a new or moved-in
+    /// entry may be a directory filled before its watch existed.
+    Check { rel: Vec<u8>, deep: bool },
+    /// Events were lost (inotify's queue overflowed, FSEvents' `MustScanSubDirs`): a
+    /// full reconcile, and every `sync` waiting follows it.
+    Lost,
+    /// The watcher failed: a full reconcile, counted as an error.
+    Failed(String),
+    /// The marker of the `sync` `token` appeared: every event before it has come.
+    Marker(u64),
+    /// The kernel dropped watch `wd` (its directory is gone).
+    Dropped(i32),
+    /// Nothing to do: another name in the root's parent, a watch no longer known.
+    Nothing,
+}
+
+/// The name of a `sync` marker, as its token.
+fn token(name: &std::ffi::OsStr) -> Option<u64> {
+    name.to_str().and_then(|s| s.parse().ok())
+}
+
+/// An inotify event as read: the watch, what happened, and the name in the directory.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEvent {
+    pub wd: i32,
+    pub mask: AddWatchFlags,
+    pub name: Option<std::ffi::OsString>,
+}
+
+/// The watches a watcher holds besides the cache's directories: the sentinel directory
+/// of `sync`, and the root's parent with the root's name in it.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone)]
+pub struct Fixed {
+    pub sentinel: i32,
+    pub parent: Option<(i32, std::ffi::OsString)>,
+}
+
+/// The cache's watched directories by watch descriptor: their path relative to the
+/// root. A watch is added through the descriptor the walk holds, never by path, so a
+/// swapped symlink cannot redirect it; one short path per directory is all it costs.
+#[cfg(target_os = "linux")]
+pub type Watched = std::collections::HashMap<i32, Box<[u8]>>;
+
+/// One inotify event → what to do. A directory's events about itself reach its
+/// parent's watch too, by name, so an event with no name is nothing to check; a new or
+/// moved-in entry is checked deep; an event in the root's parent matters only for the
+/// root's own name (`go clean -modcache` deletes the root and the next `go` command
+/// makes it again, which the root's own watch cannot see).
+#[cfg(target_os = "linux")]
+pub fn seen(e: &RawEvent, fixed: &Fixed, watched: &Watched) -> Seen {
+    if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+        return Seen::Lost;
+    }
+    if e.mask.contains(AddWatchFlags::IN_IGNORED) {
+        return Seen::Dropped(e.wd);
+    }
+    let Some(name) = &e.name else { return Seen::Nothing };
+    if e.wd == fixed.sentinel {
+        return match token(name) {
+            Some(t) if e.mask.contains(AddWatchFlags::IN_CREATE) => Seen::Marker(t),
+            _ => Seen::Nothing,
+        };
+    }
+    let deep = e.mask.intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO);
+    if let Some((wd, root_name)) = &fixed.parent {
+        if e.wd == *wd {
+            return if name == root_name { Seen::Check { rel: Vec::new(), deep } } else { Seen::Nothing };
+        }
+    }
+    use std::os::unix::ffi::OsStrExt;
+    match watched.get(&e.wd) {
+        Some(dir) => Seen::Check { rel: crate::names::join(dir, name.as_bytes()), deep },
+        None => Seen::Nothing,
+    }
+}
+
+/// A notify event → what to do, as [`seen`] does for inotify: FSEvents'
+/// `MustScanSubDirs` (events dropped, a path given) and an overflow (no path) both take
+/// the full reconcile; a new or moved-in entry is checked deep, a changed one alone.
+#[cfg(any(test, not(target_os = "linux")))]
+pub fn seen_by_notify(res: notify::Result<notify::Event>, root: &Path, sentinel: &Path) -> Vec<Seen> {
+    use notify::event::{EventKind, ModifyKind, RenameMode};
+    use std::os::unix::ffi::OsStrExt;
+    let event = match res {
+        Ok(event) => event,
+        Err(e) => return vec![Seen::Failed(e.to_string())],
+    };
+    if event.need_rescan() {
+        return vec![Seen::Lost];
+    }
+    let deep = match event.kind {
+        EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Any)) => true,
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => true,
+        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) | EventKind::Access(_) => return Vec::new(),
+        EventKind::Modify(_) | EventKind::Any | EventKind::Other => false,
+    };
+    // A rename within the tree carries (from, to): only `to` exists now.
+    let paths = match event.kind {
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => &event.paths[event.paths.len().min(1)..],
+        _ => &event.paths[..],
+    };
+    let created = matches!(event.kind, EventKind::Create(_));
+    paths
+        .iter()
+        .map(|path| match (path.strip_prefix(sentinel), path.strip_prefix(root)) {
+            (Ok(name), _) => match token(name.as_os_str()) {
+                Some(t) if created => Seen::Marker(t),
+                _ => Seen::Nothing,
+            },
+            (_, Ok(rel)) => Seen::Check { rel: rel.as_os_str().as_bytes().to_vec(), deep },
+            _ => Seen::Nothing,
+        })
+        .collect()
 }
 
 #[cfg(not(target_os = "macos"))]
@@ -183,30 +319,6 @@ pub const NO_INOTIFY_REASON: &str = "inotify is not available (raise the sysctl 
 pub const UNWALKABLE_REASON: &str = "the cache root cannot be walked";
 pub const WATCH_LIMIT_REASON: &str = "the inotify watch limit is reached, so part of the cache is not watched \
      and is covered by periodic full reconciles (raise the sysctl fs.inotify.max_user_watches)";
-
-/// Shared between the notify thread (which fills it) and the service.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub events: AtomicU64,
-    pub overflows: AtomicU64,
-    pub errors: AtomicU64,
-    pub last_overflow: Mutex<Option<std::time::Instant>>,
-}
-
-impl Counters {
-    /// An overflow happened within [`OVERFLOW_MEMORY`].
-    pub fn overflowed_recently(&self) -> bool {
-        self.last_overflow.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| t.elapsed() < OVERFLOW_MEMORY)
-    }
-}
-
-/// Waiters of `sync`, by token; a token is the name of a file created in the sentinel
-/// directory, watched by the same inotify instance as the cache.
-pub type Waiters = Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<()>>>>;
-
-/// Why the cache is degraded, set by the worker after each walk and by the notify
-/// thread when the kernel refuses a watch.
-pub type Degradation = Arc<Mutex<Option<Degraded>>>;
 
 /// Why a cache's events cannot be trusted, or its tree is not whole: `Display` says
 /// what happened and what to do about it (it is `status`'s `reason`).
@@ -272,39 +384,12 @@ impl std::fmt::Display for WatchError {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Handler {
-    pub root: PathBuf,
-    pub sentinel: PathBuf,
-    pub queue: Queue,
-    pub counters: Arc<Counters>,
-    pub waiters: Waiters,
-}
-
-impl Handler {
-    /// Every `sync` waiting for its marker: its barrier follows the work already queued
-    /// (after an overflow or a new watcher, the marker's event may be lost).
-    pub fn release_waiters(&self) {
-        let waiting: Vec<_> = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
-        for (_, tx) in waiting {
-            self.queue.send(Work::Barrier(tx));
-        }
-    }
-
-    /// The sentinel file of a `sync` appeared: every event before it has been queued.
-    fn barrier(&self, name: &Path) {
-        let Some(token) = name.to_str().and_then(|s| s.parse::<u64>().ok()) else { return };
-        let waiter = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&token);
-        if let Some(tx) = waiter {
-            self.queue.send(Work::Barrier(tx));
-        }
-    }
-}
-
 /// Linux: inotify, a watch per directory added through the walk's own descriptor.
 #[cfg(target_os = "linux")]
 mod inotify_watcher {
     use super::*;
+
+    use std::os::fd::OwnedFd;
 
     /// What a cache directory's watch asks for: creations and renames in (new entries) and
     /// attribute changes (someone chmods or chowns). No open, access or close events: `go
@@ -315,42 +400,69 @@ mod inotify_watcher {
         .union(AddWatchFlags::IN_ATTRIB)
         .union(AddWatchFlags::IN_ONLYDIR);
 
-    /// Watched directories by watch descriptor: their path relative to the root. A watch is
-    /// added through the descriptor the walk holds (`/proc/self/fd/N`), never by path, so a
-    /// swapped symlink cannot redirect it and depth does not matter; one short path per
-    /// directory is all it costs.
-    type Table = Arc<Mutex<HashMap<WatchDescriptor, Box<[u8]>>>>;
-
-    /// One cache's inotify instance, read by a thread of its own that turns events into work.
+    /// One cache's inotify instance, read by a thread of its own that sends the events,
+    /// as read, to the cache's queue.
     #[derive(Debug)]
     pub struct DirWatcher {
         inotify: Arc<Inotify>,
-        table: Table,
+        fixed: Fixed,
+        generation: u64,
         /// Dropping it wakes the reader, which then ends.
-        wake: Option<std::os::fd::OwnedFd>,
+        wake: Option<OwnedFd>,
         thread: Option<std::thread::JoinHandle<()>>,
     }
 
     impl DirWatcher {
-        /// Watches the directory open as `dir`, whose path relative to the root is `rel`.
-        pub fn watch_dir(&self, rel: &[u8], dir: std::os::fd::BorrowedFd<'_>) -> Result<(), WatchError> {
+        /// A new watcher with its fixed watches: the sentinel directory of `sync`, and the
+        /// root's parent for the root's own name (events for other names there are
+        /// ignored).
+        pub fn start(root: &Path, sentinel: &Path, queue: Queue, generation: u64) -> std::io::Result<DirWatcher> {
+            let inotify = Arc::new(Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?);
+            let sentinel = inotify.add_watch(sentinel, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_ONLYDIR)?;
+            let parent = match (root.parent(), root.file_name()) {
+                (Some(parent), Some(name)) => match inotify.add_watch(parent, CACHE_MASK) {
+                    Ok(wd) => Some((wd.as_raw(), name.to_owned())),
+                    Err(e) => {
+                        tracing::warn!(
+                            root = %root.display(),
+                            "cannot watch the root's parent, so a deleted root is noticed by the next sync or \
+                             reconcile only: {e}"
+                        );
+                        None
+                    }
+                },
+                _ => None,
+            };
+            let (wake_read, wake) = nix::unistd::pipe()?;
+            let fixed = Fixed { sentinel: sentinel.as_raw(), parent };
+            let thread = {
+                let (inotify, root, id) = (Arc::clone(&inotify), root.to_owned(), (generation, fixed.sentinel));
+                std::thread::Builder::new()
+                    .name("ck-inotify".into())
+                    .spawn(move || read(&inotify, &root, &queue, id, wake_read))?
+            };
+            Ok(DirWatcher { inotify, fixed, generation, wake: Some(wake), thread: Some(thread) })
+        }
+
+        /// Watches the directory open as `dir`; its watch descriptor.
+        pub fn watch_dir(&self, dir: std::os::fd::BorrowedFd<'_>) -> Result<Option<i32>, WatchError> {
             let Some(path) = crate::sys::proc_path(dir) else {
                 return Err(WatchError::Other(std::io::Error::other("no /proc to name the directory by")));
             };
             match self.inotify.add_watch(&path, CACHE_MASK) {
-                Ok(wd) => {
-                    self.table.lock().unwrap_or_else(|p| p.into_inner()).insert(wd, rel.into());
-                    Ok(())
-                }
+                Ok(wd) => Ok(Some(wd.as_raw())),
                 Err(Errno::ENOSPC) => Err(WatchError::Limit),
                 Err(Errno::ENOENT) => Err(WatchError::Gone),
                 Err(e) => Err(WatchError::Other(e.into())),
             }
         }
 
-        /// Directories watched now (the kernel drops the watch of a removed one).
-        pub fn watches(&self) -> usize {
-            self.table.lock().unwrap_or_else(|p| p.into_inner()).len()
+        pub fn fixed(&self) -> &Fixed {
+            &self.fixed
+        }
+
+        pub fn generation(&self) -> u64 {
+            self.generation
         }
     }
 
@@ -363,128 +475,43 @@ mod inotify_watcher {
         }
     }
 
-    /// The watches the reader treats apart from the cache's directories.
-    struct Fixed {
-        sentinel: WatchDescriptor,
-        /// The root's parent, and the root's name in it.
-        parent: Option<(WatchDescriptor, std::ffi::OsString)>,
-    }
-
-    impl Handler {
-        /// A new watcher with its fixed watches: the sentinel directory of `sync`, and the
-        /// root's parent for the root's own name (`go clean -modcache` deletes the root and
-        /// the next `go` command creates it again, which the root's own watch cannot see;
-        /// events for other names there are ignored).
-        pub fn start(self) -> std::io::Result<DirWatcher> {
-            let inotify = Arc::new(Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?);
-            let sentinel = inotify.add_watch(&self.sentinel, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_ONLYDIR)?;
-            let parent = match (self.root.parent(), self.root.file_name()) {
-                (Some(parent), Some(name)) => {
-                    let mask = AddWatchFlags::IN_CREATE
-                        | AddWatchFlags::IN_MOVED_TO
-                        | AddWatchFlags::IN_ATTRIB
-                        | AddWatchFlags::IN_ONLYDIR;
-                    match inotify.add_watch(parent, mask) {
-                        Ok(wd) => Some((wd, name.to_owned())),
-                        Err(e) => {
-                            tracing::warn!(
-                                root = %self.root.display(),
-                                "cannot watch the root's parent, so a deleted root is noticed by the next sync or \
-                                 reconcile only: {e}"
-                            );
-                            None
-                        }
-                    }
-                }
-                _ => None,
-            };
-            let (wake_read, wake) = nix::unistd::pipe()?;
-            let table: Table = Arc::default();
-            let fixed = Fixed { sentinel, parent };
-            let thread = {
-                let (inotify, table) = (Arc::clone(&inotify), Arc::clone(&table));
-                std::thread::Builder::new()
-                    .name("ck-inotify".into())
-                    .spawn(move || self.read(&inotify, &table, &fixed, wake_read))?
-            };
-            Ok(DirWatcher { inotify, table, wake: Some(wake), thread: Some(thread) })
-        }
-
-        /// Reads events until the watcher is dropped.
-        fn read(&self, inotify: &Inotify, table: &Table, fixed: &Fixed, wake: std::os::fd::OwnedFd) {
-            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-            use std::os::fd::AsFd;
-            loop {
-                let mut fds =
-                    [PollFd::new(inotify.as_fd(), PollFlags::POLLIN), PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
-                match poll(&mut fds, PollTimeout::NONE) {
-                    Ok(_) => {}
-                    Err(Errno::EINTR) => continue,
-                    Err(e) => {
-                        tracing::error!(root = %self.root.display(), "cannot wait for inotify events: {e}");
-                        return;
-                    }
-                }
-                if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-                    return;
-                }
-                match inotify.read_events() {
-                    Ok(events) => {
-                        for e in events {
-                            self.handle(e, table, fixed);
-                        }
-                    }
-                    Err(Errno::EAGAIN | Errno::EINTR) => {}
-                    Err(e) => {
-                        tracing::error!(root = %self.root.display(), "cannot read inotify events: {e}");
-                        return;
-                    }
-                }
-            }
-        }
-
-        /// One event → work: a path to check (deep for a new or moved-in entry, which may
-        /// be a directory filled before its watch existed), a full reconcile after an
-        /// overflow, or a `sync` barrier.
-        fn handle(&self, e: nix::sys::inotify::InotifyEvent, table: &Table, fixed: &Fixed) {
-            if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
-                self.counters.overflows.fetch_add(1, Relaxed);
-                *self.counters.last_overflow.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(std::time::Instant::now());
-                tracing::warn!(root = %self.root.display(), "{OVERFLOW_REASON}");
-                self.queue.send(Work::Rescan { done: None });
-                // The sentinel events of pending syncs may be among the lost ones. The
-                // reconcile just queued covers everything that happened before them, so
-                // their barriers can follow it.
-                self.release_waiters();
-                return;
-            }
-            if e.mask.contains(AddWatchFlags::IN_IGNORED) {
-                table.lock().unwrap_or_else(|p| p.into_inner()).remove(&e.wd);
-                return;
-            }
-            // A directory's events about itself also reach its parent's watch, by name.
-            let Some(name) = e.name else { return };
-            let deep = e.mask.intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO);
-            if e.wd == fixed.sentinel {
-                if e.mask.contains(AddWatchFlags::IN_CREATE) {
-                    self.barrier(Path::new(&name));
-                }
-                return;
-            }
-            if let Some((wd, root_name)) = &fixed.parent {
-                if e.wd == *wd {
-                    if name == *root_name {
-                        self.counters.events.fetch_add(1, Relaxed);
-                        self.queue.send(Work::Check { rel: Vec::new(), deep });
-                    }
+    /// Reads events until the watcher is dropped or the worker is gone.
+    fn read(inotify: &Inotify, root: &Path, queue: &Queue, (generation, sentinel): (u64, i32), wake: OwnedFd) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        loop {
+            let mut fds =
+                [PollFd::new(inotify.as_fd(), PollFlags::POLLIN), PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::error!(root = %root.display(), "cannot wait for inotify events: {e}");
                     return;
                 }
             }
-            let dir = table.lock().unwrap_or_else(|p| p.into_inner()).get(&e.wd).map(|d| d.to_vec());
-            let Some(dir) = dir else { return };
-            self.counters.events.fetch_add(1, Relaxed);
-            self.queue.send(Work::Check { rel: crate::names::join(&dir, name.as_bytes()), deep });
+            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                return;
+            }
+            match inotify.read_events() {
+                Ok(events) => {
+                    let mut events: Vec<RawEvent> = events
+                        .into_iter()
+                        .map(|e| RawEvent { wd: e.wd.as_raw(), mask: e.mask, name: e.name })
+                        .collect();
+                    if !queue.admit(events.len()) {
+                        events.retain(|e| e.wd == sentinel);
+                    }
+                    if !events.is_empty() && !queue.send(Work::Events { generation, events }) {
+                        return;
+                    }
+                }
+                Err(Errno::EAGAIN | Errno::EINTR) => {}
+                Err(e) => {
+                    tracing::error!(root = %root.display(), "cannot read inotify events: {e}");
+                    return;
+                }
+            }
         }
     }
 }
@@ -501,85 +528,44 @@ mod fsevents_watcher {
     #[derive(Debug)]
     pub struct DirWatcher {
         _watcher: notify::RecommendedWatcher,
+        generation: u64,
     }
 
     impl DirWatcher {
-        /// The stream already covers every directory below the root.
-        pub fn watch_dir(&self, _rel: &[u8], _dir: std::os::fd::BorrowedFd<'_>) -> Result<(), WatchError> {
-            Ok(())
-        }
-
-        /// One stream, whatever the number of directories.
-        pub fn watches(&self) -> usize {
-            1
-        }
-    }
-
-    impl Handler {
         /// A stream on the sentinel directory of `sync` and one on the whole tree; notify
         /// asks FSEvents for file-level events and for the root itself (WatchRoot), so a
         /// deleted or re-created root is seen too.
-        pub fn start(self) -> std::io::Result<DirWatcher> {
-            let (root, sentinel) = (self.root.clone(), self.sentinel.clone());
+        pub fn start(root: &Path, sentinel: &Path, queue: Queue, generation: u64) -> std::io::Result<DirWatcher> {
+            let (root, sentinel) = (root.to_owned(), sentinel.to_owned());
+            let (r, s) = (root.clone(), sentinel.clone());
+            let handle = move |res| {
+                let mut seen = seen_by_notify(res, &r, &s);
+                if !queue.admit(seen.len()) {
+                    seen.retain(|s| matches!(s, Seen::Marker(_)));
+                }
+                if !seen.is_empty() {
+                    queue.send(Work::Seen(seen));
+                }
+            };
             let mut watcher =
-                notify::RecommendedWatcher::new(move |res| self.handle_notify(res), notify::Config::default())
-                    .map_err(std::io::Error::other)?;
+                notify::RecommendedWatcher::new(handle, notify::Config::default()).map_err(std::io::Error::other)?;
             watcher.watch(&sentinel, RecursiveMode::NonRecursive).map_err(std::io::Error::other)?;
             watcher.watch(&root, RecursiveMode::Recursive).map_err(std::io::Error::other)?;
-            Ok(DirWatcher { _watcher: watcher })
+            Ok(DirWatcher { _watcher: watcher, generation })
+        }
+
+        /// The stream already covers every directory below the root.
+        pub fn watch_dir(&self, _dir: std::os::fd::BorrowedFd<'_>) -> Result<Option<i32>, WatchError> {
+            Ok(None)
+        }
+
+        pub fn generation(&self) -> u64 {
+            self.generation
         }
     }
 }
 #[cfg(not(target_os = "linux"))]
 pub use fsevents_watcher::DirWatcher;
-
-#[cfg(any(test, not(target_os = "linux")))]
-impl Handler {
-    /// A notify event → work, as the inotify reader does it: FSEvents' `MustScanSubDirs`
-    /// (events dropped, a path given) and an overflow (no path) both take the full
-    /// reconcile; a new or moved-in entry is checked deep, a changed one alone.
-    fn handle_notify(&self, res: notify::Result<notify::Event>) {
-        use notify::event::{EventKind, ModifyKind, RenameMode};
-        let event = match res {
-            Ok(event) => event,
-            Err(e) => {
-                self.counters.errors.fetch_add(1, Relaxed);
-                tracing::warn!(root = %self.root.display(), "watch error: {e}");
-                self.queue.send(Work::Rescan { done: None });
-                return;
-            }
-        };
-        if event.need_rescan() {
-            self.counters.overflows.fetch_add(1, Relaxed);
-            *self.counters.last_overflow.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
-            tracing::warn!(root = %self.root.display(), "{OVERFLOW_REASON}");
-            self.queue.send(Work::Rescan { done: None });
-            self.release_waiters();
-            return;
-        }
-        let deep = match event.kind {
-            EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Any)) => true,
-            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => true,
-            EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) | EventKind::Access(_) => return,
-            EventKind::Modify(_) | EventKind::Any | EventKind::Other => false,
-        };
-        // A rename within the tree carries (from, to): only `to` exists now.
-        let paths = match event.kind {
-            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => &event.paths[event.paths.len().min(1)..],
-            _ => &event.paths[..],
-        };
-        for path in paths {
-            if let Ok(name) = path.strip_prefix(&self.sentinel) {
-                if matches!(event.kind, EventKind::Create(_)) {
-                    self.barrier(name);
-                }
-            } else if let Ok(rel) = path.strip_prefix(&self.root) {
-                self.counters.events.fetch_add(1, Relaxed);
-                self.queue.send(Work::Check { rel: rel.as_os_str().as_bytes().to_vec(), deep });
-            }
-        }
-    }
-}
 
 /// The filesystem of `path`, and whether it must be polled: network and FUSE
 /// filesystems send no inotify events for writes made by other clients.
@@ -626,37 +612,123 @@ pub fn filesystem(path: &Path) -> (String, bool) {
 mod tests {
     use super::*;
     use notify::event::{CreateKind, EventKind, Flag};
-
-    fn handler() -> Handler {
-        Handler {
-            root: PathBuf::from("/c/mod"),
-            sentinel: PathBuf::from("/run/ck.sync"),
-            queue: Queue::new(1000),
-            counters: Arc::default(),
-            waiters: Arc::default(),
-        }
-    }
-
-    fn taken(h: &Handler) -> Inbox {
-        h.queue.take(std::time::Instant::now()).unwrap_or_default()
-    }
+    use std::path::PathBuf;
 
     /// FSEvents' `MustScanSubDirs` arrives as a rescan notice *with* a path (an inotify
     /// overflow has none): both take the full reconcile, never a check of that path.
     #[test]
     fn a_rescan_notice_with_or_without_a_path_is_a_full_reconcile() {
+        let (root, sentinel) = (Path::new("/c/mod"), Path::new("/run/ck.sync"));
         for paths in [vec![], vec![PathBuf::from("/c/mod/cache/download")], vec![PathBuf::from("/")]] {
-            let h = handler();
             let mut event = notify::Event::new(EventKind::Other).set_flag(Flag::Rescan);
             event.paths = paths;
-            h.handle_notify(Ok(event));
-            let inbox = taken(&h);
-            assert!(inbox.rescan && inbox.checks.is_empty(), "nothing but the reconcile: {inbox:?}");
-            assert_eq!(h.counters.overflows.load(Relaxed), 1);
+            assert_eq!(seen_by_notify(Ok(event), root, sentinel), [Seen::Lost]);
         }
-        let h = handler();
-        h.handle_notify(Ok(notify::Event::new(EventKind::Create(CreateKind::File)).add_path("/c/mod/x".into())));
-        let inbox = taken(&h);
-        assert_eq!(inbox.checks.get(b"x".as_slice()), Some(&true), "{inbox:?}");
+        let created = notify::Event::new(EventKind::Create(CreateKind::File));
+        assert_eq!(
+            seen_by_notify(Ok(created.clone().add_path("/c/mod/x".into())), root, sentinel),
+            [Seen::Check { rel: b"x".to_vec(), deep: true }]
+        );
+        assert_eq!(seen_by_notify(Ok(created.add_path("/run/ck.sync/7".into())), root, sentinel), [Seen::Marker(7)]);
+    }
+
+    #[cfg(target_os = "linux")]
+    mod inotify {
+        use super::*;
+        use nix::sys::inotify::AddWatchFlags as F;
+
+        const SENTINEL: i32 = 1;
+        const PARENT: i32 = 2;
+        const DOWNLOAD: i32 = 3;
+
+        fn fixed() -> Fixed {
+            Fixed { sentinel: SENTINEL, parent: Some((PARENT, "mod".into())) }
+        }
+
+        fn watched() -> Watched {
+            [(DOWNLOAD, b"cache/download".to_vec().into_boxed_slice())].into_iter().collect()
+        }
+
+        fn event(wd: i32, mask: F, name: Option<&str>) -> Seen {
+            seen(&RawEvent { wd, mask, name: name.map(Into::into) }, &fixed(), &watched())
+        }
+
+        fn check(rel: &str, deep: bool) -> Seen {
+            Seen::Check { rel: rel.as_bytes().to_vec(), deep }
+        }
+
+        #[test]
+        fn an_overflow_is_a_full_reconcile_whatever_its_watch() {
+            assert_eq!(event(-1, F::IN_Q_OVERFLOW, None), Seen::Lost);
+        }
+
+        #[test]
+        fn a_dropped_watch_is_forgotten() {
+            assert_eq!(event(DOWNLOAD, F::IN_IGNORED, None), Seen::Dropped(DOWNLOAD));
+        }
+
+        #[test]
+        fn a_new_or_moved_in_entry_is_checked_deep_and_a_changed_one_alone() {
+            assert_eq!(event(DOWNLOAD, F::IN_CREATE, Some("x")), check("cache/download/x", true));
+            assert_eq!(event(DOWNLOAD, F::IN_CREATE | F::IN_ISDIR, Some("d")), check("cache/download/d", true));
+            assert_eq!(event(DOWNLOAD, F::IN_MOVED_TO, Some("y")), check("cache/download/y", true));
+            assert_eq!(event(DOWNLOAD, F::IN_ATTRIB, Some("z")), check("cache/download/z", false));
+        }
+
+        /// Watches do not ask for IN_MOVED_FROM; were one to come, its check finds the
+        /// name gone. The pair's other half, IN_MOVED_TO, is checked deep.
+        #[test]
+        fn the_two_halves_of_a_rename() {
+            assert_eq!(event(DOWNLOAD, F::IN_MOVED_FROM, Some("a")), check("cache/download/a", false));
+            assert_eq!(event(DOWNLOAD, F::IN_MOVED_TO, Some("b")), check("cache/download/b", true));
+        }
+
+        #[test]
+        fn an_event_of_a_directory_about_itself_is_nothing_to_check() {
+            assert_eq!(event(DOWNLOAD, F::IN_ATTRIB | F::IN_ISDIR, None), Seen::Nothing);
+            assert_eq!(event(DOWNLOAD, F::IN_DELETE_SELF, None), Seen::Nothing);
+        }
+
+        #[test]
+        fn the_roots_parent_matters_for_the_roots_name_only() {
+            assert_eq!(event(PARENT, F::IN_CREATE | F::IN_ISDIR, Some("mod")), check("", true));
+            assert_eq!(event(PARENT, F::IN_ATTRIB | F::IN_ISDIR, Some("mod")), check("", false));
+            assert_eq!(event(PARENT, F::IN_CREATE, Some("other")), Seen::Nothing);
+        }
+
+        #[test]
+        fn a_sync_marker_is_a_barrier_and_nothing_else_there_is() {
+            assert_eq!(event(SENTINEL, F::IN_CREATE, Some("42")), Seen::Marker(42));
+            assert_eq!(event(SENTINEL, F::IN_CREATE, Some("x")), Seen::Nothing);
+            assert_eq!(event(SENTINEL, F::IN_ATTRIB, Some("42")), Seen::Nothing);
+        }
+
+        #[test]
+        fn an_event_of_a_watch_no_longer_known_is_nothing() {
+            assert_eq!(event(99, F::IN_CREATE, Some("x")), Seen::Nothing);
+        }
+    }
+
+    #[test]
+    fn events_past_max_pending_collapse_into_one_reconcile_until_the_worker_takes_it() {
+        let (q, inbox) = queue(4);
+        #[cfg(target_os = "linux")]
+        let batch = |n: usize| Work::Events {
+            generation: 0,
+            events: vec![RawEvent { wd: 1, mask: AddWatchFlags::IN_ATTRIB, name: None }; n],
+        };
+        #[cfg(not(target_os = "linux"))]
+        let batch = |n: usize| Work::Seen(vec![Seen::Nothing; n]);
+        assert!(q.admit(3) && q.send(batch(3)));
+        assert!(!q.admit(2), "5 events would pass 4");
+        assert!(!q.admit(1), "none while the collapse is pending");
+        assert_eq!((q.depth(), q.collapses()), (4, 1));
+        let taken = inbox.take(Instant::now()).unwrap();
+        assert_eq!(taken.len(), 2, "the first batch and the collapse: {taken:?}");
+        assert!(matches!(taken[1], Work::Collapsed));
+        assert_eq!(q.depth(), 0);
+        assert!(q.admit(1) && q.send(batch(1)));
+        assert_eq!(inbox.take(Instant::now()).unwrap().len(), 1);
+        assert!(inbox.take(Instant::now()).is_none());
     }
 }

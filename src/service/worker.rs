@@ -1,99 +1,347 @@
-//! A cache's worker thread: it takes the pending work, checks paths, runs full
-//! reconciles, keeps the watches, and records what stays unrepaired.
+//! A cache's worker thread, the one owner of the cache's state. It takes messages from
+//! its queue (events, `sync` waiters, rescans, stop), checks paths, runs full
+//! reconciles, keeps the watches and what stays unrepaired, and publishes a [`View`]
+//! after each step for `status`, `sync` and `rescan` to read. Nothing here is shared:
+//! a walk's visitor runs on the walk's threads and sends what it finds back here.
 
 use super::*;
 
-/// Work taken from the queue and not done yet: checks, each path once (deep if any
-/// asked so), and whether a full reconcile is due, which makes them moot.
+/// Work taken from the queue and not done yet: each path once (deep if any asked so),
+/// parents before children, or a full reconcile, which makes them moot.
 #[derive(Default)]
-pub(super) struct Pending {
-    pub(super) checks: Vec<(Vec<u8>, bool)>,
-    pub(super) index: HashMap<Vec<u8>, usize>,
-    pub(super) rescan: bool,
-    pub(super) waiters: Vec<oneshot::Sender<()>>,
+struct Pending {
+    checks: BTreeMap<Vec<u8>, bool>,
+    rescan: bool,
+    waiters: Vec<oneshot::Sender<Reconciled>>,
 }
 
 impl Pending {
-    pub(super) fn check(&mut self, rel: Vec<u8>, deep: bool) {
-        if self.rescan {
-            return;
-        }
-        match self.index.get(&rel) {
-            Some(&i) => self.checks[i].1 |= deep,
-            None => {
-                self.index.insert(rel.clone(), self.checks.len());
-                self.checks.push((rel, deep));
-            }
+    fn check(&mut self, rel: Vec<u8>, deep: bool) {
+        if !self.rescan {
+            *self.checks.entry(rel).or_default() |= deep;
         }
     }
 
-    pub(super) fn rescan(&mut self, done: Option<oneshot::Sender<()>>) {
+    fn rescan(&mut self, done: Option<oneshot::Sender<Reconciled>>) {
         self.rescan = true;
         self.checks.clear();
-        self.index.clear();
         self.waiters.extend(done);
     }
 }
 
+/// What a worker is made of, from [`CacheRuntime::start`].
+pub(super) struct Setup {
+    pub(super) cache: Arc<CacheConfig>,
+    pub(super) inbox: Inbox,
+    /// For a new watcher.
+    pub(super) queue: Queue,
+    /// The directory of this cache's `sync` markers.
+    pub(super) sentinel: Option<PathBuf>,
+    pub(super) stopped: Arc<AtomicBool>,
+    pub(super) audit: Option<Arc<AuditLog>>,
+    pub(super) full_rescan: Duration,
+    pub(super) max_watches: u64,
+    pub(super) polled: bool,
+    pub(super) watcher: Option<DirWatcher>,
+}
+
 /// The thread that does all of one cache's checks and reconciles, in queue order.
 pub(super) struct Worker {
-    pub(super) runtime: Arc<CacheRuntime>,
-    pub(super) watcher: Mutex<Option<watch::DirWatcher>>,
-    pub(super) audit: Option<Arc<AuditLog>>,
+    setup: Setup,
+    state: State,
+    /// The previous watcher's generation and fixed watches: a `sync` marker it read
+    /// before it was replaced still counts.
+    #[cfg(target_os = "linux")]
+    retired: Option<(u64, watch::Fixed)>,
+    /// Dropped last: `stop` waits for it to go.
+    publish: latest::Sender<Arc<View>>,
+}
+
+/// Everything of the cache that changes, owned by the worker alone.
+struct State {
+    /// What the next published view shows, but for the unrepaired entries.
+    view: View,
+    /// The directories watched now, by watch descriptor.
+    #[cfg(target_os = "linux")]
+    watched: watch::Watched,
     /// The pinned root; every scan and check starts from it.
-    pub(super) root: Mutex<Option<Arc<Root>>>,
+    root: Option<Arc<Root>>,
+    /// `sync`s waiting for their marker, by token.
+    waiters: HashMap<u64, oneshot::Sender<()>>,
+    /// `max_watches` was reached: the next full scan starts with a new watcher, so that
+    /// the watches it adds are all the cache holds (a watch is never dropped otherwise).
+    over_budget: bool,
+    record: Record,
+}
+
+/// What walks found that lasts beyond them: the entries that stay unrepaired, when to
+/// try them again, and which findings were already logged.
+struct Record {
+    unrepaired: unrepaired::Unrepaired,
     /// Paths to check again and when: those whose check failed for a reason that passes
     /// (no descriptor or memory left for a moment) after [`RETRY_AFTER`], never dropped;
     /// those left unrepaired after the back-off. Past [`unrepaired::MAX_ENTRIES`] paths
     /// it becomes one full reconcile (the empty path).
-    pub(super) retry: Mutex<Option<(Instant, BTreeSet<Vec<u8>>)>>,
+    retry: Option<(Instant, BTreeSet<Vec<u8>>)>,
     /// How long until unrepaired entries are tried again: doubled by each retry that
     /// leaves some, back to [`RETRY_AFTER`] once none are left.
-    pub(super) backoff_ms: AtomicU64,
+    backoff: Duration,
     /// Entries already warned about in this scan cycle (each is warned once per full
     /// scan, not once per event or per rescan), and the bytes their names take: past
     /// [`MAX_WARNED_BYTES`] the rest are counted, not remembered.
-    pub(super) warned: Mutex<(HashSet<Vec<u8>>, usize)>,
-    /// What makes this cache's watcher, to start afresh.
-    pub(super) handler: Option<Handler>,
-    /// `max_watches` was reached: the next full scan starts with a new watcher, so that
-    /// the watches it adds are all the cache holds (notify never drops a watch itself).
-    pub(super) over_budget: AtomicBool,
+    warned: HashSet<Vec<u8>>,
+    warned_bytes: usize,
+}
+
+impl Record {
+    /// Schedules `rel` (empty: the whole cache) to be checked again within `after`.
+    fn defer(&mut self, rel: Vec<u8>, after: Duration) {
+        let at = Instant::now() + after;
+        let (when, paths) = self.retry.get_or_insert_with(|| (at, BTreeSet::new()));
+        *when = (*when).min(at);
+        if paths.len() >= unrepaired::MAX_ENTRIES {
+            paths.clear();
+            paths.insert(Vec::new());
+        } else if !paths.contains(&Vec::new()) {
+            paths.insert(rel);
+        }
+    }
+}
+
+/// What the service's visitor sends the worker from a walk's threads.
+enum Walked {
+    #[cfg(target_os = "linux")]
+    Watched(i32, Box<[u8]>),
+    /// A directory that could not be watched for a reason of its own, in words.
+    Unwatched(String),
+    Repaired(Vec<u8>, crate::model::Divergence),
+    Found(crate::walk::Note),
+}
+
+/// What kept a walk from watching every directory it listed.
+#[derive(Default)]
+struct Trouble {
+    /// The kernel's limit (`fs.inotify.max_user_watches`) refused a watch.
+    limit: AtomicBool,
+    /// `daemon.max_watches` was reached.
+    budget: AtomicBool,
+}
+
+/// The service's visitor, on the walk's threads: it watches each directory before it is
+/// listed (within the budget), writes the audit log, and sends the rest to the worker.
+struct Visitor<'a> {
+    tx: std::sync::mpsc::Sender<Walked>,
+    watcher: Option<&'a DirWatcher>,
+    /// Watches held now: those before the walk, and those it added.
+    watches: AtomicU64,
+    #[cfg(target_os = "linux")]
+    known: &'a watch::Watched,
+    max_watches: u64,
+    trouble: &'a Trouble,
+    root: &'a Path,
+    audit: Option<&'a AuditLog>,
+    /// A check logs each repair; a full scan logs a summary.
+    live: bool,
+}
+
+impl crate::walk::Visit for Visitor<'_> {
+    /// After the first refusal for the kernel's watch limit or `max_watches`, the rest of
+    /// the walk does not ask again; any other refusal (a path longer than PATH_MAX) is
+    /// counted, not hidden.
+    fn listing(&self, rel: &[u8], dir: BorrowedFd<'_>) {
+        let trouble = self.trouble;
+        let Some(watcher) = self.watcher else { return };
+        if trouble.limit.load(Relaxed) || trouble.budget.load(Relaxed) {
+            return;
+        }
+        // A slot is taken before the watch is added, so that the walk's threads together
+        // never pass the budget; a watch the cache held already gives its slot back.
+        if self.watches.fetch_add(1, Relaxed) >= self.max_watches {
+            self.watches.fetch_sub(1, Relaxed);
+            if !trouble.budget.swap(true, Relaxed) {
+                tracing::warn!(root = %self.root.display(), "{}", Degraded::WatchBudget { max: self.max_watches });
+            }
+            return;
+        }
+        let added = watcher.watch_dir(dir);
+        #[cfg(target_os = "linux")]
+        let new = matches!(added, Ok(Some(wd)) if !self.known.contains_key(&wd));
+        #[cfg(not(target_os = "linux"))]
+        let new = false;
+        if !new {
+            self.watches.fetch_sub(1, Relaxed);
+        }
+        match added {
+            #[cfg(target_os = "linux")]
+            Ok(Some(wd)) => {
+                let _ = self.tx.send(Walked::Watched(wd, rel.into()));
+            }
+            Ok(_) => {}
+            Err(watch::WatchError::Limit) => {
+                if !trouble.limit.swap(true, Relaxed) {
+                    tracing::warn!(root = %self.root.display(), "{}", watch::WATCH_LIMIT_REASON);
+                }
+            }
+            // Removed since it was listed: nothing to watch.
+            Err(watch::WatchError::Gone) => {}
+            Err(e) => {
+                let path = crate::names::display(self.root, rel);
+                tracing::debug!(path = %path, "cannot watch: {e}");
+                let _ = self.tx.send(Walked::Unwatched(format!("{path}: {e}")));
+            }
+        }
+    }
+
+    fn repaired(&self, rel: &[u8], d: &crate::model::Divergence) {
+        let path = crate::names::display(self.root, rel);
+        if self.live {
+            tracing::info!(path = %path, "repaired: {d}");
+        } else {
+            tracing::debug!(path = %path, "repaired: {d}");
+        }
+        if let Some(log) = self.audit {
+            log.record(self.root, rel, d);
+        }
+        let _ = self.tx.send(Walked::Repaired(rel.to_vec(), *d));
+    }
+
+    fn found(&self, note: crate::walk::Note) {
+        let _ = self.tx.send(Walked::Found(note));
+    }
+}
+
+/// What one walk did.
+struct Outcome {
+    result: std::io::Result<()>,
+    tally: Tally,
+    /// Why part of the cache is not watched, if it is not.
+    unwatched: Option<Degraded>,
 }
 
 impl Worker {
-    pub(super) fn run(self) {
-        // However the worker ends, its queue refuses work from then on and drops the
-        // waiters, so that no `sync` or `rescan` waits for a worker that is gone.
-        struct Close(Queue);
-        impl Drop for Close {
-            fn drop(&mut self) {
-                self.0.close();
-            }
+    pub(super) fn new(setup: Setup, view: View, publish: latest::Sender<Arc<View>>) -> Worker {
+        let state = State {
+            view,
+            #[cfg(target_os = "linux")]
+            watched: watch::Watched::new(),
+            root: None,
+            waiters: HashMap::new(),
+            over_budget: false,
+            record: Record {
+                unrepaired: Default::default(),
+                retry: None,
+                backoff: RETRY_AFTER,
+                warned: HashSet::new(),
+                warned_bytes: 0,
+            },
+        };
+        Worker {
+            setup,
+            state,
+            #[cfg(target_os = "linux")]
+            retired: None,
+            publish,
         }
-        let queue = Close(self.runtime.queue.clone());
+    }
+
+    pub(super) fn run(mut self) {
         let mut next_scan = Instant::now() + self.interval();
         loop {
-            let retry_at = self.retry.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|r| r.0);
+            let retry_at = self.state.record.retry.as_ref().map(|r| r.0);
             let wake = retry_at.map_or(next_scan, |r| r.min(next_scan));
-            let Some(inbox) = queue.0.take(wake) else {
+            let Some(batch) = self.setup.inbox.take(wake) else {
                 if Instant::now() < next_scan {
                     self.retry_now(&mut next_scan);
                 } else {
-                    self.full_scan();
+                    let _ = self.full_scan();
                     next_scan = Instant::now() + self.interval();
                 }
+                self.publish();
                 continue;
             };
             let mut pending = Pending::default();
-            if inbox.rescan {
+            let mut barriers = Vec::new();
+            let mut stop = false;
+            for work in batch {
+                match work {
+                    #[cfg(target_os = "linux")]
+                    Work::Events { generation, events } => {
+                        self.events(generation, &events, &mut pending, &mut barriers)
+                    }
+                    #[cfg(not(target_os = "linux"))]
+                    Work::Seen(seen) => seen.into_iter().for_each(|s| self.apply(s, &mut pending, &mut barriers)),
+                    Work::Collapsed => pending.rescan(None),
+                    Work::Await { token, done } => {
+                        self.state.waiters.insert(token, done);
+                    }
+                    Work::Rescan { done, accept } => {
+                        if accept {
+                            self.state.view.kept.root_memory.accept_any();
+                        }
+                        pending.rescan(done);
+                    }
+                    Work::Stop => stop = true,
+                }
+            }
+            if self.setup.inbox.over(pending.checks.len()) {
                 pending.rescan(None);
             }
-            pending.waiters = inbox.rescan_waiters;
-            let mut checks: Vec<(Vec<u8>, bool)> = inbox.checks.into_iter().collect();
-            // Parents before children: a deep check of a directory may cover its children.
-            checks.sort_unstable();
-            for (rel, deep) in checks {
+            // A `sync` whose marker could not be made has gone.
+            self.state.waiters.retain(|_, tx| !tx.is_closed());
+            self.finish(&mut pending, &mut next_scan);
+            if !barriers.is_empty() {
+                // `sync` covers a root that was deleted or replaced (`go clean -modcache`)
+                // even if its events were missed: reconcile the new one.
+                if self.root_changed() {
+                    pending.rescan(None);
+                    self.finish(&mut pending, &mut next_scan);
+                }
+                for tx in barriers {
+                    let _ = tx.send(());
+                }
+            }
+            self.publish();
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// inotify's events, mapped with the watches of the watcher that read them; of a
+    /// watcher since replaced, only what needs no watch table counts (its descriptors
+    /// mean nothing now).
+    #[cfg(target_os = "linux")]
+    fn events(
+        &mut self,
+        generation: u64,
+        events: &[watch::RawEvent],
+        pending: &mut Pending,
+        barriers: &mut Vec<oneshot::Sender<()>>,
+    ) {
+        let current = self.setup.watcher.as_ref().filter(|w| w.generation() == generation).map(|w| w.fixed().clone());
+        let retired = self.retired.as_ref().filter(|(g, _)| *g == generation).map(|(_, f)| f.clone());
+        let empty = watch::Watched::new();
+        for e in events {
+            let seen = match (&current, &retired) {
+                (Some(fixed), _) => watch::seen(e, fixed, &self.state.watched),
+                (None, Some(fixed)) => match watch::seen(e, fixed, &empty) {
+                    Seen::Dropped(_) => Seen::Nothing,
+                    seen => seen,
+                },
+                (None, None) => Seen::Nothing,
+            };
+            self.apply(seen, pending, barriers);
+        }
+    }
+
+    /// One event's work: a check (with, for a toolchain's download, the toolchain's tree),
+    /// a full reconcile, a `sync`'s barrier, or a watch forgotten.
+    fn apply(&mut self, seen: Seen, pending: &mut Pending, barriers: &mut Vec<oneshot::Sender<()>>) {
+        let root = &self.setup.cache.path;
+        let counts = &mut self.state.view.kept.counts;
+        match seen {
+            Seen::Check { rel, deep } => {
+                counts.events += 1;
                 // A toolchain's download completing is when Go's first-use steps may be
                 // done for every member ([`crate::walk`]). Its last event is the chmod
                 // of the tree's root (`makeDirsReadOnly` goes children first, after the
@@ -105,46 +353,74 @@ impl Worker {
                 }
                 pending.check(rel, deep);
             }
-            self.finish(&mut pending, &mut next_scan);
-            if !inbox.barriers.is_empty() {
-                // `sync` covers a root that was deleted or replaced (`go clean -modcache`)
-                // even if its events were missed: reconcile the new one.
-                if self.root_changed() {
-                    pending.rescan(None);
-                    self.finish(&mut pending, &mut next_scan);
-                }
-                for tx in inbox.barriers {
-                    let _ = tx.send(());
-                }
+            Seen::Lost => {
+                counts.overflows += 1;
+                self.state.view.kept.last_overflow = Some(Instant::now());
+                tracing::warn!(root = %root.display(), "{}", watch::OVERFLOW_REASON);
+                pending.rescan(None);
+                // The markers of pending syncs may be among the lost events. The
+                // reconcile covers everything that happened before them, so their
+                // barriers can follow it.
+                barriers.extend(self.state.waiters.drain().map(|(_, tx)| tx));
             }
-            if inbox.stop {
-                return;
+            Seen::Failed(e) => {
+                counts.errors += 1;
+                tracing::warn!(root = %root.display(), "watch error: {e}");
+                pending.rescan(None);
             }
+            Seen::Marker(token) => barriers.extend(self.state.waiters.remove(&token)),
+            #[cfg(target_os = "linux")]
+            Seen::Dropped(wd) => {
+                self.state.watched.remove(&wd);
+            }
+            #[cfg(not(target_os = "linux"))]
+            Seen::Dropped(_) => {}
+            Seen::Nothing => {}
         }
+    }
+
+    /// The view as it stands, for `status` and the control socket.
+    fn publish(&self) {
+        let mut view = self.state.view.clone();
+        let map = &self.state.record.unrepaired;
+        view.unrepaired = Leftovers {
+            count: map.count(),
+            first: map
+                .first(protocol::UNREPAIRED_SHOWN)
+                .map(|(rel, e)| protocol::Unrepaired {
+                    path: crate::names::display(&self.setup.cache.path, rel),
+                    cause: e.cause.clone(),
+                    owner: e.owner,
+                })
+                .collect(),
+            by_owner: map.by_owner(),
+        };
+        self.publish.send_replace(Arc::new(view));
     }
 
     /// Does the pending work: a due full reconcile (which covers every check queued
     /// before it), else each check once.
-    pub(super) fn finish(&self, pending: &mut Pending, next_scan: &mut Instant) {
-        let Pending { checks, rescan, waiters, .. } = std::mem::take(pending);
+    fn finish(&mut self, pending: &mut Pending, next_scan: &mut Instant) {
+        let Pending { checks, rescan, waiters } = std::mem::take(pending);
         if rescan {
             // A full scan covers every retry queued before it.
-            *self.retry.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            self.full_scan();
+            self.state.record.retry = None;
+            let reconciled = self.full_scan();
             *next_scan = Instant::now() + self.interval();
             for tx in waiters {
-                let _ = tx.send(());
+                let _ = tx.send(reconciled.clone());
             }
         }
         if !checks.is_empty() {
+            let checks: Vec<(Vec<u8>, bool)> = checks.into_iter().collect();
             self.check(&checks);
         }
     }
 
     /// Checks again what failed for a transient reason; an empty path stands for the
     /// whole cache.
-    pub(super) fn retry_now(&self, next_scan: &mut Instant) {
-        let Some((_, paths)) = self.retry.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
+    fn retry_now(&mut self, next_scan: &mut Instant) {
+        let Some((_, paths)) = self.state.record.retry.take() else { return };
         let mut pending = Pending::default();
         for rel in paths {
             if rel.is_empty() {
@@ -154,112 +430,34 @@ impl Worker {
             }
         }
         self.finish(&mut pending, next_scan);
-        let left = !self.runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
-        let backoff = Duration::from_millis(self.backoff_ms.load(Relaxed));
-        let next = if left { (backoff * 2).min(MAX_BACKOFF) } else { RETRY_AFTER };
-        self.backoff_ms.store(next.as_millis() as u64, Relaxed);
+        let record = &mut self.state.record;
+        record.backoff = if record.unrepaired.is_empty() { RETRY_AFTER } else { (record.backoff * 2).min(MAX_BACKOFF) };
     }
 
-    /// Schedules `rel` (empty: the whole cache) to be checked again within `after`.
-    pub(super) fn defer(&self, rel: Vec<u8>, after: Duration) {
-        let mut retry = self.retry.lock().unwrap_or_else(|p| p.into_inner());
-        let at = Instant::now() + after;
-        let (when, paths) = retry.get_or_insert_with(|| (at, BTreeSet::new()));
-        *when = (*when).min(at);
-        if paths.len() >= unrepaired::MAX_ENTRIES {
-            paths.clear();
-            paths.insert(Vec::new());
-        } else if !paths.contains(&Vec::new()) {
-            paths.insert(rel);
-        }
-    }
-
-    /// Records what stays non-compliant after a walk: `scope` is the path a check
-    /// covered (and whether it went deep), `None` for a full scan, which replaces all.
-    pub(super) fn interval(&self) -> Duration {
-        let full = self.runtime.full_rescan;
-        match self.runtime.state() {
+    fn interval(&self) -> Duration {
+        let full = self.setup.full_rescan;
+        match self.state.view.state(self.setup.polled) {
             CacheState::Degraded => full.min(DEGRADED_RESCAN),
             CacheState::Polling => full.min(POLL_INTERVAL),
             _ => full,
         }
     }
 
-    /// Adds a watch on a directory before it is listed. After the first refusal for
-    /// the kernel's watch limit or `max_watches`, the rest of the walk does not ask
-    /// again; any other refusal (a path longer than PATH_MAX) is counted, not hidden.
-    pub(super) fn watch_hook<'a>(&'a self, trouble: &'a WatchTrouble) -> impl Fn(&[u8], BorrowedFd<'_>) + Sync + 'a {
-        move |rel: &[u8], dir: BorrowedFd<'_>| {
-            if trouble.limit.load(Relaxed) || trouble.budget.load(Relaxed) {
-                return;
-            }
-            let guard = self.watcher.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(watcher) = guard.as_ref() else { return };
-            let root = &self.runtime.cache.path;
-            if watcher.watches() as u64 >= self.runtime.max_watches {
-                self.over_budget.store(true, Relaxed);
-                if !trouble.budget.swap(true, Relaxed) {
-                    tracing::warn!(root = %root.display(), "{}", Degraded::WatchBudget { max: self.runtime.max_watches });
-                }
-                return;
-            }
-            match watcher.watch_dir(rel, dir) {
-                Ok(()) => {
-                    self.runtime.stats.watches.fetch_add(1, Relaxed);
-                }
-                Err(watch::WatchError::Limit) => {
-                    if !trouble.limit.swap(true, Relaxed) {
-                        tracing::warn!(root = %root.display(), "{}", watch::WATCH_LIMIT_REASON);
-                    }
-                }
-                // Removed since it was listed: nothing to watch.
-                Err(watch::WatchError::Gone) => {}
-                Err(e) => {
-                    let path = crate::names::display(root, rel);
-                    tracing::debug!(path = %path, "cannot watch: {e}");
-                    trouble.unwatched.fetch_add(1, Relaxed);
-                    let mut first = trouble.first.lock().unwrap_or_else(|p| p.into_inner());
-                    if first.is_none() {
-                        *first = Some(format!("{path}: {e}"));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Records each repair as the cache's latest (for `status`) and in
-    /// `daemon.audit_log`, when one is configured.
-    pub(super) fn audit_hook(&self) -> Box<crate::walk::AuditHook<'_>> {
-        let root = &self.runtime.cache.path;
-        Box::new(move |rel: &[u8], d: &crate::model::Divergence| {
-            let repair = protocol::LastRepair {
-                at: protocol::rfc3339(SystemTime::now()),
-                path: crate::names::display(root, rel),
-                change: d.to_string(),
-            };
-            *self.runtime.stats.last_repair.lock().unwrap_or_else(|p| p.into_inner()) = Some(repair);
-            if let Some(log) = &self.audit {
-                log.record(root, rel, d);
-            }
-        })
-    }
-
     /// The pinned root, resolved anew (with every rule of [`root`]) when there is none yet
     /// or the pinned one was removed: Go's `go clean -modcache` deletes the root, and the
     /// next `go` command makes a new one. Never re-resolved for a scan otherwise.
     /// A directory that took the old root's place is judged by [`root::accept_successor`].
-    pub(super) fn root(&self) -> Result<Arc<Root>, RootTrouble> {
-        let mut slot = self.root.lock().unwrap_or_else(|p| p.into_inner());
-        let mut memory = self.runtime.stats.root_memory.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(pinned) = slot.as_ref().filter(|r| !r.removed()) {
+    fn root(&mut self) -> Result<Arc<Root>, RootTrouble> {
+        let memory = &mut self.state.view.kept.root_memory;
+        if let Some(pinned) = self.state.root.as_ref().filter(|r| !r.removed()) {
             memory.former = Some(root::Former::of(pinned));
             return Ok(Arc::clone(pinned));
         }
-        *slot = None;
+        self.state.root = None;
         if let Some(why) = &memory.refused {
             return Err(RootTrouble::Replaced(why.clone()));
         }
-        let cache = &self.runtime.cache;
+        let cache = &self.setup.cache;
         let own = root::Ownership::for_cache(&cache.policy, None);
         root::create(&cache.path, &Origin::Admin, own).map_err(RootTrouble::Unusable)?;
         let pinned = Arc::new(root::resolve(&cache.path, &Origin::Admin, cache.force).map_err(RootTrouble::Unusable)?);
@@ -271,32 +469,37 @@ impl Worker {
             }
         }
         memory.former = Some(root::Former::of(&pinned));
-        *slot = Some(Arc::clone(&pinned));
+        self.state.root = Some(Arc::clone(&pinned));
         Ok(pinned)
     }
 
     /// Replaces the watcher by a new one holding only its fixed watches; the full scan
-    /// that follows adds the cache's, up to `max_watches`.
-    pub(super) fn renew_watcher(&self) {
-        let Some(handler) = &self.handler else { return };
-        match handler.clone().start() {
+    /// that follows adds the cache's, up to `max_watches`. The new one watches the
+    /// sentinel directory before the old one goes, so no `sync` marker is missed.
+    fn renew_watcher(&mut self) {
+        let (Some(old), Some(sentinel)) = (&self.setup.watcher, &self.setup.sentinel) else { return };
+        let generation = old.generation() + 1;
+        match DirWatcher::start(&self.setup.cache.path, sentinel, self.setup.queue.clone(), generation) {
             Ok(w) => {
-                *self.watcher.lock().unwrap_or_else(|p| p.into_inner()) = Some(w);
-                // A `sync` marker created while the watchers changed hands may have no
-                // event: its barrier follows this scan, which covers what came before.
-                handler.release_waiters();
+                let old = self.setup.watcher.replace(w);
+                #[cfg(target_os = "linux")]
+                {
+                    self.retired = old.map(|o| (o.generation(), o.fixed().clone()));
+                    self.state.watched.clear();
+                }
+                #[cfg(not(target_os = "linux"))]
+                drop(old);
             }
-            Err(e) => tracing::warn!(root = %self.runtime.cache.path.display(), "cannot renew the watcher: {e}"),
+            Err(e) => tracing::warn!(root = %self.setup.cache.path.display(), "cannot renew the watcher: {e}"),
         }
     }
 
     /// The pinned root is gone or its path leads to another directory now (Go's `go
     /// clean -modcache` deletes it and the next `go` command makes a new one): forget
     /// it, so that the next scan resolves the path again with every rule of [`root`].
-    pub(super) fn root_changed(&self) -> bool {
-        let mut slot = self.root.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(pinned) = slot.as_ref() else { return true };
-        let replaced = match std::fs::metadata(&self.runtime.cache.path) {
+    fn root_changed(&mut self) -> bool {
+        let Some(pinned) = self.state.root.as_ref() else { return true };
+        let replaced = match std::fs::metadata(&self.setup.cache.path) {
             Ok(m) => {
                 use std::os::unix::fs::MetadataExt;
                 m.ino() != pinned.stat().ino
@@ -304,7 +507,7 @@ impl Worker {
             Err(_) => true,
         };
         if replaced || pinned.removed() {
-            *slot = None;
+            self.state.root = None;
             return true;
         }
         false
@@ -312,7 +515,7 @@ impl Worker {
 
     /// Whether this cache's files may be changed, as of now (see [`root::hard_link_guard`]);
     /// recorded for `status`.
-    pub(super) fn guard(&self, pinned: &Root) -> Action {
+    fn guard(&mut self, pinned: &Root) -> Action {
         let isolation = root::isolation(pinned);
         let guard = root::hard_link_guard(&isolation, root::protected_hardlinks(), pinned.path());
         let action = if guard.is_ok() { Action::Repair } else { Action::Check };
@@ -331,120 +534,170 @@ impl Worker {
             description += " (as the service's own mount namespace sees it; `cachekeeperctl doctor` on the host \
                             checks what its users see)";
         }
-        *self.runtime.isolation.lock().unwrap_or_else(|p| p.into_inner()) =
+        self.state.view.isolation =
             Some(IsolationState { isolated: isolation.isolated(), description, refused: guard.err().map(|e| e.0) });
         action
     }
 
+    /// One walk with the service's visitor, from the root (`checks`: `None`) or of the
+    /// paths given (sorted). The walk runs on rayon's threads while this thread takes
+    /// what its visitor sends, so that the worker stays the one owner of the cache's
+    /// state and holds no more of the findings than their bounds allow.
+    fn walk(&mut self, pinned: &Root, action: Action, checks: Option<&[(Vec<u8>, bool)]>) -> Outcome {
+        let full = checks.is_none();
+        let Worker { setup, state, .. } = self;
+        let tally = Tally::default();
+        let trouble = Trouble::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        #[cfg(target_os = "linux")]
+        let held = state.watched.len() as u64;
+        #[cfg(not(target_os = "linux"))]
+        let held = 0;
+        let visitor = Visitor {
+            tx,
+            watcher: setup.watcher.as_ref().filter(|_| !setup.polled),
+            watches: AtomicU64::new(held),
+            #[cfg(target_os = "linux")]
+            known: &state.watched,
+            max_watches: setup.max_watches,
+            trouble: &trouble,
+            root: &setup.cache.path,
+            audit: setup.audit.as_deref(),
+            live: !full,
+        };
+        let mut findings = Findings::new(full, &mut state.record);
+        let counts = &mut state.view.kept.counts;
+        let mut watched = Vec::new();
+        let (mut unwatched, mut first_unwatched) = (0, None);
+        let mut last_repair = None;
+        let mut result = Ok(());
+        let walking = &mut result;
+        let (cache, tally_ref, stop) = (&*setup.cache, &tally, &*setup.stopped);
+        rayon::in_place_scope(|s| {
+            s.spawn(move |_| {
+                let scan = Scan {
+                    cache,
+                    root: pinned,
+                    action,
+                    tally: tally_ref,
+                    visit: &visitor,
+                    stop: Some(stop),
+                    hold_root: false,
+                };
+                *walking = match checks {
+                    Some(checks) => scan.paths(checks),
+                    None => scan.all(),
+                };
+                // The visitor goes with the walk, and with it the last sender.
+                drop(visitor);
+            });
+            for walked in rx {
+                match walked {
+                    #[cfg(target_os = "linux")]
+                    Walked::Watched(wd, rel) => {
+                        counts.watches += 1;
+                        watched.push((wd, rel));
+                    }
+                    Walked::Unwatched(why) => {
+                        unwatched += 1;
+                        first_unwatched.get_or_insert(why);
+                    }
+                    Walked::Repaired(rel, d) => last_repair = Some((rel, d, SystemTime::now())),
+                    Walked::Found(note) => findings.take(note, &setup.cache.path),
+                }
+            }
+        });
+        #[cfg(target_os = "linux")]
+        state.watched.extend(watched);
+        #[cfg(not(target_os = "linux"))]
+        let _: Vec<()> = watched;
+        if result.is_ok() {
+            findings.finish(&setup.cache.path);
+        }
+        if let Some((rel, d, at)) = last_repair {
+            state.view.kept.last_repair = Some(protocol::LastRepair {
+                at: protocol::rfc3339(at),
+                path: crate::names::display(&setup.cache.path, &rel),
+                change: d.to_string(),
+            });
+        }
+        state.view.kept.counts.absorb(&tally);
+        state.over_budget |= trouble.budget.load(Relaxed);
+        let unwatched = if trouble.limit.load(Relaxed) {
+            Some(Degraded::WatchLimit)
+        } else if trouble.budget.load(Relaxed) {
+            Some(Degraded::WatchBudget { max: setup.max_watches })
+        } else {
+            first_unwatched.map(|first| Degraded::Unwatched { count: unwatched, first })
+        };
+        Outcome { result, tally, unwatched }
+    }
+
     /// Checks `checks` (sorted by path) in one walk.
-    pub(super) fn check(&self, checks: &[(Vec<u8>, bool)]) {
+    fn check(&mut self, checks: &[(Vec<u8>, bool)]) {
         // An event on the root itself comes through its parent's watch: it may have been
         // deleted and made anew, which only a full reconcile of the new one covers.
         if checks.iter().any(|(rel, _)| rel.is_empty()) && self.root_changed() {
-            return self.full_scan();
+            let _ = self.full_scan();
+            return;
         }
-        let tally = Tally::default();
-        let trouble = WatchTrouble::default();
-        let hook = self.watch_hook(&trouble);
-        let cache = &self.runtime.cache;
-        let audit = self.audit_hook();
         let pinned = match self.root() {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!("{e}");
-                self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
+                self.state.view.kept.counts.errors += 1;
                 // Not dropped: a full reconcile follows, which says what is wrong.
-                self.defer(Vec::new(), RETRY_AFTER);
+                self.state.record.defer(Vec::new(), RETRY_AFTER);
                 return;
             }
         };
-        let refused =
-            self.runtime.isolation.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|i| i.refused.is_some());
+        let refused = self.state.view.isolation.as_ref().map(|i| i.refused.is_some());
         let action = if refused == Some(false) { Action::Repair } else { self.guard(&pinned) };
-        {
-            let mut map = self.runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner());
-            checks.iter().for_each(|(rel, deep)| map.forget(rel, *deep));
-        }
-        let findings = Findings::new(self, false);
-        let take = |note| findings.take(note);
-        let scan = Scan {
-            cache,
-            root: &pinned,
-            action,
-            tally: &tally,
-            watch: Some(&hook),
-            audit: Some(&*audit),
-            findings: Some(&take),
-            stop: Some(&self.runtime.stopped),
-            hold_root: false,
-            log_repairs: true,
-        };
-        match scan.paths(checks) {
-            Ok(_) => findings.finish(),
-            Err(e) => {
-                tracing::warn!(root = %cache.path.display(), "cannot open the cache root: {}", sys::describe(&e));
-                self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
-                // Out of descriptors or memory for a moment: the check is done later,
-                // never dropped; `status` shows it as unrepaired meanwhile.
-                let cause = format!("cannot open the cache root: {}", sys::describe(&e));
-                for (rel, _) in checks {
-                    let entry = unrepaired::Entry { cause: cause.clone(), owner: None };
-                    self.runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner()).insert(rel.clone(), entry);
-                    self.defer(rel.clone(), RETRY_AFTER);
-                }
+        checks.iter().for_each(|(rel, deep)| self.state.record.unrepaired.forget(rel, *deep));
+        let outcome = self.walk(&pinned, action, Some(checks));
+        if let Err(e) = &outcome.result {
+            let cause = format!("cannot open the cache root: {}", sys::describe(e));
+            tracing::warn!(root = %self.setup.cache.path.display(), "{cause}");
+            self.state.view.kept.counts.errors += 1;
+            // Out of descriptors or memory for a moment: the check is done later,
+            // never dropped; `status` shows it as unrepaired meanwhile.
+            let record = &mut self.state.record;
+            for (rel, _) in checks {
+                record.unrepaired.insert(rel.clone(), unrepaired::Entry { cause: cause.clone(), owner: None });
+                record.defer(rel.clone(), RETRY_AFTER);
             }
         }
-        if let Some(reason) = trouble.reason(self.runtime.max_watches) {
-            self.runtime.set_degraded(Some(reason));
+        if let Some(reason) = outcome.unwatched {
+            self.state.view.degraded = Some(reason);
         }
-        self.runtime.stats.repairs.absorb(&tally);
     }
 
-    pub(super) fn full_scan(&self) {
-        let cache = &self.runtime.cache;
+    /// A full reconcile: what it found, or why it could not walk the cache.
+    fn full_scan(&mut self) -> Reconciled {
+        let cache = Arc::clone(&self.setup.cache);
         // Every watch is added again as the scan lists each directory.
-        self.runtime.stats.watches.store(0, Relaxed);
-        if self.over_budget.swap(false, Relaxed) {
+        self.state.view.kept.counts.watches = 0;
+        if std::mem::take(&mut self.state.over_budget) {
             self.renew_watcher();
         }
-        let tally = Tally::default();
-        let trouble = WatchTrouble::default();
-        let hook = self.watch_hook(&trouble);
         let started = Instant::now();
-        let watch: Option<&crate::walk::WatchHook<'_>> = if self.runtime.polled { None } else { Some(&hook) };
-        let audit = self.audit_hook();
         let mut refused = None;
-        let findings = Findings::new(self, true);
-        let take = |note| findings.take(note);
+        let mut outcome = None;
         let scanned = self.root().map_err(|e| e.to_string()).and_then(|pinned| {
             let action = self.guard(&pinned);
             if action == Action::Check {
-                refused = self
-                    .runtime
-                    .isolation
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .as_ref()
-                    .and_then(|i| i.refused.clone());
+                refused = self.state.view.isolation.as_ref().and_then(|i| i.refused.clone());
             }
-            let scan = Scan {
-                cache,
-                root: &pinned,
-                action,
-                tally: &tally,
-                watch,
-                audit: Some(&*audit),
-                findings: Some(&take),
-                stop: Some(&self.runtime.stopped),
-                hold_root: false,
-                log_repairs: false,
-            };
-            scan.all().map_err(|e| {
+            let walked = self.walk(&pinned, action, None);
+            let result = walked.result.as_ref().map_err(|e| {
                 if transient(e.raw_os_error()) {
-                    self.defer(Vec::new(), RETRY_AFTER);
+                    self.state.record.defer(Vec::new(), RETRY_AFTER);
                 }
-                format!("{}: {}", watch::UNWALKABLE_REASON, sys::describe(&e))
-            })
+                format!("{}: {}", watch::UNWALKABLE_REASON, sys::describe(e))
+            });
+            let result = result.copied();
+            outcome = Some(walked);
+            result
         });
         // Under systemd the usual cause is a cache the unit's sandbox hides: say so, and
         // give the drop-in, instead of leaving people to look for a read-only disk.
@@ -452,61 +705,61 @@ impl Worker {
             Some(advice) => format!("{why}; {advice}"),
             None => why.clone(),
         });
-        if scanned.is_ok() {
-            findings.finish();
-        }
+        let counts = &mut self.state.view.kept.counts;
         if let Some(why) = &failure {
             tracing::error!(root = %cache.path.display(), "full scan failed: {why}");
-            self.runtime.stats.counters.errors.fetch_add(1, Relaxed);
+            counts.errors += 1;
         }
-        *self.runtime.scan_error.lock().unwrap_or_else(|p| p.into_inner()) = failure.clone();
-        let took = started.elapsed();
+        let unwatched = outcome.as_mut().and_then(|o| o.unwatched.take());
+        let tally = outcome.as_ref().map(|o| &o.tally);
+        let count = |f: fn(&Tally) -> u64| tally.map_or(0, f);
         let reported = Reported {
-            symlink: tally.reported(Reason::Symlink),
-            hard_link: tally.reported(Reason::HardLink),
-            special: tally.reported(Reason::Special),
-            other_mount: tally.reported(Reason::OtherMount),
+            symlink: count(|t| t.reported(Reason::Symlink)),
+            hard_link: count(|t| t.reported(Reason::HardLink)),
+            special: count(|t| t.reported(Reason::Special)),
+            other_mount: count(|t| t.reported(Reason::OtherMount)),
         };
-        let entries = tally.entries.load(Relaxed);
-        let finished_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let took = started.elapsed();
+        let (entries, repaired) = (count(|t| t.entries.load(Relaxed)), count(|t| t.changed.load(Relaxed)));
         let info = ScanInfo {
-            finished_at,
+            finished_at: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             duration_ms: took.as_millis() as u64,
             entries,
             finished: protocol::rfc3339(SystemTime::now()),
-            repaired: tally.changed.load(Relaxed),
+            repaired,
         };
-        let duration_ms = info.duration_ms;
-        *self.runtime.stats.last_scan.lock().unwrap_or_else(|p| p.into_inner()) = Some(LastScan { info, reported });
-        self.runtime.stats.full_scans.fetch_add(1, Relaxed);
-        self.runtime.stats.full_scan_ms.fetch_add(duration_ms, Relaxed);
-        self.runtime.stats.repairs.absorb(&tally);
+        counts.full_scans += 1;
+        counts.full_scan_ms += info.duration_ms;
+        self.state.view.kept.last_scan = Some(LastScan { info: info.clone(), reported });
         // A full scan re-adds every watch, so after an overflow the cache is whole again;
         // what keeps it degraded is a root that cannot be opened, a watch limit that still
         // bites, or no inotify at all.
-        let degraded = match &scanned {
-            Err(_) => failure.map(Degraded::Unwalkable),
-            Ok(_) if refused.is_some() => refused.map(Degraded::Refused),
-            Ok(_) if trouble.reason(self.runtime.max_watches).is_some() => trouble.reason(self.runtime.max_watches),
-            Ok(_) if !self.runtime.polled && !self.runtime.watched => Some(Degraded::NoInotify),
-            Ok(_) => None,
+        self.state.view.degraded = match &failure {
+            Some(why) => Some(Degraded::Unwalkable(why.clone())),
+            None if refused.is_some() => refused.map(Degraded::Refused),
+            None if unwatched.is_some() => unwatched,
+            None if !self.setup.polled && self.setup.watcher.is_none() => Some(Degraded::NoInotify),
+            None => None,
         };
-        self.runtime.set_degraded(degraded);
-        self.runtime.scanned.store(true, Relaxed);
+        self.state.view.scanned = true;
         sys::trim_memory();
         let left: Vec<String> = Reason::ALL
             .iter()
-            .filter(|&&r| tally.reported(r) > 0)
-            .map(|&r| format!("{} {}(s)", tally.reported(r), r.name()))
+            .map(|&r| (r, tally.map_or(0, |t| t.reported(r))))
+            .filter(|&(_, n)| n > 0)
+            .map(|(r, n)| format!("{n} {}(s)", r.name()))
             .collect();
         let left = if left.is_empty() { String::new() } else { format!(", left as they are: {}", left.join(", ")) };
-        let unrepaired = self.runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner()).count();
         tracing::info!(
             root = %cache.path.display(),
-            "full scan: {entries} entries in {:.2}s, {} repaired, {unrepaired} unrepaired{left}",
+            "full scan: {entries} entries in {:.2}s, {repaired} repaired, {} unrepaired{left}",
             took.as_secs_f64(),
-            tally.changed.load(Relaxed)
+            self.state.record.unrepaired.count(),
         );
+        match failure {
+            Some(why) => Err(why),
+            None => Ok(Some(info)),
+        }
     }
 }
 
@@ -521,63 +774,64 @@ pub(super) fn transient(errno: Option<i32>) -> bool {
 /// per scan cycle (a full scan starts a new one), so that a symlink or an entry that
 /// cannot be fixed does not log a line per event or per rescan. A full scan logs the
 /// first few and counts the rest; `status` lists them.
-struct Findings<'w> {
-    worker: &'w Worker,
+struct Findings<'r> {
+    record: &'r mut Record,
     full: bool,
     /// A full scan builds the set anew, to replace the old one when it is done.
-    fresh: Mutex<unrepaired::Unrepaired>,
-    logged: std::sync::atomic::AtomicUsize,
-    more: AtomicU64,
+    fresh: unrepaired::Unrepaired,
+    logged: usize,
+    more: u64,
 }
 
-impl<'w> Findings<'w> {
-    fn new(worker: &'w Worker, full: bool) -> Findings<'w> {
+impl<'r> Findings<'r> {
+    fn new(full: bool, record: &'r mut Record) -> Findings<'r> {
         if full {
-            *worker.warned.lock().unwrap_or_else(|p| p.into_inner()) = Default::default();
+            record.warned.clear();
+            record.warned_bytes = 0;
         }
-        Findings { worker, full, fresh: Mutex::default(), logged: Default::default(), more: AtomicU64::new(0) }
+        Findings { record, full, fresh: Default::default(), logged: 0, more: 0 }
     }
 
-    fn take(&self, note: crate::walk::Note) {
+    fn take(&mut self, note: crate::walk::Note, root: &Path) {
         use crate::walk::Finding;
-        self.log(&note);
+        self.log(&note, root);
         if let Finding::Failed(f) = &note.finding {
             if transient(f.errno) {
-                self.worker.defer(note.rel.clone(), RETRY_AFTER);
+                self.record.defer(note.rel.clone(), RETRY_AFTER);
             }
             let entry = unrepaired::Entry { cause: f.to_string(), owner: f.owner };
-            let set = if self.full { &self.fresh } else { &self.worker.runtime.unrepaired };
-            set.lock().unwrap_or_else(|p| p.into_inner()).insert(note.rel, entry);
+            let set = if self.full { &mut self.fresh } else { &mut self.record.unrepaired };
+            set.insert(note.rel, entry);
         }
     }
 
-    fn log(&self, note: &crate::walk::Note) {
+    fn log(&mut self, note: &crate::walk::Note, root: &Path) {
         use crate::walk::Finding;
         if matches!(note.finding, Finding::Diverges(_)) {
             return;
         }
-        {
-            let mut guard = self.worker.warned.lock().unwrap_or_else(|p| p.into_inner());
-            let (warned, bytes) = &mut *guard;
-            if warned.contains(&note.rel) {
-                return;
-            }
-            if *bytes + note.rel.len() > MAX_WARNED_BYTES {
-                self.more.fetch_add(1, Relaxed);
-                return;
-            }
-            *bytes += note.rel.len() + 32;
-            warned.insert(note.rel.clone());
+        let record = &mut *self.record;
+        if record.warned.contains(&note.rel) {
+            return;
         }
+        if record.warned_bytes + note.rel.len() > MAX_WARNED_BYTES {
+            self.more += 1;
+            return;
+        }
+        record.warned_bytes += note.rel.len() + 32;
+        record.warned.insert(note.rel.clone());
         if self.full && matches!(note.finding, Finding::Reported(_)) {
             // A full scan counts what it leaves as it is in its summary and in `status`.
             return;
         }
-        if self.full && self.logged.fetch_add(1, Relaxed) >= FINDINGS_LOGGED {
-            self.more.fetch_add(1, Relaxed);
-            return;
+        if self.full {
+            self.logged += 1;
+            if self.logged > FINDINGS_LOGGED {
+                self.more += 1;
+                return;
+            }
         }
-        let path = crate::names::display(&self.worker.runtime.cache.path, &note.rel);
+        let path = crate::names::display(root, &note.rel);
         match &note.finding {
             // git makes symlinks and hard links in its clones as it works (packs, locks);
             // they are counted, not warned about.
@@ -592,23 +846,19 @@ impl<'w> Findings<'w> {
 
     /// The walk is over: a full scan's set replaces the old one, what stays unrepaired
     /// is tried again after the back-off, and what was not logged is counted.
-    fn finish(self) {
-        let runtime = &self.worker.runtime;
-        let again: Vec<Vec<u8>> = {
-            let mut map = runtime.unrepaired.lock().unwrap_or_else(|p| p.into_inner());
-            if self.full {
-                *map = self.fresh.into_inner().unwrap_or_else(|p| p.into_inner());
-            }
-            map.paths().cloned().collect()
-        };
-        let after = Duration::from_millis(self.worker.backoff_ms.load(Relaxed));
-        for rel in again {
-            self.worker.defer(rel, after);
+    fn finish(self, root: &Path) {
+        let Findings { record, full, fresh, more, .. } = self;
+        if full {
+            record.unrepaired = fresh;
         }
-        let more = self.more.load(Relaxed);
+        let again: Vec<Vec<u8>> = record.unrepaired.paths().cloned().collect();
+        let after = record.backoff;
+        for rel in again {
+            record.defer(rel, after);
+        }
         if more > 0 {
             tracing::error!(
-                root = %runtime.cache.path.display(),
+                root = %root.display(),
                 "{more} more entries could not be checked or repaired; `{} status --json` lists them",
                 crate::hint::command("cachekeeperctl")
             );
