@@ -67,11 +67,11 @@ struct Args {
     group: Option<String>,
     /// shared: the group can do what the owner can; private: the group only reads
     /// [default: shared when a group is given, else private]
-    #[arg(long, value_parser = ["shared", "private"])]
-    model: Option<String>,
+    #[arg(long)]
+    model: Option<ModelArg>,
     /// What everyone else may do
-    #[arg(long, value_parser = ["read", "none"], default_value = "read")]
-    other: String,
+    #[arg(long, value_enum, default_value_t = OtherArg::Read)]
+    other: OtherArg,
     /// Leave paths matching this glob (relative to the root) alone; repeatable
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
@@ -89,8 +89,8 @@ struct Args {
     /// acl: every directory carries a default ACL, so that new entries are usable by the
     /// group the moment they are created, whatever the creator's umask; none: repair only
     /// [default: acl for the shared model, none for private]
-    #[arg(long, value_parser = ["acl", "none"])]
-    inherit: Option<String>,
+    #[arg(long)]
+    inherit: Option<InheritArg>,
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
@@ -105,13 +105,34 @@ struct Args {
     exec: Vec<OsString>,
 }
 
+/// `--model`: the owner model's names (SPEC §1).
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ModelArg {
+    Shared,
+    Private,
+}
+
+/// `--other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum OtherArg {
+    Read,
+    None,
+}
+
+/// `--inherit`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum InheritArg {
+    Acl,
+    None,
+}
+
 impl Args {
     fn has_cache_flags(&self) -> bool {
         self.path.is_some()
             || self.owner.is_some()
             || self.group.is_some()
             || self.model.is_some()
-            || self.other != "read"
+            || self.other != OtherArg::Read
             || !self.exclude.is_empty()
             || self.writable
             || self.force
@@ -478,9 +499,9 @@ fn cache_from_flags(args: &Args) -> Result<(CacheConfig, Origin), Usage> {
             (uid, Some(flag_group.unwrap_or(gid)), flag_group.is_some())
         }
     };
-    let model = match args.model.as_deref() {
-        Some("shared") => Model::Shared,
-        Some(_) => Model::Private,
+    let model = match args.model {
+        Some(ModelArg::Shared) => Model::Shared,
+        Some(ModelArg::Private) => Model::Private,
         // An implied group (the invoking user's own) keeps a personal cache private.
         None if explicit_group => Model::Shared,
         None => Model::Private,
@@ -494,10 +515,13 @@ fn cache_from_flags(args: &Args) -> Result<(CacheConfig, Origin), Usage> {
             )));
         }
     }
-    let other = if args.other == "none" { Other::None } else { Other::Read };
-    let inherit = match args.inherit.as_deref() {
-        Some("acl") => Inherit::Acl,
-        Some(_) => Inherit::None,
+    let other = match args.other {
+        OtherArg::Read => Other::Read,
+        OtherArg::None => Other::None,
+    };
+    let inherit = match args.inherit {
+        Some(InheritArg::Acl) => Inherit::Acl,
+        Some(InheritArg::None) => Inherit::None,
         None => Inherit::default_for(model),
     };
     let exclude = Excludes::new(&args.exclude).map_err(|m| Usage(format!("--exclude: {m}")))?;

@@ -226,7 +226,6 @@ pub struct Fixed {
 /// The cache's watched directories by watch descriptor: their path relative to the
 /// root. A watch is added through the descriptor the walk holds, never by path, so a
 /// swapped symlink cannot redirect it; one short path per directory is all it costs.
-#[cfg(target_os = "linux")]
 pub type Watched = std::collections::HashMap<i32, Box<[u8]>>;
 
 /// One inotify event → what to do. A directory's events about itself reach its

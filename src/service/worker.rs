@@ -61,8 +61,8 @@ pub(super) struct Worker {
 struct State {
     /// What the next published view shows, but for the unrepaired entries.
     view: View,
-    /// The directories watched now, by watch descriptor.
-    #[cfg(target_os = "linux")]
+    /// The directories watched now, by watch descriptor (none where one stream watches
+    /// the whole tree).
     watched: watch::Watched,
     /// The pinned root; every scan and check starts from it.
     root: Option<Arc<Root>>,
@@ -110,7 +110,6 @@ impl Record {
 
 /// What the service's visitor sends the worker from a walk's threads.
 enum Walked {
-    #[cfg(target_os = "linux")]
     Watched(i32, Box<[u8]>),
     /// A directory that could not be watched for a reason of its own, in words.
     Unwatched(String),
@@ -134,7 +133,6 @@ struct Visitor<'a> {
     watcher: Option<&'a DirWatcher>,
     /// Watches held now: those before the walk, and those it added.
     watches: AtomicU64,
-    #[cfg(target_os = "linux")]
     known: &'a watch::Watched,
     max_watches: u64,
     trouble: &'a Trouble,
@@ -164,15 +162,10 @@ impl crate::walk::Visit for Visitor<'_> {
             return;
         }
         let added = watcher.watch_dir(dir);
-        #[cfg(target_os = "linux")]
-        let new = matches!(added, Ok(Some(wd)) if !self.known.contains_key(&wd));
-        #[cfg(not(target_os = "linux"))]
-        let new = false;
-        if !new {
+        if !matches!(added, Ok(Some(wd)) if !self.known.contains_key(&wd)) {
             self.watches.fetch_sub(1, Relaxed);
         }
         match added {
-            #[cfg(target_os = "linux")]
             Ok(Some(wd)) => {
                 let _ = self.tx.send(Walked::Watched(wd, rel.into()));
             }
@@ -222,7 +215,6 @@ impl Worker {
     pub(super) fn new(setup: Setup, view: View, publish: latest::Sender<Arc<View>>) -> Worker {
         let state = State {
             view,
-            #[cfg(target_os = "linux")]
             watched: watch::Watched::new(),
             root: None,
             waiters: HashMap::new(),
@@ -369,12 +361,9 @@ impl Worker {
                 pending.rescan(None);
             }
             Seen::Marker(token) => barriers.extend(self.state.waiters.remove(&token)),
-            #[cfg(target_os = "linux")]
             Seen::Dropped(wd) => {
                 self.state.watched.remove(&wd);
             }
-            #[cfg(not(target_os = "linux"))]
-            Seen::Dropped(_) => {}
             Seen::Nothing => {}
         }
     }
@@ -482,10 +471,10 @@ impl Worker {
         match DirWatcher::start(&self.setup.cache.path, sentinel, self.setup.queue.clone(), generation) {
             Ok(w) => {
                 let old = self.setup.watcher.replace(w);
+                self.state.watched.clear();
                 #[cfg(target_os = "linux")]
                 {
                     self.retired = old.map(|o| (o.generation(), o.fixed().clone()));
-                    self.state.watched.clear();
                 }
                 #[cfg(not(target_os = "linux"))]
                 drop(old);
@@ -549,15 +538,11 @@ impl Worker {
         let tally = Tally::default();
         let trouble = Trouble::default();
         let (tx, rx) = std::sync::mpsc::channel();
-        #[cfg(target_os = "linux")]
         let held = state.watched.len() as u64;
-        #[cfg(not(target_os = "linux"))]
-        let held = 0;
         let visitor = Visitor {
             tx,
             watcher: setup.watcher.as_ref().filter(|_| !setup.polled),
             watches: AtomicU64::new(held),
-            #[cfg(target_os = "linux")]
             known: &state.watched,
             max_watches: setup.max_watches,
             trouble: &trouble,
@@ -593,7 +578,6 @@ impl Worker {
             });
             for walked in rx {
                 match walked {
-                    #[cfg(target_os = "linux")]
                     Walked::Watched(wd, rel) => {
                         counts.watches += 1;
                         watched.push((wd, rel));
@@ -607,10 +591,7 @@ impl Worker {
                 }
             }
         });
-        #[cfg(target_os = "linux")]
         state.watched.extend(watched);
-        #[cfg(not(target_os = "linux"))]
-        let _: Vec<()> = watched;
         if result.is_ok() {
             findings.finish(&setup.cache.path);
         }
