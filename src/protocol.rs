@@ -234,24 +234,8 @@ pub struct Leftover {
     pub first: Vec<Unrepaired>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Repairs {
-    pub entries: u64,
-    pub owner: u64,
-    pub group: u64,
-    pub mode: u64,
-    /// ACL changes; added within schema version 1.
-    #[serde(default)]
-    pub acl: u64,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reported {
-    pub symlink: u64,
-    pub hard_link: u64,
-    pub special: u64,
-    pub other_mount: u64,
-}
+/// The walk's counts, as the one-shot summary, `status` and the metrics show them.
+pub use crate::walk::{Repairs, Reported};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanInfo {

@@ -422,11 +422,7 @@ pub fn render_status(status: &Status) -> String {
             }
             None => out += "  entries    (first full scan running)\n",
         }
-        let r = &c.repairs;
-        out += &format!(
-            "  repairs    {} (owner {}, group {}, mode {}, acl {})\n",
-            r.entries, r.owner, r.group, r.mode, r.acl
-        );
+        out += &format!("  repairs    {}\n", c.repairs);
         match c.inheritance {
             Some(crate::model::Inheritance::Acl) => {
                 out += "  inherit    default ACLs: new entries are group-usable at creation\n"

@@ -123,6 +123,73 @@ pub struct Note {
     pub finding: Finding,
 }
 
+/// Changes made: entries changed, and the changes by kind. The one type every report
+/// uses (the one-shot summary, `status`, the metrics): a new kind is a field here, its
+/// entry in [`Repairs::kinds`], and its counter in [`Tally`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Repairs {
+    pub entries: u64,
+    pub owner: u64,
+    pub group: u64,
+    pub mode: u64,
+    /// ACL changes; added within schema version 1.
+    #[serde(default)]
+    pub acl: u64,
+}
+
+impl Repairs {
+    /// The changes by kind, by their key in JSON and the metrics.
+    pub fn kinds(&self) -> [(&'static str, u64); 4] {
+        [("owner", self.owner), ("group", self.group), ("mode", self.mode), ("acl", self.acl)]
+    }
+
+    pub fn add(&mut self, other: &Repairs) {
+        let Repairs { entries, owner, group, mode, acl } = other;
+        for (mine, theirs) in [
+            (&mut self.entries, entries),
+            (&mut self.owner, owner),
+            (&mut self.group, group),
+            (&mut self.mode, mode),
+            (&mut self.acl, acl),
+        ] {
+            *mine += theirs;
+        }
+    }
+}
+
+/// `12 (owner 3, group 12, mode 0, acl 1)`.
+impl std::fmt::Display for Repairs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kinds: Vec<String> = self.kinds().iter().map(|(k, n)| format!("{k} {n}")).collect();
+        write!(f, "{} ({})", self.entries, kinds.join(", "))
+    }
+}
+
+/// Entries left as they are, by [`Reason`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Reported {
+    pub symlink: u64,
+    pub hard_link: u64,
+    pub special: u64,
+    pub other_mount: u64,
+}
+
+impl Reported {
+    pub fn of(&self, reason: Reason) -> u64 {
+        match reason {
+            Reason::Symlink => self.symlink,
+            Reason::HardLink => self.hard_link,
+            Reason::Special => self.special,
+            Reason::OtherMount => self.other_mount,
+        }
+    }
+
+    /// Each reason and its count, in [`Reason::ALL`]'s order.
+    pub fn by_reason(&self) -> [(Reason, u64); 4] {
+        Reason::ALL.map(|r| (r, self.of(r)))
+    }
+}
+
 /// Live counters of a walk; readable from another thread for progress.
 #[derive(Debug, Default)]
 pub struct Tally {
@@ -151,21 +218,21 @@ impl Tally {
         self.reported[reason as usize].load(Relaxed)
     }
 
-    /// Adds the repairs and failures of `other` (a finished walk) to these counters.
-    pub fn absorb(&self, other: &Tally) {
-        for (mine, theirs) in [
-            (&self.changed, &other.changed),
-            (&self.owner, &other.owner),
-            (&self.group, &other.group),
-            (&self.mode, &other.mode),
-            (&self.acl, &other.acl),
-            (&self.failed, &other.failed),
-        ] {
-            mine.fetch_add(theirs.load(Relaxed), Relaxed);
+    /// The changes made so far.
+    pub fn repairs(&self) -> Repairs {
+        Repairs {
+            entries: self.changed.load(Relaxed),
+            owner: self.owner.load(Relaxed),
+            group: self.group.load(Relaxed),
+            mode: self.mode.load(Relaxed),
+            acl: self.acl.load(Relaxed),
         }
-        if other.no_acl.load(Relaxed) {
-            self.no_acl.store(true, Relaxed);
-        }
+    }
+
+    /// The entries left as they are so far.
+    pub fn reported_all(&self) -> Reported {
+        let [symlink, hard_link, special, other_mount] = Reason::ALL.map(|r| self.reported(r));
+        Reported { symlink, hard_link, special, other_mount }
     }
 
     fn bump(counter: &AtomicU64) {

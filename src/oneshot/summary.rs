@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::config::CacheConfig;
 use crate::model::{Divergence, Inherit, Inheritance, Policy};
 use crate::names::{self, Escaped};
-use crate::walk::{Action, Failure, Finding, Note, Reason, Tally};
+use crate::walk::{Action, Failure, Finding, Note, Reason, Repairs, Tally};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -26,7 +26,7 @@ pub struct CacheSummary {
     pub policy: Policy,
     pub action: Action,
     pub entries: u64,
-    pub changed: Changed,
+    pub changed: Repairs,
     pub diverging: u64,
     pub reported: Vec<(Reason, u64)>,
     pub excluded: u64,
@@ -46,15 +46,6 @@ pub struct CacheSummary {
     pub default_acls_absent: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct Changed {
-    pub entries: u64,
-    pub owner: u64,
-    pub group: u64,
-    pub mode: u64,
-    pub acl: u64,
-}
-
 impl CacheSummary {
     pub fn new(cache: &CacheConfig, action: Action, t: &Tally, notes: Vec<Note>, elapsed: Duration) -> Self {
         let failed = t.failed.load(Relaxed);
@@ -64,15 +55,9 @@ impl CacheSummary {
             policy: cache.policy,
             action,
             entries: t.entries.load(Relaxed),
-            changed: Changed {
-                entries: t.changed.load(Relaxed),
-                owner: t.owner.load(Relaxed),
-                group: t.group.load(Relaxed),
-                mode: t.mode.load(Relaxed),
-                acl: t.acl.load(Relaxed),
-            },
+            changed: t.repairs(),
             diverging,
-            reported: Reason::ALL.iter().map(|&r| (r, t.reported(r))).collect(),
+            reported: t.reported_all().by_reason().to_vec(),
             excluded: t.excluded.load(Relaxed),
             failed,
             elapsed,
@@ -245,12 +230,7 @@ pub fn write_text(out: &mut impl Write, summaries: &[CacheSummary], verbose: boo
         }
         writeln!(out, "  entries    {} in {}", s.entries, seconds(s.elapsed))?;
         if s.action == Action::Repair {
-            let c = &s.changed;
-            writeln!(
-                out,
-                "  changed    {} (owner {}, group {}, mode {}, acl {})",
-                c.entries, c.owner, c.group, c.mode, c.acl
-            )?;
+            writeln!(out, "  changed    {}", s.changed)?;
         }
         if let Some(point) = &s.read_only_at {
             let what =
@@ -330,7 +310,7 @@ struct JsonCache<'a> {
     default_acls_absent: Option<u64>,
     compliant: bool,
     entries: u64,
-    changed: &'a Changed,
+    changed: &'a Repairs,
     diverging: u64,
     reported: serde_json::Map<String, serde_json::Value>,
     excluded: u64,

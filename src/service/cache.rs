@@ -37,16 +37,7 @@ pub(super) struct Counts {
 impl Counts {
     /// Adds the changes of a finished walk.
     pub(super) fn absorb(&mut self, t: &Tally) {
-        let r = &mut self.repairs;
-        for (mine, theirs) in [
-            (&mut r.entries, &t.changed),
-            (&mut r.owner, &t.owner),
-            (&mut r.group, &t.group),
-            (&mut r.mode, &t.mode),
-            (&mut r.acl, &t.acl),
-        ] {
-            *mine += theirs.load(Relaxed);
-        }
+        self.repairs.add(&t.repairs());
         self.no_acl |= t.no_acl.load(Relaxed);
     }
 }

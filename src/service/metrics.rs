@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::protocol::{CacheState, Status};
+use crate::protocol::{CacheState, CacheStatus, Status};
 
 /// A label value with `\\`, `"` and newlines escaped.
 fn label(v: &str) -> String {
@@ -51,24 +51,15 @@ pub fn render(status: &Status) -> String {
     );
     let mut repairs = Vec::new();
     for (l, c) in &caches {
-        for (kind, n) in [
-            ("entries", c.repairs.entries),
-            ("owner", c.repairs.owner),
-            ("group", c.repairs.group),
-            ("mode", c.repairs.mode),
-            ("acl", c.repairs.acl),
-        ] {
+        for (kind, n) in std::iter::once(("entries", c.repairs.entries)).chain(c.repairs.kinds()) {
             repairs.push((format!("{l},kind=\"{kind}\""), n.to_string()));
         }
     }
     family("cachekeeper_repairs_total", "counter", "Repairs since start: entries, and changes by kind.", repairs);
     let mut reported = Vec::new();
     for (l, c) in &caches {
-        let r = &c.reported;
-        for (reason, n) in
-            [("symlink", r.symlink), ("hard_link", r.hard_link), ("special", r.special), ("other_mount", r.other_mount)]
-        {
-            reported.push((format!("{l},reason=\"{reason}\""), n.to_string()));
+        for (reason, n) in c.reported.by_reason() {
+            reported.push((format!("{l},reason=\"{}\"", reason.key()), n.to_string()));
         }
     }
     family(
@@ -77,50 +68,41 @@ pub fn render(status: &Status) -> String {
         "Entries left as they are, by reason, at the last full scan.",
         reported,
     );
-    family("cachekeeper_entries", "gauge", "Entries seen by the last full scan.", per(&|c| c.entries.to_string()));
-    family(
-        "cachekeeper_events_total",
-        "counter",
-        "Filesystem events received.",
-        per(&|c| c.events_received.to_string()),
-    );
-    family("cachekeeper_overflows_total", "counter", "inotify queue overflows.", per(&|c| c.overflows.to_string()));
-    family(
-        "cachekeeper_errors_total",
-        "counter",
-        "Cache-wide errors (a root that could not be opened or walked); entries left unrepaired are cachekeeper_unrepaired_entries.",
-        per(&|c| c.errors.to_string()),
-    );
-    family(
-        "cachekeeper_unrepaired_entries",
-        "gauge",
-        "Entries that stay non-compliant (each retried with back-off).",
-        per(&|c| c.unrepaired.to_string()),
-    );
-    family("cachekeeper_queue_depth", "gauge", "Work items waiting.", per(&|c| c.queue_depth.to_string()));
-    family(
-        "cachekeeper_full_scans_total",
-        "counter",
-        "Full reconciles since start.",
-        per(&|c| c.full_scans.to_string()),
-    );
-    family(
-        "cachekeeper_full_scan_seconds_total",
-        "counter",
-        "Time spent in full reconciles since start.",
-        per(&|c| format!("{:.3}", c.full_scan_ms_total as f64 / 1000.0)),
-    );
-    family(
-        "cachekeeper_last_full_scan_duration_seconds",
-        "gauge",
-        "How long the last full reconcile took.",
-        per(&|c| format!("{:.3}", c.last_full_scan.as_ref().map_or(0, |s| s.duration_ms) as f64 / 1000.0)),
-    );
-    family(
-        "cachekeeper_last_full_scan_timestamp_seconds",
-        "gauge",
-        "When the last full reconcile finished (unix time).",
-        per(&|c| c.last_full_scan.as_ref().map_or(0, |s| s.finished_at).to_string()),
-    );
+    type Sample = fn(&CacheStatus) -> String;
+    let per_cache: [(&str, &str, &str, Sample); 10] = [
+        ("cachekeeper_entries", "gauge", "Entries seen by the last full scan.", |c| c.entries.to_string()),
+        ("cachekeeper_events_total", "counter", "Filesystem events received.", |c| c.events_received.to_string()),
+        ("cachekeeper_overflows_total", "counter", "inotify queue overflows.", |c| c.overflows.to_string()),
+        (
+            "cachekeeper_errors_total",
+            "counter",
+            "Cache-wide errors (a root that could not be opened or walked); entries left unrepaired are \
+             cachekeeper_unrepaired_entries.",
+            |c| c.errors.to_string(),
+        ),
+        (
+            "cachekeeper_unrepaired_entries",
+            "gauge",
+            "Entries that stay non-compliant (each retried with back-off).",
+            |c| c.unrepaired.to_string(),
+        ),
+        ("cachekeeper_queue_depth", "gauge", "Work items waiting.", |c| c.queue_depth.to_string()),
+        ("cachekeeper_full_scans_total", "counter", "Full reconciles since start.", |c| c.full_scans.to_string()),
+        ("cachekeeper_full_scan_seconds_total", "counter", "Time spent in full reconciles since start.", |c| {
+            format!("{:.3}", c.full_scan_ms_total as f64 / 1000.0)
+        }),
+        ("cachekeeper_last_full_scan_duration_seconds", "gauge", "How long the last full reconcile took.", |c| {
+            format!("{:.3}", c.last_full_scan.as_ref().map_or(0, |s| s.duration_ms) as f64 / 1000.0)
+        }),
+        (
+            "cachekeeper_last_full_scan_timestamp_seconds",
+            "gauge",
+            "When the last full reconcile finished (unix time).",
+            |c| c.last_full_scan.as_ref().map_or(0, |s| s.finished_at).to_string(),
+        ),
+    ];
+    for (name, kind, help, sample) in per_cache {
+        family(name, kind, help, per(&sample));
+    }
     out
 }

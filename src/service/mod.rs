@@ -29,7 +29,7 @@ use crate::protocol::{self, CacheState, CacheStatus, Repairs, Reported, Request,
 use crate::root::{self, Origin, Root};
 use crate::sidefile::{self, SafeDir, SideFileError};
 use crate::sys;
-use crate::walk::{Action, Reason, Scan, Tally};
+use crate::walk::{Action, Scan, Tally};
 use audit::AuditLog;
 use watch::{Degraded, DirWatcher, Inbox, Queue, Reconciled, Seen, Work};
 

@@ -694,12 +694,7 @@ impl Worker {
         let unwatched = outcome.as_mut().and_then(|o| o.unwatched.take());
         let tally = outcome.as_ref().map(|o| &o.tally);
         let count = |f: fn(&Tally) -> u64| tally.map_or(0, f);
-        let reported = Reported {
-            symlink: count(|t| t.reported(Reason::Symlink)),
-            hard_link: count(|t| t.reported(Reason::HardLink)),
-            special: count(|t| t.reported(Reason::Special)),
-            other_mount: count(|t| t.reported(Reason::OtherMount)),
-        };
+        let reported = tally.map(Tally::reported_all).unwrap_or_default();
         let took = started.elapsed();
         let (entries, repaired) = (count(|t| t.entries.load(Relaxed)), count(|t| t.changed.load(Relaxed)));
         let info = ScanInfo {
@@ -724,9 +719,9 @@ impl Worker {
         };
         self.state.view.scanned = true;
         sys::trim_memory();
-        let left: Vec<String> = Reason::ALL
-            .iter()
-            .map(|&r| (r, tally.map_or(0, |t| t.reported(r))))
+        let left: Vec<String> = reported
+            .by_reason()
+            .into_iter()
             .filter(|&(_, n)| n > 0)
             .map(|(r, n)| format!("{n} {}(s)", r.name()))
             .collect();
