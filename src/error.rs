@@ -20,10 +20,6 @@ impl IoPathError {
     pub fn new(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> IoPathError {
         IoPathError { action, path: path.into(), source }
     }
-
-    pub fn errno(&self) -> Option<i32> {
-        self.source.raw_os_error()
-    }
 }
 
 #[cfg(test)]
@@ -34,6 +30,6 @@ mod tests {
     fn one_line_with_the_action_the_path_and_the_cause() {
         let e = IoPathError::new("open", "/run/x.sock", std::io::Error::from_raw_os_error(libc::EACCES));
         assert_eq!(e.to_string(), "cannot open /run/x.sock: Permission denied");
-        assert_eq!(e.errno(), Some(libc::EACCES));
+        assert_eq!(e.source.raw_os_error(), Some(libc::EACCES));
     }
 }

@@ -14,7 +14,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter}
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::policy::config::LogFormat;
 
 /// Installs the service's subscriber: level from `CACHEKEEPER_LOG` (default `info`),
 /// priorities when stderr goes to the journal.

@@ -7,7 +7,7 @@
 #[cfg(not(target_os = "linux"))]
 pub use elsewhere::{check, effective, reduce};
 #[cfg(target_os = "linux")]
-pub use linux::{check, effective, names, reduce, Cause, NEEDED};
+pub use linux::{check, effective, reduce, Cause};
 
 /// Why the service cannot hold the power it needs, or cannot reduce itself to it. Each
 /// says what to change; nothing has been changed in any cache.
@@ -45,14 +45,6 @@ impl PrivilegeError {
     pub fn step<E: Into<Cause>>(action: impl Into<String>) -> impl FnOnce(E) -> PrivilegeError {
         let action = action.into();
         move |e| PrivilegeError::Step { action, source: e.into() }
-    }
-
-    /// The errno of a failed system call, for callers that branch on it.
-    pub fn errno(&self) -> Option<nix::errno::Errno> {
-        match self {
-            PrivilegeError::Step { source: Cause::Sys(errno), .. } => Some(*errno),
-            _ => None,
-        }
     }
 }
 
@@ -205,13 +197,12 @@ mod tests {
              AmbientCapabilities=CAP_CHOWN CAP_DAC_READ_SEARCH CAP_FOWNER CAP_FSETID (and the same in \
              CapabilityBoundingSet=)"
         );
-        assert_eq!(e.errno(), None);
     }
 
     #[test]
     fn a_failed_step_says_what_it_was_doing_and_keeps_the_errno() {
         let e = PrivilegeError::step("switch to uid 7")(nix::errno::Errno::EPERM);
         assert_eq!(e.to_string(), "cannot switch to uid 7: EPERM: Operation not permitted");
-        assert_eq!(e.errno(), Some(nix::errno::Errno::EPERM));
+        assert!(matches!(e, PrivilegeError::Step { source: Cause::Sys(nix::errno::Errno::EPERM), .. }), "{e:?}");
     }
 }

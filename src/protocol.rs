@@ -183,7 +183,7 @@ pub struct CacheStatus {
     pub isolation: Option<String>,
     /// The owner model the cache is kept to.
     #[serde(default)]
-    pub owner_model: Option<crate::model::Policy>,
+    pub owner_model: Option<crate::policy::model::Policy>,
     /// Directories watched: those the last full scan watched, and those added since.
     #[serde(default)]
     pub watches: u64,
@@ -194,7 +194,7 @@ pub struct CacheStatus {
     /// `none` (by repair, as configured) or `repair_only` (the filesystem has no POSIX
     /// ACLs). Added within schema version 1; absent from older services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inheritance: Option<crate::model::Inheritance>,
+    pub inheritance: Option<crate::policy::model::Inheritance>,
     /// Entries that stay non-compliant because a check or repair failed. Each is that
     /// entry's problem, retried with back-off: the cache is not `degraded` for it, and
     /// `sync` and `rescan` exit 4 only for a caller who owns one of them.
@@ -235,7 +235,7 @@ pub struct Leftover {
 }
 
 /// The walk's counts, as the one-shot summary, `status` and the metrics show them.
-pub use crate::walk::{Repairs, Reported};
+pub use crate::engine::walk::{Repairs, Reported};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanInfo {

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
 
-use crate::config::DEFAULT_SOCKET;
+use crate::policy::config::DEFAULT_SOCKET;
 use crate::protocol::{CacheState, Request, Response, Status};
 
 const AFTER_HELP: &str = "\
@@ -77,7 +77,7 @@ enum Command {
         /// The access to judge at PATH [default: what Go needs there: read for files of
         /// an extracted module tree, create for directories under cache/download, ...]
         #[arg(long, value_enum)]
-        access: Option<crate::explain::Access>,
+        access: Option<crate::client::explain::Access>,
         /// The user to explain for [default: you]
         #[arg(long, value_name = "USER")]
         user: Option<String>,
@@ -100,7 +100,7 @@ const UNREPAIRED: u8 = 5;
 const DENIED: u8 = 4;
 
 pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let args: Args = match crate::cli::parse(argv) {
+    let args: Args = match crate::oneshot::cli::parse(argv) {
         Ok(args) => args,
         Err(code) => return code,
     };
@@ -113,8 +113,8 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
         .clone()
         .or_else(|| std::env::var_os("CACHEKEEPER_SOCKET").filter(|s| !s.is_empty()).map(PathBuf::from))
         .or_else(|| {
-            let file = crate::config::path_or_default(config);
-            crate::config::Config::load(&file).ok().map(|c| c.daemon.socket)
+            let file = crate::policy::config::path_or_default(config);
+            crate::policy::config::Config::load(&file).ok().map(|c| c.daemon.socket)
         })
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
     if let Command::Doctor { json } = &args.command {
@@ -122,7 +122,7 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
     let (request, wait) = match &args.command {
         Command::Status { .. } | Command::Metrics => (Request::Status, Some(Duration::from_secs(30))),
-        Command::Sync { timeout } => match crate::config::parse_duration(timeout) {
+        Command::Sync { timeout } => match crate::policy::config::parse_duration(timeout) {
             Ok(t) => (Request::Sync { timeout_ms: t.as_millis() as u64 }, Some(t + Duration::from_secs(10))),
             Err(m) => {
                 eprintln!("cachekeeperctl: --timeout: {m}");
@@ -150,7 +150,7 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
             ExitCode::from(if status.healthy { 0 } else { FAILED })
         }
         (Response::Status(status), Command::Metrics) => {
-            print!("{}", crate::metrics::render(&status));
+            print!("{}", crate::service::metrics::render(&status));
             ExitCode::SUCCESS
         }
         (Response::Synced { leftovers }, _) => ExitCode::from(tell_leftovers(&leftovers)),
@@ -159,7 +159,7 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
                 match scans.get(i) {
                     Some(s) => println!(
                         "{path}: reconciled, {} seen, {} repaired in {:.2}s",
-                        crate::summary::entries(s.entries),
+                        crate::oneshot::summary::entries(s.entries),
                         s.repaired,
                         s.duration_ms as f64 / 1000.0
                     ),
@@ -205,7 +205,7 @@ fn tell_leftovers(leftovers: &[crate::protocol::Leftover]) -> u8 {
             l.cache,
             l.unrepaired,
             if l.unrepaired == 1 { "y" } else { "ies" },
-            crate::hint::command("cachekeeperctl")
+            crate::oneshot::hint::command("cachekeeperctl")
         );
         yours += l.yours;
     }
@@ -218,9 +218,9 @@ fn tell_leftovers(leftovers: &[crate::protocol::Leftover]) -> u8 {
 
 /// `doctor`: exit 1 when any line fails.
 fn doctor(socket: &std::path::Path, config: Option<&std::path::Path>, json: bool) -> ExitCode {
-    use crate::doctor::Unanswered;
+    use crate::client::doctor::Unanswered;
     let named = config.is_some() || std::env::var_os("CACHEKEEPER_CONFIG").is_some_and(|c| !c.is_empty());
-    let config = crate::config::path_or_default(config);
+    let config = crate::policy::config::path_or_default(config);
     let status = match call(socket, &Request::Status, Some(Duration::from_secs(30))) {
         Ok(Response::Status(s)) => Ok(*s),
         Ok(Response::Denied { message }) => Err(Unanswered::NotAllowed(message)),
@@ -229,14 +229,14 @@ fn doctor(socket: &std::path::Path, config: Option<&std::path::Path>, json: bool
         Err((DENIED, message)) => Err(Unanswered::NotAllowed(message)),
         Err((_, message)) => Err(Unanswered::Failed(message)),
     };
-    let own_cache = (!named && !config.exists()).then(crate::cli::own_cache);
-    let lines = crate::doctor::run(&crate::doctor::Inputs { config: &config, named, status, own_cache });
+    let own_cache = (!named && !config.exists()).then(crate::oneshot::cli::own_cache);
+    let lines = crate::client::doctor::run(&crate::client::doctor::Inputs { config: &config, named, status, own_cache });
     if json {
         println!("{}", serde_json::json!({ "schema_version": 1, "checks": lines }));
     } else {
-        print!("{}", crate::doctor::render(&lines));
+        print!("{}", crate::client::doctor::render(&lines));
     }
-    let failed = lines.iter().any(|l| l.verdict == crate::doctor::Verdict::Fail);
+    let failed = lines.iter().any(|l| l.verdict == crate::client::doctor::Verdict::Fail);
     ExitCode::from(if failed { FAILED } else { 0 })
 }
 
@@ -244,15 +244,15 @@ fn doctor(socket: &std::path::Path, config: Option<&std::path::Path>, json: bool
 /// 2 for what it cannot judge (a bad `--user` or `--config`, an error line that is not
 /// about permissions).
 fn explain(
-    mut access: Option<crate::explain::Access>,
+    mut access: Option<crate::client::explain::Access>,
     user: Option<&str>,
     config: Option<&std::path::Path>,
     json: bool,
     arg: &std::ffi::OsStr,
 ) -> ExitCode {
-    use crate::pasted::Pasted;
+    use crate::client::pasted::Pasted;
     let mut note = None;
-    let path = match crate::pasted::parse(&arg.to_string_lossy()) {
+    let path = match crate::client::pasted::parse(&arg.to_string_lossy()) {
         None => PathBuf::from(arg),
         Some(Pasted::NotPermissions(why)) => {
             println!("{why}");
@@ -267,14 +267,14 @@ fn explain(
     };
     let path = path.as_path();
     let who = match user {
-        Some(u) => match crate::explain::Who::lookup(u) {
+        Some(u) => match crate::client::explain::Who::lookup(u) {
             Ok(w) => w,
             Err(m) => {
                 eprintln!("cachekeeperctl: --user: {m}");
                 return ExitCode::from(2);
             }
         },
-        None => crate::explain::Who::caller(),
+        None => crate::client::explain::Who::caller(),
     };
     let path = match std::path::absolute(path) {
         Ok(p) => p,
@@ -283,21 +283,21 @@ fn explain(
             return ExitCode::from(2);
         }
     };
-    let caches = match crate::explain::configured_caches(config) {
+    let caches = match crate::client::explain::configured_caches(config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cachekeeperctl: {e}");
             return ExitCode::from(2);
         }
     };
-    let e = crate::explain::explain(&who, &path, &caches, access);
+    let e = crate::client::explain::explain(&who, &path, &caches, access);
     if json {
         println!("{}", serde_json::to_string(&e).unwrap_or_default());
     } else {
         if let Some(note) = note {
             println!("from the error line: {} — {note}", path.display());
         }
-        print!("{}", crate::explain::render(&e));
+        print!("{}", crate::client::explain::render(&e));
     }
     ExitCode::from(if e.allowed { 0 } else { FAILED })
 }
@@ -322,7 +322,7 @@ fn dubious(path: &std::path::Path) -> ExitCode {
     println!(
         "git at {}: {whose}; fix: `git config --global --add safe.directory {}`{system}",
         path.display(),
-        crate::hint::quote(path.as_os_str())
+        crate::oneshot::hint::quote(path.as_os_str())
     );
     ExitCode::from(FAILED)
 }
@@ -387,7 +387,7 @@ pub fn render_status(status: &Status) -> String {
     if !d.config.is_empty() {
         out += &format!("  config {}, socket {}\n", d.config, if d.socket.is_empty() { "?" } else { &d.socket });
     }
-    let mut names = crate::summary::Names::default();
+    let mut names = crate::oneshot::summary::Names::default();
     for c in &status.caches {
         let state = match c.state {
             CacheState::Starting => "starting",
@@ -402,7 +402,7 @@ pub fn render_status(status: &Status) -> String {
         if let Some(p) = &c.owner_model {
             let owner = p.owner.map_or("unchanged".to_owned(), |u| names.user(u));
             let group = p.group.map_or("unchanged".to_owned(), |g| names.group(g));
-            let model = if p.model == crate::model::Model::Shared { "shared" } else { "private" };
+            let model = if p.model == crate::policy::model::Model::Shared { "shared" } else { "private" };
             out += &format!("  model      {model}: owner {owner}, group {group}\n");
         }
         if let Some(isolation) = &c.isolation {
@@ -424,13 +424,13 @@ pub fn render_status(status: &Status) -> String {
         }
         out += &format!("  repairs    {}\n", c.repairs);
         match c.inheritance {
-            Some(crate::model::Inheritance::Acl) => {
+            Some(crate::policy::model::Inheritance::Acl) => {
                 out += "  inherit    default ACLs: new entries are group-usable at creation\n"
             }
-            Some(crate::model::Inheritance::RepairOnly) => {
+            Some(crate::policy::model::Inheritance::RepairOnly) => {
                 out += "  inherit    repair only: the filesystem has no POSIX ACLs; members need umask 002\n"
             }
-            Some(crate::model::Inheritance::None) => out += "  inherit    none: new entries wait for a repair\n",
+            Some(crate::policy::model::Inheritance::None) => out += "  inherit    none: new entries wait for a repair\n",
             None => {}
         }
         let p = &c.reported;

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::config::{CacheConfig, Config};
-use crate::model::{Attrs, Kind};
+use crate::policy::config::{CacheConfig, Config};
+use crate::policy::model::{Attrs, Kind};
 use crate::protocol::{CacheState, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -45,7 +45,7 @@ pub struct Inputs<'a> {
     pub status: Result<Status, Unanswered>,
     /// The caller's own module cache, as `cachekeeper --init` with no flags keeps it:
     /// what doctor checks where no service is configured.
-    pub own_cache: Option<Result<CacheConfig, crate::cli::Usage>>,
+    pub own_cache: Option<Result<CacheConfig, crate::oneshot::cli::Usage>>,
 }
 
 /// Why the service gave no status: the advice depends on it and on who asks.
@@ -84,7 +84,7 @@ pub fn run(inputs: &Inputs<'_>) -> Vec<Line> {
         let unwalkable = inputs.status.as_ref().ok().and_then(|s| {
             let path = cache.path.display().to_string();
             let reason = s.caches.iter().find(|c| c.path == path)?.reason.clone()?;
-            reason.starts_with(crate::watch::UNWALKABLE_REASON).then_some(reason)
+            reason.starts_with(crate::service::watch::UNWALKABLE_REASON).then_some(reason)
         });
         root(&mut l, cache, unwalkable.as_deref());
         filesystem(&mut l, &cache.path);
@@ -123,7 +123,7 @@ fn own_cache(l: &mut List, inputs: &Inputs<'_>) -> Vec<Line> {
             "no {} (no service is set up here): checking your own Go module cache {} as `{} --init` keeps it",
             inputs.config.display(),
             cache.path.display(),
-            crate::hint::command("cachekeeper")
+            crate::oneshot::hint::command("cachekeeper")
         ),
     );
     if cache.path.exists() {
@@ -162,7 +162,7 @@ fn service(l: &mut List, status: &Result<Status, Unanswered>) {
                 format!(
                     "{e}; the checks below need no service. To ask it, be added to daemon.socket_group (an \
                      administrator), or run `{} doctor`",
-                    crate::hint::sudo("cachekeeperctl")
+                    crate::oneshot::hint::sudo("cachekeeperctl")
                 ),
             )
         }
@@ -195,12 +195,12 @@ fn service(l: &mut List, status: &Result<Status, Unanswered>) {
     }
 }
 
-/// The root as the service resolves it (every rule of [`crate::root`]), whether it
+/// The root as the service resolves it (every rule of [`crate::engine::root`]), whether it
 /// complies (and if not, why the service cannot repair it), and whether hard links
 /// from elsewhere can reach it.
 fn root(l: &mut List, cache: &CacheConfig, unwalkable: Option<&str>) {
     let name = format!("root {}", cache.path.display());
-    let pinned = match crate::root::resolve(&cache.path, &crate::root::Origin::Admin, cache.force) {
+    let pinned = match crate::engine::root::resolve(&cache.path, &crate::engine::root::Origin::Admin, cache.force) {
         Ok(r) => r,
         Err(e) if e.0.contains("No such file") => {
             return l.add(name, Verdict::Fail, format!("{e}: run cachekeeper --init to create it"));
@@ -210,7 +210,7 @@ fn root(l: &mut List, cache: &CacheConfig, unwalkable: Option<&str>) {
     let st = pinned.stat();
     let now = Attrs { uid: st.uid, gid: st.gid, mode: st.mode };
     let to = cache.policy.target(Kind::Dir, now);
-    let mut names = crate::summary::Names::default();
+    let mut names = crate::oneshot::summary::Names::default();
     let mut show = |a: Attrs| format!("{}:{} {:04o}", names.user(a.uid), names.group(a.gid), a.mode);
     if to == now {
         l.add(name, Verdict::Ok, format!("{} complies", show(now)));
@@ -228,9 +228,9 @@ fn root(l: &mut List, cache: &CacheConfig, unwalkable: Option<&str>) {
         );
     }
     let name = format!("isolation {}", cache.path.display());
-    let isolation = crate::root::isolation(&pinned);
+    let isolation = crate::engine::root::isolation(&pinned);
     let described = isolation.describe(pinned.path());
-    match crate::root::hard_link_guard(&isolation, crate::root::protected_hardlinks(), pinned.path()) {
+    match crate::engine::root::hard_link_guard(&isolation, crate::engine::root::protected_hardlinks(), pinned.path()) {
         Err(e) => l.add(name, Verdict::Fail, e.0),
         Ok(()) if isolation.isolated() => l.add(name, Verdict::Ok, described),
         Ok(()) => l.add(
@@ -265,7 +265,7 @@ fn filesystem(l: &mut List, path: &Path) {
     if std::fs::symlink_metadata(path).is_err() {
         // Not "[ok] unknown": say where it will be, once created.
         let parent = path.ancestors().find(|p| std::fs::symlink_metadata(p).is_ok()).unwrap_or(Path::new("/"));
-        let (fs, _) = crate::watch::filesystem(parent);
+        let (fs, _) = crate::service::watch::filesystem(parent);
         return l.add(
             name,
             Verdict::Info,
@@ -275,7 +275,7 @@ fn filesystem(l: &mut List, path: &Path) {
             ),
         );
     }
-    let (fs, network) = crate::watch::filesystem(path);
+    let (fs, network) = crate::service::watch::filesystem(path);
     let ro = crate::sys::read_only(path);
     let mount = mount_of(path);
     if ro {
@@ -360,7 +360,7 @@ fn go_env(l: &mut List, caches: &[CacheConfig]) {
     let mut lines = text.lines();
     let gomodcache = PathBuf::from(lines.next().unwrap_or("").trim());
     let goflags = lines.next().unwrap_or("").trim().to_owned();
-    if caches.iter().any(|c| c.path == crate::config::clean(&gomodcache)) {
+    if caches.iter().any(|c| c.path == crate::policy::config::clean(&gomodcache)) {
         l.add("go env GOMODCACHE", Verdict::Ok, format!("{} is a configured cache", gomodcache.display()));
     } else {
         l.add(
@@ -397,8 +397,8 @@ enum Inherits {
 fn inherits(cache: &CacheConfig) -> Inherits {
     let Some(wanted) = cache.policy.default_acl() else { return Inherits::Off };
     let Ok(path) = std::ffi::CString::new(cache.path.as_os_str().as_encoded_bytes()) else { return Inherits::NotYet };
-    match crate::sys::get_xattr_path(&path, crate::acl::DEFAULT) {
-        Ok(Some(b)) if crate::acl::Acl::decode(&b).as_ref() == Ok(&wanted) => Inherits::Yes,
+    match crate::sys::get_xattr_path(&path, crate::engine::acl::DEFAULT) {
+        Ok(Some(b)) if crate::engine::acl::Acl::decode(&b).as_ref() == Ok(&wanted) => Inherits::Yes,
         Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Inherits::Unsupported,
         _ => Inherits::NotYet,
     }
@@ -409,9 +409,9 @@ fn inherits(cache: &CacheConfig) -> Inherits {
 fn deny_entries(l: &mut List, cache: &CacheConfig) {
     let Ok(path) = std::ffi::CString::new(cache.path.as_os_str().as_encoded_bytes()) else { return };
     let Ok(Some(text)) = crate::sys::ext_acl_path(&path) else { return };
-    let denies = crate::ext_acl::denies(&text);
+    let denies = crate::engine::ext_acl::denies(&text);
     if !denies.is_empty() {
-        let named: Vec<String> = denies.iter().map(crate::ext_acl::Ace::describe).collect();
+        let named: Vec<String> = denies.iter().map(crate::engine::ext_acl::Ace::describe).collect();
         l.add(
             format!("extended ACL {}", cache.path.display()),
             Verdict::Warn,
@@ -424,7 +424,7 @@ const UMASK_ADVICE: &str = "members need umask 002 (in ~/.profile, or UMask=0002
 
 fn inheritance(l: &mut List, cache: &CacheConfig) {
     let name = format!("inheritance {}", cache.path.display());
-    let shared = cache.policy.model == crate::model::Model::Shared;
+    let shared = cache.policy.model == crate::policy::model::Model::Shared;
     match inherits(cache) {
         Inherits::Yes => {
             let acl = cache.policy.default_acl().map(|a| a.text()).unwrap_or_default();
@@ -458,7 +458,7 @@ fn umask(l: &mut List, caches: &[CacheConfig]) {
     // Caches where the creator's umask decides what the group gets until a repair.
     let exposed: Vec<String> = caches
         .iter()
-        .filter(|c| c.policy.model == crate::model::Model::Shared && inherits(c) != Inherits::Yes)
+        .filter(|c| c.policy.model == crate::policy::model::Model::Shared && inherits(c) != Inherits::Yes)
         .map(|c| c.path.display().to_string())
         .collect();
     if mask & 0o070 != 0 && !exposed.is_empty() {
@@ -481,7 +481,7 @@ fn umask(l: &mut List, caches: &[CacheConfig]) {
 fn membership(l: &mut List, cache: &CacheConfig, gid: u32) {
     let uid = nix::unistd::getuid().as_raw();
     let member = uid == 0 || nix::unistd::getgid().as_raw() == gid || crate::sys::own_groups().contains(&gid);
-    let group = crate::explain::group_name(gid);
+    let group = crate::client::explain::group_name(gid);
     let name = format!("group of {}", cache.path.display());
     if uid == 0 {
         l.add(name, Verdict::Ok, format!("{group}; you are root"));
@@ -497,9 +497,9 @@ fn membership(l: &mut List, cache: &CacheConfig, gid: u32) {
 }
 
 /// Go's own rules in the cache: git's ownership check on the clones of `cache/vcs`, and
-/// what `owner` means for a GOCACHE ([`crate::gofidelity`]).
+/// what `owner` means for a GOCACHE ([`crate::client::gofidelity`]).
 fn go_subtrees(l: &mut List, cache: &CacheConfig) {
-    use crate::gofidelity as go;
+    use crate::client::gofidelity as go;
     let refused = go::refused_clones(&cache.path);
     if let Some(advice) = go::refused_clones_advice(&cache.path, &refused) {
         // Only go commands before 1.21 run git where its ownership check applies.
@@ -567,13 +567,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("mod")).unwrap();
         std::fs::set_permissions(dir.path().join("mod"), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let why = format!("{}: Read-only file system; add ReadWritePaths=-X", crate::watch::UNWALKABLE_REASON);
+        let why = format!("{}: Read-only file system; add ReadWritePaths=-X", crate::service::watch::UNWALKABLE_REASON);
         let line = root_line(dir.path(), &why);
         assert_eq!(line.verdict, Verdict::Fail);
         assert!(line.detail.ends_with(&format!("the service cannot repair it: {why}")), "{}", line.detail);
         assert!(!line.detail.contains("rescan"), "{}", line.detail);
         // Degraded for another reason: the usual advice stands.
-        let line = root_line(dir.path(), crate::watch::OVERFLOW_REASON);
+        let line = root_line(dir.path(), crate::service::watch::OVERFLOW_REASON);
         assert!(line.detail.contains("cachekeeperctl rescan"), "{}", line.detail);
     }
 }

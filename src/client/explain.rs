@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::acl::{self, Acl, GROUP, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ};
-use crate::config::{CacheConfig, Config};
-use crate::model::{Attrs, Kind};
+use crate::engine::acl::{self, Acl, GROUP, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ};
+use crate::policy::config::{CacheConfig, Config};
+use crate::policy::model::{Attrs, Kind};
 
 /// Who asks.
 #[derive(Debug, Clone, Serialize)]
@@ -35,8 +35,8 @@ impl Who {
     }
 
     /// A user by name or uid, with the groups the group database gives it.
-    pub fn lookup(spec: &str) -> Result<Who, crate::config::ValueError> {
-        let (uid, gid) = crate::config::resolve_user(spec)?;
+    pub fn lookup(spec: &str) -> Result<Who, crate::policy::config::ValueError> {
+        let (uid, gid) = crate::policy::config::resolve_user(spec)?;
         let user = nix::unistd::User::from_uid(uid.into()).ok().flatten();
         let mut groups = vec![gid];
         if let Some(u) = &user {
@@ -216,10 +216,10 @@ fn decide(who: &Who, meta: &std::fs::Metadata, path: &Path, access: Access) -> (
         CString::new(path.as_os_str().as_bytes()).ok().and_then(|c| crate::sys::ext_acl_path(&c).ok().flatten());
     if let Some(ace) = denied
         .as_deref()
-        .map(crate::ext_acl::denies)
+        .map(crate::engine::ext_acl::denies)
         .unwrap_or_default()
         .into_iter()
-        .find(|a| crate::ext_acl::blocks(a, who.uid, &who.groups) && crate::ext_acl::takes_away(a, need))
+        .find(|a| crate::engine::ext_acl::blocks(a, who.uid, &who.groups) && crate::engine::ext_acl::takes_away(a, need))
     {
         return (
             false,
@@ -394,7 +394,7 @@ pub fn explain(who: &Who, path: &Path, caches: &[CacheConfig], access: Option<Ac
             break;
         }
     }
-    let git = crate::gofidelity::explain_clone(who.uid, path, caches);
+    let git = crate::client::gofidelity::explain_clone(who.uid, path, caches);
     Explanation {
         schema_version: 1,
         user: who.clone(),
@@ -403,7 +403,7 @@ pub fn explain(who: &Who, path: &Path, caches: &[CacheConfig], access: Option<Ac
         because,
         steps,
         // Go 1.21 and later are not stopped by git's ownership check (GIT_DIR).
-        allowed: allowed && (git.is_none() || crate::gofidelity::go_sets_git_dir()),
+        allowed: allowed && (git.is_none() || crate::client::gofidelity::go_sets_git_dir()),
         git,
     }
 }
@@ -470,11 +470,11 @@ pub fn render(e: &Explanation) -> String {
 
 /// The caches of the configuration: the one given must be readable; the default one may
 /// be absent (explain works without one).
-pub fn configured_caches(path: Option<&Path>) -> Result<Vec<CacheConfig>, crate::config::ConfigError> {
-    let file = crate::config::path_or_default(path);
+pub fn configured_caches(path: Option<&Path>) -> Result<Vec<CacheConfig>, crate::policy::config::ConfigError> {
+    let file = crate::policy::config::path_or_default(path);
     match Config::load(&file) {
         Ok(c) => Ok(c.caches),
-        Err(crate::config::ConfigError::Read { source, .. })
+        Err(crate::policy::config::ConfigError::Read { source, .. })
             if path.is_none() && source.kind() == std::io::ErrorKind::NotFound =>
         {
             Ok(Vec::new())

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::config::CacheConfig;
+use crate::policy::config::CacheConfig;
 
 /// Clones asked about per cache: git's answer depends only on the owner and the
 /// `safe.directory` settings, so a few stand for the rest.

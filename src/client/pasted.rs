@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::explain::Access;
+use crate::client::explain::Access;
 
 /// What a pasted line asks.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,8 +6,8 @@
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use crate::acl::{self, Acl};
-use crate::model::{Attrs, Divergence};
+use crate::engine::acl::{self, Acl};
+use crate::policy::model::{Attrs, Divergence};
 use crate::sys;
 
 /// A repair that the kernel accepted but that did not take: a filesystem that ignores

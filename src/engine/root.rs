@@ -310,7 +310,7 @@ impl Former {
 /// its group (its group is the cache's, as a member's or the setgid parent's gives it,
 /// or the group database lists its owner); with neither configured, by the owner of
 /// the root it replaces.
-fn may_make_root((uid, dir_gid): (u32, u32), policy: &crate::model::Policy, former: &Former) -> bool {
+fn may_make_root((uid, dir_gid): (u32, u32), policy: &crate::policy::model::Policy, former: &Former) -> bool {
     if policy.owner.is_none() && policy.group.is_none() {
         return uid == former.uid;
     }
@@ -328,7 +328,7 @@ fn may_make_root((uid, dir_gid): (u32, u32), policy: &crate::model::Policy, form
 /// same directory, or on the same filesystem and either empty, or made after the old
 /// root was last seen, by the owner or a member. An existing tree renamed into the
 /// root's name (another team's cache beside it) is refused.
-pub fn accept_successor(new: &Root, former: &Former, policy: &crate::model::Policy) -> Result<(), RootError> {
+pub fn accept_successor(new: &Root, former: &Former, policy: &crate::policy::model::Policy) -> Result<(), RootError> {
     if new.st.dev == former.dev && new.st.ino == former.ino {
         return Ok(());
     }
@@ -337,7 +337,7 @@ pub fn accept_successor(new: &Root, former: &Former, policy: &crate::model::Poli
             "root replaced — refusing: {} is now another directory ({why}), not one Go or cachekeeper would have made \
              there; nothing in it is changed until an administrator runs `{} rescan` (or `reload`)",
             new.path.display(),
-            crate::hint::sudo("cachekeeperctl")
+            crate::oneshot::hint::sudo("cachekeeperctl")
         ))
     };
     if new.st.dev != former.dev {
@@ -381,8 +381,8 @@ impl Ownership {
     /// parent: with `writable = true` (members may empty the cache) a parent created
     /// here is the group's too — setgid, group-writable, and not sticky, or a member
     /// could not remove a root another one created. The service makes the root again.
-    pub fn for_cache(policy: &crate::model::Policy, parents: Option<(u32, u32)>) -> Ownership {
-        use crate::model::{Model, Other, S_ISGID};
+    pub fn for_cache(policy: &crate::policy::model::Policy, parents: Option<(u32, u32)>) -> Ownership {
+        use crate::policy::model::{Model, Other, S_ISGID};
         let shared_and_writable = policy.writable && policy.model == Model::Shared;
         let other = if policy.other == Other::None { 0 } else { 0o005 };
         Ownership {
@@ -645,7 +645,7 @@ fn check_shape(root: &Root) -> Result<(), RootError> {
             "refusing to manage `{}`: it is not empty (it holds `{}`) and does not look like a Go cache (no \
              cache/download/ or cache/vcs/, nor README and trim.txt); give --force (force = true) if it really is one",
             root.path.display(),
-            crate::names::Escaped(&name)
+            crate::policy::names::Escaped(&name)
         ))),
     }
 }
@@ -682,12 +682,12 @@ impl Isolation {
             Isolation::Parent => format!(
                 "not isolated: {parent} is a mount of its own but {root} is not, so files elsewhere in {parent} can \
                  be hard-linked in (`{} --init --isolate --path {root}` bind-mounts it on itself)",
-                crate::hint::sudo("cachekeeper")
+                crate::oneshot::hint::sudo("cachekeeper")
             ),
             Isolation::None => format!(
                 "not isolated: files elsewhere on its filesystem can be hard-linked in (`{} --init --isolate --path \
                  {root}` bind-mounts it on itself)",
-                crate::hint::sudo("cachekeeper")
+                crate::oneshot::hint::sudo("cachekeeper")
             ),
         }
     }
@@ -752,7 +752,7 @@ pub fn hard_link_guard(isolation: &Isolation, protected: Option<bool>, root: &Pa
          could hard-link any file of the system into it; run `{1} --init --isolate --path {0}` (or bind-mount {0} on \
          itself), or `sudo sysctl fs.protected_hardlinks=1`",
         root.display(),
-        crate::hint::sudo("cachekeeper")
+        crate::oneshot::hint::sudo("cachekeeper")
     )))
 }
 

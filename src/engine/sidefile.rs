@@ -1,7 +1,7 @@
 //! Files the service keeps outside every cache (SPEC §6, side files): the audit log, the
 //! metrics textfile, the control socket and its directory, and the `sync` markers. The
 //! service may hold root's power when it makes them, so each lives in a directory
-//! resolved like a cache root ([`crate::root`]: root's own symlinks only, no unsafe
+//! resolved like a cache root ([`crate::engine::root`]: root's own symlinks only, no unsafe
 //! ownership transition) and pinned, and each is reached relative to that descriptor with
 //! `O_NOFOLLOW`: a member who can write somewhere on the configured path can neither
 //! redirect a write (a symlink), nor make the service append to or chmod someone else's
@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::IoPathError;
-use crate::root::{self, Origin, Ownership};
+use crate::engine::root::{self, Origin, Ownership};
 use crate::sys::{self, FileType, Kind};
 
 /// Why a side file or its directory cannot be used: what callers branch on (a refusal by
@@ -114,7 +114,7 @@ impl SafeDir {
         if st.uid != 0 && !trusted.contains(&st.uid) {
             return Err(SideFileError::ForeignDir { path: self.path.clone(), uid: st.uid });
         }
-        if st.mode & 0o022 != 0 && st.mode & crate::model::S_ISVTX == 0 {
+        if st.mode & 0o022 != 0 && st.mode & crate::policy::model::S_ISVTX == 0 {
             return Err(SideFileError::SharedDir { path: self.path.clone(), mode: st.mode });
         }
         Ok(())

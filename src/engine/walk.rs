@@ -1,5 +1,5 @@
 //! The descriptor-based walk of one cache (SPEC §6). It starts from the pinned root
-//! ([`crate::root`]), never from a path. Each directory is opened relative
+//! ([`crate::engine::root`]), never from a path. Each directory is opened relative
 //! to its parent's descriptor with `O_DIRECTORY | O_NOFOLLOW` and checked through that
 //! descriptor; each other entry is classified with one `statx(AT_SYMLINK_NOFOLLOW)` and,
 //! only when it diverges, pinned with `O_PATH` and re-checked before [`repair`] acts on
@@ -17,12 +17,12 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::acl::{self, Acl};
-use crate::config::CacheConfig;
-use crate::model::{self, Attrs, Divergence, Kind, Place};
-use crate::names;
-use crate::repair;
-use crate::root::Root;
+use crate::engine::acl::{self, Acl};
+use crate::policy::config::CacheConfig;
+use crate::policy::model::{self, Attrs, Divergence, Kind, Place};
+use crate::policy::names;
+use crate::engine::repair;
+use crate::engine::root::Root;
 use crate::sys::{self, FileType, Stat, TypeHint};
 
 /// Change what diverges, or only list it.
@@ -946,8 +946,8 @@ mod tests {
     //! walk's look at a name and its next step. (tests/repair.rs races a real swapper.)
 
     use super::*;
-    use crate::config::Excludes;
-    use crate::model::{Model, Other, Policy};
+    use crate::policy::config::Excludes;
+    use crate::policy::model::{Model, Other, Policy};
     use std::os::unix::fs::{symlink, PermissionsExt};
     use std::path::Path;
 
@@ -973,12 +973,12 @@ mod tests {
                 model: Model::Private,
                 other: Other::Read,
                 writable: false,
-                inherit: crate::model::Inherit::None,
+                inherit: crate::policy::model::Inherit::None,
             },
             exclude: Excludes::none(),
             force: false,
         };
-        let root = crate::root::resolve(&cache.path, &crate::root::Origin::Admin, true).unwrap();
+        let root = crate::engine::root::resolve(&cache.path, &crate::engine::root::Origin::Admin, true).unwrap();
         (tmp, cache, root)
     }
 

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
-use crate::config::{self, CacheConfig, Config, Excludes};
-use crate::model::{Inherit, Model, Other, Policy};
-use crate::root::{self, Origin, Root};
-use crate::summary::{self, CacheSummary};
+use crate::policy::config::{self, CacheConfig, Config, Excludes};
+use crate::policy::model::{Inherit, Model, Other, Policy};
+use crate::engine::root::{self, Origin, Root};
+use crate::oneshot::summary::{self, CacheSummary};
 use crate::sys;
-use crate::walk::{self, Action, Tally};
+use crate::engine::walk::{self, Action, Tally};
 
 const AFTER_HELP: &str = "\
 Without --init or --check, cachekeeper runs the service: it keeps every cache of the
@@ -176,12 +176,12 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
     if !args.init && !args.check {
         return service(&args);
     }
-    if !args.exec.is_empty() && crate::exec::is_pid1() {
-        return crate::exec::reap(&argv);
+    if !args.exec.is_empty() && crate::oneshot::exec::is_pid1() {
+        return crate::oneshot::exec::reap(&argv);
     }
     init_logging(args.verbose);
     match run(&args) {
-        Ok(Outcome { compliant: true, exec_as: Some(target) }) => crate::exec::exec(&target, &args.exec),
+        Ok(Outcome { compliant: true, exec_as: Some(target) }) => crate::oneshot::exec::exec(&target, &args.exec),
         Ok(Outcome { compliant: true, .. }) => ExitCode::SUCCESS,
         Ok(Outcome { compliant: false, exec_as }) => {
             if exec_as.is_some() {
@@ -201,7 +201,7 @@ struct Outcome {
     /// Every cache is compliant at exit.
     compliant: bool,
     /// Exec mode: who runs the command after `--`.
-    exec_as: Option<crate::exec::Target>,
+    exec_as: Option<crate::oneshot::exec::Target>,
 }
 
 /// Warnings only: what the walk finds is summarised by the summary (`-v` lists every
@@ -288,7 +288,7 @@ fn run(args: &Args) -> Result<Outcome, Usage> {
     }
     // Who runs the command after `--`: known before anything is changed.
     let exec_as =
-        if args.exec.is_empty() { None } else { Some(crate::exec::target(&caches).map_err(|e| Usage(e.to_string()))?) };
+        if args.exec.is_empty() { None } else { Some(crate::oneshot::exec::target(&caches).map_err(|e| Usage(e.to_string()))?) };
     // Every root is resolved and checked before the first one is changed.
     let mut roots = Vec::new();
     for cache in &caches {
@@ -333,8 +333,8 @@ struct Seen<'a> {
 }
 
 impl walk::Visit for Seen<'_> {
-    fn repaired(&self, rel: &[u8], d: &crate::model::Divergence) {
-        tracing::info!(path = %crate::names::display(&self.cache.path, rel), "repaired: {d}");
+    fn repaired(&self, rel: &[u8], d: &crate::policy::model::Divergence) {
+        tracing::info!(path = %crate::policy::names::display(&self.cache.path, rel), "repaired: {d}");
         if let Some(repairs) = &self.repairs {
             repairs.lock().unwrap_or_else(|p| p.into_inner()).push((rel.to_vec(), *d));
         }
@@ -342,7 +342,7 @@ impl walk::Visit for Seen<'_> {
 
     /// The summary tells what was found; the lines are for `-vv`.
     fn found(&self, note: walk::Note) {
-        let path = crate::names::display(&self.cache.path, &note.rel);
+        let path = crate::policy::names::display(&self.cache.path, &note.rel);
         match &note.finding {
             walk::Finding::Reported(r) => tracing::debug!(path = %path, "left as it is: {}", r.explain()),
             walk::Finding::Failed(f) => tracing::debug!(path = %path, "{f}"),

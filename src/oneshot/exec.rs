@@ -22,7 +22,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Gid;
 use nix::unistd::{Pid, Uid, User};
 
-use crate::config::CacheConfig;
+use crate::policy::config::CacheConfig;
 #[cfg(target_os = "linux")]
 use crate::privilege::PrivilegeError;
 

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::CacheConfig;
-use crate::model::{Divergence, Inherit, Inheritance, Policy};
-use crate::names::{self, Escaped};
-use crate::walk::{Action, Failure, Finding, Note, Reason, Repairs, Tally};
+use crate::policy::config::CacheConfig;
+use crate::policy::model::{Divergence, Inherit, Inheritance, Policy};
+use crate::policy::names::{self, Escaped};
+use crate::engine::walk::{Action, Failure, Finding, Note, Reason, Repairs, Tally};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -134,7 +134,7 @@ impl Names {
             parts.push(format!("mode {:04o}→{:04o}", d.from.mode, d.to.mode));
         }
         if d.drop_access_acl {
-            parts.push(crate::model::DROPPED_ACL.to_owned());
+            parts.push(crate::policy::model::DROPPED_ACL.to_owned());
         }
         if d.set_default_acl {
             parts.push("default ACL→the model's".to_owned());
@@ -154,14 +154,14 @@ fn cause(f: &Failure, root: &std::path::Path) -> String {
     match f.errno {
         Some(libc::EPERM) if !nix::unistd::geteuid().is_root() => format!(
             "belong to other users, and only root may change them: run `{}`",
-            crate::hint::rerun_with_sudo(true)
+            crate::oneshot::hint::rerun_with_sudo(true)
         ),
         Some(libc::EPERM) => {
             "were refused by the kernel although this runs as root (an immutable attribute? see lsattr)".into()
         }
         Some(libc::EROFS) => read_only(root),
         Some(libc::EACCES) if !nix::unistd::geteuid().is_root() => {
-            format!("could not be read (permission denied): run `{}`", crate::hint::rerun_with_sudo(false))
+            format!("could not be read (permission denied): run `{}`", crate::oneshot::hint::rerun_with_sudo(false))
         }
         _ => format!("failed: {f}"),
     }
@@ -280,7 +280,7 @@ fn only_default_acl(d: &Divergence) -> bool {
 
 /// `model private, owner alice, group unchanged`.
 fn model_line(names: &mut Names, p: &Policy) -> String {
-    let model = if p.model == crate::model::Model::Shared { "shared" } else { "private" };
+    let model = if p.model == crate::policy::model::Model::Shared { "shared" } else { "private" };
     let owner = p.owner.map_or("unchanged".to_owned(), |u| names.user(u));
     let group = p.group.map_or("unchanged".to_owned(), |g| names.group(g));
     format!("model {model}, owner {owner}, group {group}")
@@ -299,8 +299,8 @@ struct JsonCache<'a> {
     path: String,
     owner: Option<u32>,
     group: Option<u32>,
-    model: crate::model::Model,
-    other: crate::model::Other,
+    model: crate::policy::model::Model,
+    other: crate::policy::model::Other,
     writable: bool,
     inherit: Inherit,
     inheritance: Inheritance,
@@ -326,9 +326,9 @@ struct JsonFinding {
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<Reason>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    from: Option<crate::model::Attrs>,
+    from: Option<crate::policy::model::Attrs>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    to: Option<crate::model::Attrs>,
+    to: Option<crate::policy::model::Attrs>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     /// ACL changes (`access_acl`, `default_acl`) the entry needs.

@@ -11,7 +11,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::model::{Inherit, Model, Other, Policy};
+use crate::policy::model::{Inherit, Model, Other, Policy};
 
 pub const DEFAULT_PATH: &str = "/etc/cachekeeper/config.toml";
 pub const DEFAULT_SOCKET: &str = "/run/cachekeeper/control.sock";
@@ -119,7 +119,7 @@ pub enum ValueError {
     NotAbsolute(String),
     /// A path that may never be a cache (`/`, `/etc`, a home directory, ...).
     #[error(transparent)]
-    NotARoot(#[from] crate::root::RootError),
+    NotARoot(#[from] crate::engine::root::RootError),
     #[error("`{0}` is not a count of at least 1")]
     NotACount(i64),
     #[error("expected a {what} name or a {id}, found {found}")]
@@ -328,15 +328,15 @@ fn positive(n: i64) -> Result<u64, ValueError> {
 /// Validates the spelling of a cache root: absolute, normalised (`//`, `/./`, `..`,
 /// trailing slashes), and not a path that may never be a cache (`/`, `/etc`, a home
 /// directory, ...). The same rules are applied again to the physical path when the root
-/// is resolved ([`crate::root`]); this early check names the file and line.
+/// is resolved ([`crate::engine::root`]); this early check names the file and line.
 /// Names are bytes: a root given on the command line need not be UTF-8.
 pub fn cache_root(path: impl AsRef<Path>) -> Result<PathBuf, ValueError> {
     let p = path.as_ref();
     if !p.is_absolute() {
-        return Err(ValueError::NotAbsolute(crate::names::Escaped(p.as_os_str().as_bytes()).to_string()));
+        return Err(ValueError::NotAbsolute(crate::policy::names::Escaped(p.as_os_str().as_bytes()).to_string()));
     }
     let clean = clean(p);
-    crate::root::refuse_by_structure(&clean, &crate::root::Homes::load())?;
+    crate::engine::root::refuse_by_structure(&clean, &crate::engine::root::Homes::load())?;
     Ok(clean)
 }
 

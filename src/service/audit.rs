@@ -9,8 +9,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::model::{Attrs, Divergence};
-use crate::names;
+use crate::policy::model::{Attrs, Divergence};
+use crate::policy::names;
 
 /// Shared by every cache's walk, with no lock: the file is open with `O_APPEND`, and
 /// each record goes out whole in one `write`, which the kernel appends at the end as
@@ -49,12 +49,12 @@ struct Record {
 impl AuditLog {
     /// Opened once, before privileges are dropped, and kept open: the service's user
     /// need not be able to open it itself. Opened relative to its directory, resolved
-    /// safely ([`crate::sidefile`]) and private to root and `trusted` (as the socket's
+    /// safely ([`crate::engine::sidefile`]) and private to root and `trusted` (as the socket's
     /// is: whoever else could write there could swap the name), and never a file someone
     /// else planted or linked there, nor a FIFO, which would block the start.
-    pub fn open(path: &Path, trusted: &[u32]) -> Result<AuditLog, crate::sidefile::SideFileError> {
-        let (dir, name) = crate::sidefile::split(path)?;
-        let dir = crate::sidefile::SafeDir::open(dir)?;
+    pub fn open(path: &Path, trusted: &[u32]) -> Result<AuditLog, crate::engine::sidefile::SideFileError> {
+        let (dir, name) = crate::engine::sidefile::split(path)?;
+        let dir = crate::engine::sidefile::SafeDir::open(dir)?;
         dir.require_private(trusted).map_err(|e| e.of_file(path))?;
         let file = dir.append(name, 0o640, trusted)?;
         Ok(AuditLog { file })

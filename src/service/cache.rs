@@ -343,7 +343,7 @@ impl CacheRuntime {
             owner_model: Some(self.cache.policy),
             watches: kept.counts.watches,
             last_repair: kept.last_repair.clone(),
-            inheritance: Some(crate::model::Inheritance::of(&self.cache.policy, kept.counts.no_acl)),
+            inheritance: Some(crate::policy::model::Inheritance::of(&self.cache.policy, kept.counts.no_acl)),
             queue_collapses: self.queue.collapses(),
             unrepaired: view.unrepaired.count,
             unrepaired_entries: view.unrepaired.first.clone(),

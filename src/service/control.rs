@@ -76,7 +76,7 @@ pub(super) enum Refused {
 #[derive(Debug, thiserror::Error)]
 pub(super) enum Unreloaded {
     #[error(transparent)]
-    Config(crate::config::ConfigError),
+    Config(crate::policy::config::ConfigError),
     #[error("the service is stopping")]
     Stopping,
 }
@@ -246,7 +246,7 @@ impl Service {
     }
 
     /// A reload, by the one task that does them.
-    pub(super) async fn reload_now(&self, admin: bool) -> Result<Paths, crate::config::ConfigError> {
+    pub(super) async fn reload_now(&self, admin: bool) -> Result<Paths, crate::policy::config::ConfigError> {
         let text = std::fs::read(&self.config_path).ok();
         let result = self.replace_runtimes(admin).await;
         let message = match &result {
@@ -266,7 +266,7 @@ impl Service {
     }
 
     /// With `admin`, the roots the old workers refused as replaced are accepted.
-    async fn replace_runtimes(&self, admin: bool) -> Result<Paths, crate::config::ConfigError> {
+    async fn replace_runtimes(&self, admin: bool) -> Result<Paths, crate::policy::config::ConfigError> {
         let config = Config::load(&self.config_path)?;
         if config.daemon.socket != self.daemon.socket || config.daemon.socket_group != self.daemon.socket_group {
             tracing::warn!("daemon.socket and daemon.socket_group take effect on restart");
@@ -350,7 +350,7 @@ impl Service {
                 let caches = self.snapshot();
                 let chosen: Vec<Arc<CacheRuntime>> = match &path {
                     None => caches.iter().cloned().collect(),
-                    Some(p) => caches.iter().filter(|c| c.cache.path == crate::config::clean(p)).cloned().collect(),
+                    Some(p) => caches.iter().filter(|c| c.cache.path == crate::policy::config::clean(p)).cloned().collect(),
                 };
                 if chosen.is_empty() {
                     let p = path.unwrap_or_default();
@@ -434,7 +434,7 @@ impl Service {
                 socket: self.daemon.socket.display().to_string(),
                 trouble,
                 inotify_watches: inotify_watches(),
-                user: crate::summary::Names::default().user(nix::unistd::geteuid().as_raw()),
+                user: crate::oneshot::summary::Names::default().user(nix::unistd::geteuid().as_raw()),
                 started: protocol::rfc3339(self.started_at),
                 last_reload,
                 config_changed: std::fs::read(&self.config_path).ok() != config_text,

@@ -24,12 +24,12 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 use tokio::sync::watch as latest;
 
-use crate::config::{CacheConfig, Config, DaemonConfig};
+use crate::policy::config::{CacheConfig, Config, DaemonConfig};
 use crate::protocol::{self, CacheState, CacheStatus, Repairs, Reported, Request, Response, ScanInfo, Status};
-use crate::root::{self, Origin, Root};
-use crate::sidefile::{self, SafeDir, SideFileError};
+use crate::engine::root::{self, Origin, Root};
+use crate::engine::sidefile::{self, SafeDir, SideFileError};
 use crate::sys;
-use crate::walk::{Action, Scan, Tally};
+use crate::engine::walk::{Action, Scan, Tally};
 use audit::AuditLog;
 use watch::{Degraded, DirWatcher, Inbox, Queue, Reconciled, Seen, Work};
 
@@ -77,7 +77,7 @@ static OWN_MOUNTS: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::policy::config::ConfigError),
     #[error(transparent)]
     Startup(#[from] StartupError),
 }
@@ -196,7 +196,7 @@ fn stop_signals() -> nix::sys::signal::SigSet {
 }
 
 /// The service's own files: control socket, sync markers, audit log, metrics textfile,
-/// each reached through a directory resolved and pinned by [`crate::sidefile`].
+/// each reached through a directory resolved and pinned by [`crate::engine::sidefile`].
 struct SideFiles {
     socket_dir: SafeDir,
     socket_name: OsString,
@@ -357,7 +357,7 @@ struct Peers {
 }
 
 /// A reload (by an administrator or not), and where its outcome goes.
-type ReloadRequest = (bool, oneshot::Sender<Result<Paths, crate::config::ConfigError>>);
+type ReloadRequest = (bool, oneshot::Sender<Result<Paths, crate::policy::config::ConfigError>>);
 
 async fn serve(
     config_path: PathBuf,
@@ -394,8 +394,8 @@ async fn serve(
         });
     }
     // Caches first: a `sync` answered before they exist would settle on nothing.
-    for cache in config.caches.iter().filter(|c| c.policy.owner.is_some() && crate::gofidelity::is_build_cache(c)) {
-        tracing::warn!(root = %cache.path.display(), "{}", crate::gofidelity::GOCACHE_OWNER);
+    for cache in config.caches.iter().filter(|c| c.policy.owner.is_some() && crate::client::gofidelity::is_build_cache(c)) {
+        tracing::warn!(root = %cache.path.display(), "{}", crate::client::gofidelity::GOCACHE_OWNER);
     }
     let started = service.start_caches(&config.caches, HashMap::new());
     tracing::info!("listening for cachekeeperctl on {}", service.daemon.socket.display());
@@ -456,7 +456,7 @@ async fn run_until_stopped(
             loop {
                 tick.tick().await;
                 let Some((dir, name)) = &service.side.metrics else { return };
-                let text = crate::metrics::render(&service.status_off_runtime().await);
+                let text = crate::service::metrics::render(&service.status_off_runtime().await);
                 let written = dir.replace(name, text.as_bytes(), 0o644);
                 let failed = written.err().map(|e| format!("daemon.metrics_textfile: {e}"));
                 let before = std::mem::replace(&mut service.running().trouble, failed.clone());

@@ -191,6 +191,7 @@ pub enum Seen {
     /// full reconcile, and every `sync` waiting follows it.
     Lost,
     /// The watcher failed: a full reconcile, counted as an error.
+    #[cfg(any(test, not(target_os = "linux")))]
     Failed(String),
     /// The marker of the `sync` `token` appeared: every event before it has come.
     Marker(u64),
@@ -256,7 +257,7 @@ pub fn seen(e: &RawEvent, fixed: &Fixed, watched: &Watched) -> Seen {
     }
     use std::os::unix::ffi::OsStrExt;
     match watched.get(&e.wd) {
-        Some(dir) => Seen::Check { rel: crate::names::join(dir, name.as_bytes()), deep },
+        Some(dir) => Seen::Check { rel: crate::policy::names::join(dir, name.as_bytes()), deep },
         None => Seen::Nothing,
     }
 }

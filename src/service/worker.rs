@@ -113,8 +113,8 @@ enum Walked {
     Watched(i32, Box<[u8]>),
     /// A directory that could not be watched for a reason of its own, in words.
     Unwatched(String),
-    Repaired(Vec<u8>, crate::model::Divergence),
-    Found(crate::walk::Note),
+    Repaired(Vec<u8>, crate::policy::model::Divergence),
+    Found(crate::engine::walk::Note),
 }
 
 /// What kept a walk from watching every directory it listed.
@@ -142,7 +142,7 @@ struct Visitor<'a> {
     live: bool,
 }
 
-impl crate::walk::Visit for Visitor<'_> {
+impl crate::engine::walk::Visit for Visitor<'_> {
     /// After the first refusal for the kernel's watch limit or `max_watches`, the rest of
     /// the walk does not ask again; any other refusal (a path longer than PATH_MAX) is
     /// counted, not hidden.
@@ -178,15 +178,15 @@ impl crate::walk::Visit for Visitor<'_> {
             // Removed since it was listed: nothing to watch.
             Err(watch::WatchError::Gone) => {}
             Err(e) => {
-                let path = crate::names::display(self.root, rel);
+                let path = crate::policy::names::display(self.root, rel);
                 tracing::debug!(path = %path, "cannot watch: {e}");
                 let _ = self.tx.send(Walked::Unwatched(format!("{path}: {e}")));
             }
         }
     }
 
-    fn repaired(&self, rel: &[u8], d: &crate::model::Divergence) {
-        let path = crate::names::display(self.root, rel);
+    fn repaired(&self, rel: &[u8], d: &crate::policy::model::Divergence) {
+        let path = crate::policy::names::display(self.root, rel);
         if self.live {
             tracing::info!(path = %path, "repaired: {d}");
         } else {
@@ -198,7 +198,7 @@ impl crate::walk::Visit for Visitor<'_> {
         let _ = self.tx.send(Walked::Repaired(rel.to_vec(), *d));
     }
 
-    fn found(&self, note: crate::walk::Note) {
+    fn found(&self, note: crate::engine::walk::Note) {
         let _ = self.tx.send(Walked::Found(note));
     }
 }
@@ -335,12 +335,12 @@ impl Worker {
             Seen::Check { rel, deep } => {
                 counts.events += 1;
                 // A toolchain's download completing is when Go's first-use steps may be
-                // done for every member ([`crate::walk`]). Its last event is the chmod
+                // done for every member ([`crate::engine::walk`]). Its last event is the chmod
                 // of the tree's root (`makeDirsReadOnly` goes children first, after the
                 // .partial is gone; cmd/go/internal/modfetch/fetch.go), or, under
                 // -modcacherw, the .ziphash of a download made anew.
-                let deep = deep || crate::model::toolchain_root(&rel).is_some();
-                if let Some(tree) = crate::model::toolchain_of_download(&rel) {
+                let deep = deep || crate::policy::model::toolchain_root(&rel).is_some();
+                if let Some(tree) = crate::policy::model::toolchain_of_download(&rel) {
                     pending.check(tree, true);
                 }
                 pending.check(rel, deep);
@@ -355,6 +355,7 @@ impl Worker {
                 // barriers can follow it.
                 barriers.extend(self.state.waiters.drain().map(|(_, tx)| tx));
             }
+            #[cfg(any(test, not(target_os = "linux")))]
             Seen::Failed(e) => {
                 counts.errors += 1;
                 tracing::warn!(root = %root.display(), "watch error: {e}");
@@ -377,7 +378,7 @@ impl Worker {
             first: map
                 .first(protocol::UNREPAIRED_SHOWN)
                 .map(|(rel, e)| protocol::Unrepaired {
-                    path: crate::names::display(&self.setup.cache.path, rel),
+                    path: crate::policy::names::display(&self.setup.cache.path, rel),
                     cause: e.cause.clone(),
                     owner: e.owner,
                 })
@@ -598,7 +599,7 @@ impl Worker {
         if let Some((rel, d, at)) = last_repair {
             state.view.kept.last_repair = Some(protocol::LastRepair {
                 at: protocol::rfc3339(at),
-                path: crate::names::display(&setup.cache.path, &rel),
+                path: crate::policy::names::display(&setup.cache.path, &rel),
                 change: d.to_string(),
             });
         }
@@ -768,8 +769,8 @@ impl<'r> Findings<'r> {
         Findings { record, full, fresh: Default::default(), logged: 0, more: 0 }
     }
 
-    fn take(&mut self, note: crate::walk::Note, root: &Path) {
-        use crate::walk::Finding;
+    fn take(&mut self, note: crate::engine::walk::Note, root: &Path) {
+        use crate::engine::walk::Finding;
         self.log(&note, root);
         if let Finding::Failed(f) = &note.finding {
             if transient(f.errno) {
@@ -781,8 +782,8 @@ impl<'r> Findings<'r> {
         }
     }
 
-    fn log(&mut self, note: &crate::walk::Note, root: &Path) {
-        use crate::walk::Finding;
+    fn log(&mut self, note: &crate::engine::walk::Note, root: &Path) {
+        use crate::engine::walk::Finding;
         if matches!(note.finding, Finding::Diverges(_)) {
             return;
         }
@@ -807,11 +808,11 @@ impl<'r> Findings<'r> {
                 return;
             }
         }
-        let path = crate::names::display(root, &note.rel);
+        let path = crate::policy::names::display(root, &note.rel);
         match &note.finding {
             // git makes symlinks and hard links in its clones as it works (packs, locks);
             // they are counted, not warned about.
-            Finding::Reported(r) if crate::model::place_of(&note.rel) == crate::model::Place::Vcs => {
+            Finding::Reported(r) if crate::policy::model::place_of(&note.rel) == crate::policy::model::Place::Vcs => {
                 tracing::debug!(path = %path, "left as it is: {}", r.explain())
             }
             Finding::Reported(r) => tracing::warn!(path = %path, "left as it is: {}", r.explain()),
@@ -836,7 +837,7 @@ impl<'r> Findings<'r> {
             tracing::error!(
                 root = %root.display(),
                 "{more} more entries could not be checked or repaired; `{} status --json` lists them",
-                crate::hint::command("cachekeeperctl")
+                crate::oneshot::hint::command("cachekeeperctl")
             );
         }
     }

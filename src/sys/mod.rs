@@ -211,11 +211,11 @@ pub fn proc_path(fd: BorrowedFd<'_>) -> Option<std::path::PathBuf> {
     cfg!(target_os = "linux").then(|| std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())))
 }
 
-/// An extended ACL as `acl_to_text` writes it, parsed by [`crate::ext_acl`].
+/// An extended ACL as `acl_to_text` writes it, parsed by [`crate::engine::ext_acl`].
 pub type AclText = String;
 
 /// The extended ACL of `path` as `acl_to_text` writes it (macOS; see
-/// [`crate::ext_acl`]), not following a final symlink: for diagnostics of a path a user
+/// [`crate::engine::ext_acl`]), not following a final symlink: for diagnostics of a path a user
 /// gives. `None` where there are no extended ACLs.
 pub fn ext_acl_path(path: &CStr) -> io::Result<Option<AclText>> {
     #[cfg(target_os = "macos")]
@@ -442,14 +442,14 @@ mod other {
     }
 
     fn is_access(attr: &CStr) -> bool {
-        attr == crate::acl::ACCESS
+        attr == crate::engine::acl::ACCESS
     }
 
     /// The `deny` entries of an extended ACL's text, one line each; `None` without any.
     #[cfg(target_os = "macos")]
     fn deny_lines(text: Option<String>) -> Option<Vec<u8>> {
         let lines: Vec<String> =
-            crate::ext_acl::denies(text.as_deref().unwrap_or("")).iter().map(crate::ext_acl::Ace::describe).collect();
+            crate::engine::ext_acl::denies(text.as_deref().unwrap_or("")).iter().map(crate::engine::ext_acl::Ace::describe).collect();
         (!lines.is_empty()).then(|| lines.join("\n").into_bytes())
     }
 

@@ -29,7 +29,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use super::{FileType, Stat, TypeHint};
-use crate::model::MODE_BITS;
+use crate::policy::model::MODE_BITS;
 
 /// A mode as rustix takes it (`mode_t` is 16 bits wide on macOS).
 pub(super) fn mode(bits: u32) -> Mode {
