@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// and the error, in one line a person can act on; the errno for callers that branch.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot {action} {}: {}", path.display(), crate::sys::describe(source))]
-pub struct IoPathError {
+pub(crate) struct IoPathError {
     /// What was being done, as a verb phrase: "open", "create the temporary file of".
     pub action: &'static str,
     pub path: PathBuf,
@@ -17,7 +17,7 @@ pub struct IoPathError {
 }
 
 impl IoPathError {
-    pub fn new(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> IoPathError {
+    pub(crate) fn new(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> IoPathError {
         IoPathError { action, path: path.into(), source }
     }
 }

@@ -18,13 +18,13 @@ use crate::policy::config::LogFormat;
 
 /// Installs the service's subscriber: level from `CACHEKEEPER_LOG` (default `info`),
 /// priorities when stderr goes to the journal.
-pub fn init_service(log_format: LogFormat) {
+pub(crate) fn init_service(log_format: LogFormat) {
     let filter = EnvFilter::try_from_env("CACHEKEEPER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing::subscriber::set_global_default(subscriber(log_format, stderr_is_journal(), filter, io::stderr));
 }
 
 /// The subscriber itself, writing to `writer`; `journal` adds the priority prefixes.
-pub fn subscriber<W>(
+pub(crate) fn subscriber<W>(
     log_format: LogFormat,
     journal: bool,
     filter: EnvFilter,
@@ -54,7 +54,7 @@ fn format() -> format::Format {
 }
 
 /// The sd-daemon(3) prefix for a level.
-pub fn prefix(level: Level) -> &'static str {
+pub(crate) fn prefix(level: Level) -> &'static str {
     match level {
         Level::ERROR => "<3>",
         Level::WARN => "<4>",

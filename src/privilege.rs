@@ -7,12 +7,12 @@
 #[cfg(not(target_os = "linux"))]
 pub use elsewhere::{check, effective, reduce};
 #[cfg(target_os = "linux")]
-pub use linux::{check, effective, reduce, Cause};
+pub(crate) use linux::{check, effective, reduce, Cause};
 
 /// Why the service cannot hold the power it needs, or cannot reduce itself to it. Each
 /// says what to change; nothing has been changed in any cache.
 #[derive(Debug, thiserror::Error)]
-pub enum PrivilegeError {
+pub(crate) enum PrivilegeError {
     /// Not root, and a capability of [`NEEDED`] is not in the permitted set.
     #[cfg(target_os = "linux")]
     #[error("running as uid {uid} without {capability}, which repairs need: {hint}", hint = linux::UNIT_HINT)]
@@ -42,7 +42,7 @@ pub enum PrivilegeError {
 #[cfg(target_os = "linux")]
 impl PrivilegeError {
     /// A failed step: `action` is what was being done, as a verb phrase.
-    pub fn step<E: Into<Cause>>(action: impl Into<String>) -> impl FnOnce(E) -> PrivilegeError {
+    pub(crate) fn step<E: Into<Cause>>(action: impl Into<String>) -> impl FnOnce(E) -> PrivilegeError {
         let action = action.into();
         move |e| PrivilegeError::Step { action, source: e.into() }
     }
@@ -88,7 +88,7 @@ mod linux {
 
     /// Why a step failed: the caps crate reports text only, nix the errno.
     #[derive(Debug, thiserror::Error)]
-    pub enum Cause {
+    pub(crate) enum Cause {
         #[error(transparent)]
         Caps(#[from] caps::errors::CapsError),
         #[error(transparent)]
@@ -98,7 +98,7 @@ mod linux {
     /// What repairing needs: chown (CHOWN), chmod of others' entries (FOWNER), setgid on
     /// directories whose group we are not in (FSETID), and reading every directory
     /// (DAC_READ_SEARCH).
-    pub const NEEDED: [Capability; 4] =
+    pub(super) const NEEDED: [Capability; 4] =
         [Capability::CAP_CHOWN, Capability::CAP_DAC_READ_SEARCH, Capability::CAP_FOWNER, Capability::CAP_FSETID];
 
     /// The unit settings that grant [`NEEDED`] to an unprivileged service.
@@ -110,21 +110,21 @@ mod linux {
     }
 
     /// Lower-case names of a capability set, sorted (`cap_chown`, ...).
-    pub fn names(set: &HashSet<Capability>) -> Vec<String> {
+    pub(super) fn names(set: &HashSet<Capability>) -> Vec<String> {
         let mut v: Vec<String> = set.iter().map(|c| c.to_string().to_lowercase()).collect();
         v.sort();
         v
     }
 
     /// The calling thread's effective capabilities.
-    pub fn effective() -> Vec<String> {
+    pub(crate) fn effective() -> Vec<String> {
         caps::read(None, CapSet::Effective).map(|s| names(&s)).unwrap_or_default()
     }
 
     /// Whether the service can hold what it needs: root can; anyone else must have been
     /// given the four. Checked before anything is changed, so that a service that cannot
     /// run leaves nothing behind.
-    pub fn check() -> Result<(), PrivilegeError> {
+    pub(crate) fn check() -> Result<(), PrivilegeError> {
         let uid = nix::unistd::geteuid();
         if uid.is_root() {
             return Ok(());
@@ -144,7 +144,7 @@ mod linux {
     ///
     /// In every case: nothing inheritable or ambient, everything else out of the bounding
     /// set where we may change it, and `no_new_privs`.
-    pub fn reduce(user: Option<(u32, u32)>) -> Result<(), PrivilegeError> {
+    pub(crate) fn reduce(user: Option<(u32, u32)>) -> Result<(), PrivilegeError> {
         let root = nix::unistd::geteuid().is_root();
         if root {
             // Needs CAP_SETPCAP, so before the permitted set shrinks.

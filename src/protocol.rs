@@ -4,14 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// Longest request line the service reads; anything longer is refused.
-pub const MAX_REQUEST: usize = 64 * 1024;
+pub(crate) const MAX_REQUEST: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
-pub enum Request {
+pub(crate) enum Request {
     Status,
     /// Returns once every event that happened before the request has been handled.
     Sync {
@@ -26,7 +26,7 @@ pub enum Request {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
-pub enum Response {
+pub(crate) enum Response {
     Status(Box<Status>),
     Synced {
         /// Caches where entries stay unrepaired; the request itself succeeded.
@@ -57,7 +57,7 @@ pub enum Response {
 
 impl Response {
     /// Its name on the wire, for messages about an answer that was not expected.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Response::Status(_) => "status",
             Response::Synced { .. } => "synced",
@@ -71,7 +71,7 @@ impl Response {
 
 impl Request {
     /// Its command name, as `cachekeeperctl` spells it.
-    pub fn command(&self) -> &'static str {
+    pub(crate) fn command(&self) -> &'static str {
         match self {
             Request::Status => "status",
             Request::Sync { .. } => "sync",
@@ -210,7 +210,7 @@ pub struct CacheStatus {
 }
 
 /// How many unrepaired entries `status` lists; `unrepaired` counts them all.
-pub const UNREPAIRED_SHOWN: usize = 10;
+pub(crate) const UNREPAIRED_SHOWN: usize = 10;
 
 /// An entry the service could not bring to its model, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,7 +225,7 @@ pub struct Unrepaired {
 
 /// What a `sync` or `rescan` left unrepaired in one cache.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Leftover {
+pub(crate) struct Leftover {
     pub cache: String,
     pub unrepaired: u64,
     /// Those the caller owns.
@@ -235,7 +235,7 @@ pub struct Leftover {
 }
 
 /// The walk's counts, as the one-shot summary, `status` and the metrics show them.
-pub use crate::engine::walk::{Repairs, Reported};
+pub(crate) use crate::engine::walk::{Repairs, Reported};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanInfo {
@@ -284,7 +284,7 @@ mod tests {
 
 /// A time as JSON: RFC 3339 in UTC with milliseconds (`2026-11-23T01:02:03.456Z`), the
 /// one convention of every JSON output (status keeps its unix-second fields as well).
-pub fn rfc3339(t: std::time::SystemTime) -> String {
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
     let d = t.duration_since(std::time::SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);

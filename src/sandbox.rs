@@ -14,7 +14,7 @@ const HOME_DIRS: [&str; 3] = ["/home", "/root", "/run/user"];
 /// sandbox: the service runs under systemd, and the nearest existing part of `path` is
 /// on a read-only bind of a filesystem that is itself writable (a real read-only disk
 /// is read-only in its superblock too, and no drop-in would help).
-pub fn hidden(path: &Path) -> Option<String> {
+pub(crate) fn hidden(path: &Path) -> Option<String> {
     std::env::var_os("INVOCATION_ID")?;
     let existing = path.ancestors().find(|p| std::fs::symlink_metadata(p).is_ok())?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
@@ -22,7 +22,7 @@ pub fn hidden(path: &Path) -> Option<String> {
 }
 
 /// The drop-in for `path`, and the restart it needs.
-pub fn advice(path: &Path) -> String {
+pub(crate) fn advice(path: &Path) -> String {
     let home = HOME_DIRS.iter().any(|h| path.starts_with(h));
     format!(
         "the service's sandbox ({}) hides it: add a drop-in (systemctl edit cachekeeper) with [Service] {}ReadWritePaths=-{}, then systemctl restart cachekeeper (a reload is not enough)",
@@ -41,7 +41,7 @@ fn read_only_bind(mountinfo: &str, path: &Path) -> bool {
 
 /// The mount point of the mount that holds `path` (an absolute path), from
 /// `/proc/self/mountinfo`: what to remount when it is read-only.
-pub fn mount_point(path: &Path) -> Option<PathBuf> {
+pub(crate) fn mount_point(path: &Path) -> Option<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     containing_mount(&mountinfo, path).map(|(point, _, _)| point)
 }

@@ -230,7 +230,8 @@ fn doctor(socket: &std::path::Path, config: Option<&std::path::Path>, json: bool
         Err((_, message)) => Err(Unanswered::Failed(message)),
     };
     let own_cache = (!named && !config.exists()).then(crate::oneshot::cli::own_cache);
-    let lines = crate::client::doctor::run(&crate::client::doctor::Inputs { config: &config, named, status, own_cache });
+    let lines =
+        crate::client::doctor::run(&crate::client::doctor::Inputs { config: &config, named, status, own_cache });
     if json {
         println!("{}", serde_json::json!({ "schema_version": 1, "checks": lines }));
     } else {
@@ -430,7 +431,9 @@ pub fn render_status(status: &Status) -> String {
             Some(crate::policy::model::Inheritance::RepairOnly) => {
                 out += "  inherit    repair only: the filesystem has no POSIX ACLs; members need umask 002\n"
             }
-            Some(crate::policy::model::Inheritance::None) => out += "  inherit    none: new entries wait for a repair\n",
+            Some(crate::policy::model::Inheritance::None) => {
+                out += "  inherit    none: new entries wait for a repair\n"
+            }
             None => {}
         }
         let p = &c.reported;

@@ -12,7 +12,7 @@ use crate::protocol::{CacheState, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Ok,
     Info,
     Warn,
@@ -20,7 +20,7 @@ pub enum Verdict {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Line {
+pub(crate) struct Line {
     pub check: String,
     pub verdict: Verdict,
     pub detail: String,
@@ -37,7 +37,7 @@ impl List {
 
 /// What doctor looks at besides the machine itself.
 #[derive(Debug)]
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     pub config: &'a Path,
     /// The configuration was named (`--config`, `$CACHEKEEPER_CONFIG`), not the default.
     pub named: bool,
@@ -50,14 +50,14 @@ pub struct Inputs<'a> {
 
 /// Why the service gave no status: the advice depends on it and on who asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unanswered {
+pub(crate) enum Unanswered {
     NotRunning(String),
     /// The caller is neither root nor a member of `daemon.socket_group`.
     NotAllowed(String),
     Failed(String),
 }
 
-pub fn run(inputs: &Inputs<'_>) -> Vec<Line> {
+pub(crate) fn run(inputs: &Inputs<'_>) -> Vec<Line> {
     let mut l = List::default();
     // No configuration at all: a person checking their own cache, not a build host.
     if !inputs.named && !inputs.config.exists() {
@@ -516,7 +516,7 @@ fn go_subtrees(l: &mut List, cache: &CacheConfig) {
 }
 
 /// The human form: one line a check.
-pub fn render(lines: &[Line]) -> String {
+pub(crate) fn render(lines: &[Line]) -> String {
     let mut out = String::new();
     for line in lines {
         let tag = match line.verdict {

@@ -17,7 +17,7 @@ use crate::policy::model::{Attrs, Kind};
 
 /// Who asks.
 #[derive(Debug, Clone, Serialize)]
-pub struct Who {
+pub(crate) struct Who {
     pub name: String,
     pub uid: u32,
     pub gid: u32,
@@ -26,7 +26,7 @@ pub struct Who {
 
 impl Who {
     /// The calling process's own credentials.
-    pub fn caller() -> Who {
+    pub(crate) fn caller() -> Who {
         let uid = nix::unistd::getuid().as_raw();
         let gid = nix::unistd::getgid().as_raw();
         let mut groups = crate::sys::own_groups();
@@ -35,7 +35,7 @@ impl Who {
     }
 
     /// A user by name or uid, with the groups the group database gives it.
-    pub fn lookup(spec: &str) -> Result<Who, crate::policy::config::ValueError> {
+    pub(crate) fn lookup(spec: &str) -> Result<Who, crate::policy::config::ValueError> {
         let (uid, gid) = crate::policy::config::resolve_user(spec)?;
         let user = nix::unistd::User::from_uid(uid.into()).ok().flatten();
         let mut groups = vec![gid];
@@ -59,7 +59,7 @@ fn user_name(uid: u32) -> String {
     }
 }
 
-pub fn group_name(gid: u32) -> String {
+pub(crate) fn group_name(gid: u32) -> String {
     match nix::unistd::Group::from_gid(gid.into()) {
         Ok(Some(g)) => g.name,
         _ => format!("gid {gid}"),
@@ -68,7 +68,7 @@ pub fn group_name(gid: u32) -> String {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
-pub enum Access {
+pub(crate) enum Access {
     Search,
     Read,
     Write,
@@ -98,7 +98,7 @@ impl Access {
 
 /// One component of the path and what the user may do there.
 #[derive(Debug, Clone, Serialize)]
-pub struct Step {
+pub(crate) struct Step {
     pub path: String,
     pub exists: bool,
     pub owner: Option<u32>,
@@ -127,7 +127,7 @@ impl Step {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Check {
+pub(crate) struct Check {
     pub access: Access,
     pub allowed: bool,
     pub why: String,
@@ -136,7 +136,7 @@ pub struct Check {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Explanation {
+pub(crate) struct Explanation {
     pub schema_version: u32,
     pub user: Who,
     pub path: String,
@@ -153,7 +153,7 @@ pub struct Explanation {
 /// What the go command needs at `path`, judged by where it lies in a Go cache
 /// (go-modcache.md): extracted module trees are read-only on purpose, so only reading
 /// them matters; below `cache/download` Go creates files and takes write locks.
-pub fn go_needs(path: &Path, is_dir: bool, caches: &[CacheConfig]) -> (Vec<Access>, String) {
+pub(crate) fn go_needs(path: &Path, is_dir: bool, caches: &[CacheConfig]) -> (Vec<Access>, String) {
     use Access::*;
     let rel = match caches.iter().find(|c| path.starts_with(&c.path)) {
         Some(c) => path.strip_prefix(&c.path).ok().map(Path::to_path_buf),
@@ -214,13 +214,9 @@ fn decide(who: &Who, meta: &std::fs::Metadata, path: &Path, access: Access) -> (
     // macOS: a `deny` entry of the extended ACL is checked before the mode bits.
     let denied =
         CString::new(path.as_os_str().as_bytes()).ok().and_then(|c| crate::sys::ext_acl_path(&c).ok().flatten());
-    if let Some(ace) = denied
-        .as_deref()
-        .map(crate::engine::ext_acl::denies)
-        .unwrap_or_default()
-        .into_iter()
-        .find(|a| crate::engine::ext_acl::blocks(a, who.uid, &who.groups) && crate::engine::ext_acl::takes_away(a, need))
-    {
+    if let Some(ace) = denied.as_deref().map(crate::engine::ext_acl::denies).unwrap_or_default().into_iter().find(|a| {
+        crate::engine::ext_acl::blocks(a, who.uid, &who.groups) && crate::engine::ext_acl::takes_away(a, need)
+    }) {
         return (
             false,
             format!("the extended ACL has `{}`, which applies to you (cachekeeper --init removes it)", ace.describe()),
@@ -341,7 +337,7 @@ fn fix(who: &Who, path: &Path, meta: &std::fs::Metadata, access: Access, caches:
 /// Explains what `who` may do on each component of `path`: search on the way, and at
 /// the path itself `access`, or without it what Go needs there. `caches` are the
 /// configured caches, for what Go needs and for the fixes.
-pub fn explain(who: &Who, path: &Path, caches: &[CacheConfig], access: Option<Access>) -> Explanation {
+pub(crate) fn explain(who: &Who, path: &Path, caches: &[CacheConfig], access: Option<Access>) -> Explanation {
     let found = std::fs::metadata(path);
     let is_dir = found.as_ref().is_ok_and(|m| m.is_dir());
     let (at_path, because) = match (access, found.is_ok()) {
@@ -409,7 +405,7 @@ pub fn explain(who: &Who, path: &Path, caches: &[CacheConfig], access: Option<Ac
 }
 
 /// The human form.
-pub fn render(e: &Explanation) -> String {
+pub(crate) fn render(e: &Explanation) -> String {
     let who = if e.user.name == format!("uid {}", e.user.uid) {
         e.user.name.clone()
     } else {
@@ -470,7 +466,7 @@ pub fn render(e: &Explanation) -> String {
 
 /// The caches of the configuration: the one given must be readable; the default one may
 /// be absent (explain works without one).
-pub fn configured_caches(path: Option<&Path>) -> Result<Vec<CacheConfig>, crate::policy::config::ConfigError> {
+pub(crate) fn configured_caches(path: Option<&Path>) -> Result<Vec<CacheConfig>, crate::policy::config::ConfigError> {
     let file = crate::policy::config::path_or_default(path);
     match Config::load(&file) {
         Ok(c) => Ok(c.caches),

@@ -15,13 +15,13 @@ const CLONES_ASKED: usize = 8;
 
 /// A clone of `cache/vcs` that git refuses to work in for the calling user.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefusedClone {
+pub(crate) struct RefusedClone {
     pub path: PathBuf,
     pub owner: u32,
 }
 
 /// git's version as (major, minor), from `git --version`.
-pub fn git_version() -> Option<(u32, u32)> {
+pub(crate) fn git_version() -> Option<(u32, u32)> {
     let out = Command::new("git").arg("--version").stdin(Stdio::null()).output().ok()?;
     parse_git_version(&String::from_utf8_lossy(&out.stdout))
 }
@@ -37,7 +37,7 @@ fn parse_git_version(text: &str) -> Option<(u32, u32)> {
 /// (`git -C CLONE rev-parse --git-dir`), so every git's rules apply as they are:
 /// before 2.35.2 there is no check; `safe.directory` with a trailing `/*` is a prefix
 /// match only from git 2.46.
-pub fn refused_clones(cache: &Path) -> Vec<RefusedClone> {
+pub(crate) fn refused_clones(cache: &Path) -> Vec<RefusedClone> {
     let me = nix::unistd::geteuid().as_raw();
     let Ok(entries) = std::fs::read_dir(cache.join("cache/vcs")) else { return Vec::new() };
     let mut candidates: Vec<(PathBuf, u32)> = entries
@@ -93,7 +93,7 @@ fn git_refuses(clone: &Path) -> bool {
 /// (cmd/go/internal/modfetch/codehost/codehost.go, `RunWithStdin`: "manually supply
 /// GIT_DIR so Git works with safe.bareRepository=explicit"; present in 1.21's and
 /// 1.23's source, absent from 1.19's). Older go commands, or none found: false.
-pub fn go_sets_git_dir() -> bool {
+pub(crate) fn go_sets_git_dir() -> bool {
     let out = Command::new("go").arg("env").arg("GOVERSION").env("GOTOOLCHAIN", "local").stdin(Stdio::null()).output();
     let version = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
     go_minor(&version).is_some_and(|m| m >= 21)
@@ -110,7 +110,7 @@ fn quoted(text: &str) -> String {
 
 /// The command that makes git accept every clone of the cache for every user: the
 /// `/*` prefix form where git has it (2.46+), else one entry per refused clone.
-pub fn safe_directory_fix(cache: &Path, refused: &[RefusedClone], git: Option<(u32, u32)>) -> String {
+pub(crate) fn safe_directory_fix(cache: &Path, refused: &[RefusedClone], git: Option<(u32, u32)>) -> String {
     let add = |p: &str| format!("git config --system --add safe.directory {}", quoted(p));
     if git.is_some_and(|v| v >= (2, 46)) {
         return add(&format!("{}/cache/vcs/*", cache.display()));
@@ -133,7 +133,7 @@ const STOPS: &str = "go commands before 1.21 cannot fetch private modules throug
      GIT_DIR, which git does not check)";
 
 /// One line for doctor: which clones git refuses for the caller, and the fix.
-pub fn refused_clones_advice(cache: &Path, refused: &[RefusedClone]) -> Option<String> {
+pub(crate) fn refused_clones_advice(cache: &Path, refused: &[RefusedClone]) -> Option<String> {
     let first = refused.first()?;
     let more = if refused.len() > 1 { format!(" and {} more", refused.len() - 1) } else { String::new() };
     Some(format!(
@@ -188,7 +188,7 @@ fn refused_for(uid: u32, clone: &Path, owner: u32) -> bool {
 
 /// For `explain`: when `path` is in a clone of `cache/vcs` that git refuses for `uid`,
 /// what git says and the fix.
-pub fn explain_clone(uid: u32, path: &Path, caches: &[CacheConfig]) -> Option<String> {
+pub(crate) fn explain_clone(uid: u32, path: &Path, caches: &[CacheConfig]) -> Option<String> {
     let (cache, clone, owner) = clone_of(path, caches)?;
     if !refused_for(uid, &clone, owner) {
         return None;
@@ -205,7 +205,7 @@ pub fn explain_clone(uid: u32, path: &Path, caches: &[CacheConfig]) -> Option<St
 
 /// Whether `cache` is a build cache (GOCACHE): Go's `README` and `trim.txt`, or a
 /// name that says so.
-pub fn is_build_cache(cache: &CacheConfig) -> bool {
+pub(crate) fn is_build_cache(cache: &CacheConfig) -> bool {
     let p = &cache.path;
     (p.join("README").is_file() && p.join("trim.txt").is_file())
         || p.file_name().is_some_and(|n| {
@@ -219,13 +219,15 @@ pub fn is_build_cache(cache: &CacheConfig) -> bool {
 /// `os.Chtimes`), which only the file's owner may do; errors are ignored. Entries
 /// not marked for 5 days (`trimLimit`) are deleted by the daily trim. With `owner`
 /// set, every entry becomes that user's, so no member's use keeps any entry alive.
-pub const GOCACHE_OWNER: &str = "`owner` on a GOCACHE makes every entry that user's, and Go marks an entry as used \
+pub(crate) const GOCACHE_OWNER: &str =
+    "`owner` on a GOCACHE makes every entry that user's, and Go marks an entry as used \
      (its mtime, at most hourly) only where the user owns it: entries other members use are trimmed 5 days after \
      they were written, however often they use them; for a cache shared by members leave `owner` unset (each entry \
      stays its creator's) and set `group`";
 
 /// The caveat of a shared GOCACHE without `owner`.
-pub const GOCACHE_FRESHNESS: &str = "entries used only by members other than their creator are not marked as used \
+pub(crate) const GOCACHE_FRESHNESS: &str =
+    "entries used only by members other than their creator are not marked as used \
      (Go sets the mtime with explicit times, which only the owner may do) and are trimmed 5 days after their \
      creator last used them, then rebuilt on demand: costs a rebuild, never a failure";
 

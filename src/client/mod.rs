@@ -5,7 +5,7 @@
 //! it changes nothing.
 
 pub mod ctl;
-pub mod doctor;
-pub mod explain;
-pub mod gofidelity;
-pub mod pasted;
+pub(crate) mod doctor;
+pub(crate) mod explain;
+pub(crate) mod gofidelity;
+pub(crate) mod pasted;

@@ -8,7 +8,7 @@ use crate::client::explain::Access;
 
 /// What a pasted line asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pasted {
+pub(crate) enum Pasted {
     /// A permission error at `path`: judge `access` there (`None`: what Go needs there, or
     /// creating it when it does not exist). `note` says what Go was doing.
     Path { path: PathBuf, access: Option<Access>, note: String },
@@ -64,7 +64,7 @@ const VERSION: &str = "the module or version does not exist where Go looked, not
      cannot fix it; check the module path and version, and GOPRIVATE/GOPROXY for private modules";
 
 /// Reads a pasted line; `None` when `arg` is a plain path, not an error line.
-pub fn parse(arg: &str) -> Option<Pasted> {
+pub(crate) fn parse(arg: &str) -> Option<Pasted> {
     let line = arg.trim();
     if line.starts_with('/') && !line.contains(": ") {
         return None;

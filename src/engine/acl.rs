@@ -15,19 +15,19 @@
 
 use std::ffi::CStr;
 
-pub const ACCESS: &CStr = c"system.posix_acl_access";
-pub const DEFAULT: &CStr = c"system.posix_acl_default";
+pub(crate) const ACCESS: &CStr = c"system.posix_acl_access";
+pub(crate) const DEFAULT: &CStr = c"system.posix_acl_default";
 
 /// `POSIX_ACL_XATTR_VERSION`: the only version the kernel reads or writes.
-pub const VERSION: u32 = 2;
-pub const USER_OBJ: u16 = 0x01;
-pub const USER: u16 = 0x02;
-pub const GROUP_OBJ: u16 = 0x04;
-pub const GROUP: u16 = 0x08;
-pub const MASK: u16 = 0x10;
-pub const OTHER: u16 = 0x20;
+pub(crate) const VERSION: u32 = 2;
+pub(crate) const USER_OBJ: u16 = 0x01;
+pub(crate) const USER: u16 = 0x02;
+pub(crate) const GROUP_OBJ: u16 = 0x04;
+pub(crate) const GROUP: u16 = 0x08;
+pub(crate) const MASK: u16 = 0x10;
+pub(crate) const OTHER: u16 = 0x20;
 /// The id of entries that name no one (`ACL_UNDEFINED_ID`).
-pub const UNDEFINED_ID: u32 = u32::MAX;
+pub(crate) const UNDEFINED_ID: u32 = u32::MAX;
 
 /// One entry: `tag`, permission bits (`rwx` = 4|2|1) and, for named entries, a uid or gid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -133,7 +133,7 @@ impl Acl {
 /// entry with an access ACL the group bits of `st_mode` *are* the mask, so a mask that
 /// denies the group what the model gives already shows as a mode divergence, and
 /// `chmod` fixes it.
-pub fn access_divergence(acl: &Acl) -> Option<&'static str> {
+pub(crate) fn access_divergence(acl: &Acl) -> Option<&'static str> {
     if acl.named() > 0 {
         // Named users and groups are access the model never gives.
         return Some("names users or groups beyond the owner model");
@@ -154,7 +154,7 @@ pub fn access_divergence(acl: &Acl) -> Option<&'static str> {
 /// walk need not read the ACL (which doubles the syscalls per file). What such an ACL can
 /// still do is deny the owning group its read; that takes a deliberate `setfacl`, whose
 /// attribute change the service checks with the ACL read.
-pub fn could_grant_more(now: u32, to: u32) -> bool {
+pub(crate) fn could_grant_more(now: u32, to: u32) -> bool {
     let group_class = ((now | to) >> 3) & 0o7;
     let everyone = now & to & 0o7;
     group_class & !everyone != 0

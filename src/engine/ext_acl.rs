@@ -15,7 +15,7 @@
 
 /// One access control entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Ace {
+pub(crate) struct Ace {
     /// `user` or `group`.
     pub tag: String,
     /// The user or group name, or its uuid when the name is unknown.
@@ -28,14 +28,14 @@ pub struct Ace {
 
 impl Ace {
     /// As `ls -le` shows it: `group:everyone deny delete`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!("{}:{} {} {}", self.tag, self.name, if self.deny { "deny" } else { "allow" }, self.perms.join(","))
     }
 }
 
 /// The entries of an `acl_to_text` string; lines that are not entries (the header,
 /// blank lines, anything unknown) are skipped.
-pub fn parse(text: &str) -> Vec<Ace> {
+pub(crate) fn parse(text: &str) -> Vec<Ace> {
     text.lines().filter_map(parse_line).collect()
 }
 
@@ -70,13 +70,13 @@ fn parse_line(line: &str) -> Option<Ace> {
 }
 
 /// The `deny` entries: each one diverges from the model.
-pub fn denies(text: &str) -> Vec<Ace> {
+pub(crate) fn denies(text: &str) -> Vec<Ace> {
     parse(text).into_iter().filter(|a| a.deny).collect()
 }
 
 /// Whether a `deny` entry applies to `uid` or to one of `groups`: `everyone` (gid 12 on
 /// macOS) applies to all; an entry without an id is assumed to apply.
-pub fn blocks(ace: &Ace, uid: u32, groups: &[u32]) -> bool {
+pub(crate) fn blocks(ace: &Ace, uid: u32, groups: &[u32]) -> bool {
     match (ace.tag.as_str(), ace.id) {
         (_, _) if ace.name == "everyone" => true,
         ("user", Some(id)) => id == uid,
@@ -87,7 +87,7 @@ pub fn blocks(ace: &Ace, uid: u32, groups: &[u32]) -> bool {
 
 /// Whether a `deny` entry takes away part of `need` (the `rwx` bits of an access):
 /// macOS splits them into finer permissions.
-pub fn takes_away(ace: &Ace, need: u32) -> bool {
+pub(crate) fn takes_away(ace: &Ace, need: u32) -> bool {
     ace.perms.iter().any(|p| match p.as_str() {
         "read" | "list" | "readattr" | "readextattr" | "readsecurity" => need & 0o4 != 0,
         "write" | "append" | "add_file" | "add_subdirectory" | "delete_child" | "delete" | "writeattr"

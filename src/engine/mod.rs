@@ -5,9 +5,9 @@
 //! files out of the tree users' reach. It uses `policy` for what to want and `sys` for
 //! the system calls; it never logs what it finds nor holds state between walks.
 
-pub mod acl;
-pub mod ext_acl;
-pub mod repair;
-pub mod root;
-pub mod sidefile;
-pub mod walk;
+pub(crate) mod acl;
+pub(crate) mod ext_acl;
+pub(crate) mod repair;
+pub(crate) mod root;
+pub(crate) mod sidefile;
+pub(crate) mod walk;

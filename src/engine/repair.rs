@@ -14,19 +14,19 @@ use crate::sys;
 /// chmod or chown (WSL `drvfs`, some FUSE), or setgid dropped for a non-member.
 #[derive(Debug, thiserror::Error)]
 #[error("the filesystem kept {now} where {want} was set")]
-pub struct NotApplied {
+pub(crate) struct NotApplied {
     now: String,
     want: String,
 }
 
 /// The error of [`apply`] is a read-back that differs ([`NotApplied`]).
-pub fn not_applied(e: &io::Error) -> bool {
+pub(crate) fn not_applied(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<NotApplied>())
 }
 
 /// Brings the inode behind `fd` from `d.from` to `d.to`, then reads it back.
 /// `default_acl` is the model's default ACL, set when `d.set_default_acl`.
-pub fn apply(fd: BorrowedFd<'_>, d: &Divergence, default_acl: Option<&Acl>) -> io::Result<()> {
+pub(crate) fn apply(fd: BorrowedFd<'_>, d: &Divergence, default_acl: Option<&Acl>) -> io::Result<()> {
     let (from, to) = (d.from, d.to);
     let mut current = from.mode;
     if d.drop_access_acl {
@@ -105,7 +105,7 @@ pub fn apply(fd: BorrowedFd<'_>, d: &Divergence, default_acl: Option<&Acl>) -> i
 /// the wider mask). The copy is made under a private name and renamed without
 /// replacing, so a racing go command finds either nothing or the whole file.
 #[cfg(target_os = "linux")]
-pub fn copy_go_mod(dir: BorrowedFd<'_>) -> io::Result<bool> {
+pub(crate) fn copy_go_mod(dir: BorrowedFd<'_>) -> io::Result<bool> {
     use std::io::Write;
     use std::os::fd::AsFd;
     use sys::FileType;

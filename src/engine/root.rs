@@ -34,7 +34,7 @@ fn refuse(message: impl Into<String>) -> RootError {
 
 /// Where a root's path comes from, which decides what its resolution may follow.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// The administrator's configuration or command line: root's own symlinks in
     /// root's own directories are followed.
     Admin,
@@ -45,7 +45,7 @@ pub enum Origin {
 
 /// A resolved, pinned cache root.
 #[derive(Debug)]
-pub struct Root {
+pub(crate) struct Root {
     /// Open for listing (`O_RDONLY | O_DIRECTORY`).
     fd: OwnedFd,
     st: Stat,
@@ -54,26 +54,26 @@ pub struct Root {
 }
 
 impl Root {
-    pub fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
 
-    pub fn stat(&self) -> &Stat {
+    pub(crate) fn stat(&self) -> &Stat {
         &self.st
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// A new open file description of the root, with its own offset for listing.
-    pub fn reopen(&self) -> io::Result<OwnedFd> {
+    pub(crate) fn reopen(&self) -> io::Result<OwnedFd> {
         sys::open_dir_at(self.fd(), c".")
     }
 
     /// The pinned directory was removed (Go's `go clean -modcache` deletes the root):
     /// a new one must be resolved, with the same rules.
-    pub fn removed(&self) -> bool {
+    pub(crate) fn removed(&self) -> bool {
         sys::stat_fd(self.fd()).map_or(true, |st| st.nlink == 0)
     }
 }
@@ -220,7 +220,7 @@ impl Chase {
 
 /// systemd's `uid_unsafe_transition`: from a directory of root anything may be entered;
 /// from a user's directory only what that user owns.
-pub fn unsafe_transition(parent_uid: u32, child_uid: u32) -> bool {
+pub(crate) fn unsafe_transition(parent_uid: u32, child_uid: u32) -> bool {
     parent_uid != 0 && parent_uid != child_uid
 }
 
@@ -267,7 +267,7 @@ fn missing(path: &Path) -> RootError {
 }
 
 /// Resolves a configured root safely, checks what it is, and pins it.
-pub fn resolve(path: &Path, origin: &Origin, force: bool) -> Result<Root, RootError> {
+pub(crate) fn resolve(path: &Path, origin: &Origin, force: bool) -> Result<Root, RootError> {
     let chased = match chase(path, origin) {
         Ok(c) => c,
         Err(Stop::Missing(_)) => return Err(missing(path)),
@@ -292,7 +292,7 @@ pub fn resolve(path: &Path, origin: &Origin, force: bool) -> Result<Root, RootEr
 /// What the service knew of a root it had pinned, to judge a directory that later
 /// takes its place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Former {
+pub(crate) struct Former {
     pub dev: (u32, u32),
     pub ino: u64,
     pub uid: u32,
@@ -301,7 +301,7 @@ pub struct Former {
 }
 
 impl Former {
-    pub fn of(root: &Root) -> Former {
+    pub(crate) fn of(root: &Root) -> Former {
         Former { dev: root.st.dev, ino: root.st.ino, uid: root.st.uid, seen: std::time::SystemTime::now() }
     }
 }
@@ -328,7 +328,11 @@ fn may_make_root((uid, dir_gid): (u32, u32), policy: &crate::policy::model::Poli
 /// same directory, or on the same filesystem and either empty, or made after the old
 /// root was last seen, by the owner or a member. An existing tree renamed into the
 /// root's name (another team's cache beside it) is refused.
-pub fn accept_successor(new: &Root, former: &Former, policy: &crate::policy::model::Policy) -> Result<(), RootError> {
+pub(crate) fn accept_successor(
+    new: &Root,
+    former: &Former,
+    policy: &crate::policy::model::Policy,
+) -> Result<(), RootError> {
     if new.st.dev == former.dev && new.st.ino == former.ino {
         return Ok(());
     }
@@ -362,7 +366,7 @@ pub fn accept_successor(new: &Root, former: &Former, policy: &crate::policy::mod
 
 /// Who owns what `create` makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ownership {
+pub(crate) struct Ownership {
     /// Missing parents (`None`: whoever creates them).
     pub parents: Option<(u32, u32)>,
     /// The root itself: the cache's owner and group, where configured.
@@ -381,7 +385,7 @@ impl Ownership {
     /// parent: with `writable = true` (members may empty the cache) a parent created
     /// here is the group's too — setgid, group-writable, and not sticky, or a member
     /// could not remove a root another one created. The service makes the root again.
-    pub fn for_cache(policy: &crate::policy::model::Policy, parents: Option<(u32, u32)>) -> Ownership {
+    pub(crate) fn for_cache(policy: &crate::policy::model::Policy, parents: Option<(u32, u32)>) -> Ownership {
         use crate::policy::model::{Model, Other, S_ISGID};
         let shared_and_writable = policy.writable && policy.model == Model::Shared;
         let other = if policy.other == Other::None { 0 } else { 0o005 };
@@ -397,7 +401,7 @@ impl Ownership {
 /// Creates a missing root (SPEC §3): each missing directory with `mkdirat` relative to a
 /// parent the resolution verified; parents `0755` with `own.parents`, the root alone with
 /// the cache's owner and group. Returns what it created, outermost first.
-pub fn create(path: &Path, origin: &Origin, own: Ownership) -> Result<Vec<PathBuf>, RootError> {
+pub(crate) fn create(path: &Path, origin: &Origin, own: Ownership) -> Result<Vec<PathBuf>, RootError> {
     make_dirs(path, origin, own, |target| refuse_by_structure(target, &Homes::load()))
 }
 
@@ -492,7 +496,7 @@ pub(crate) fn make_dirs(
 
 /// Home directories: each user's own, and the stricter rule for people's homes.
 #[derive(Debug, Clone, Default)]
-pub struct Homes {
+pub(crate) struct Homes {
     /// Every home in the password database: never a cache root itself.
     all: Vec<PathBuf>,
     /// Homes of people (login uids, and the caller's): below them only Go-cache-shaped
@@ -501,7 +505,7 @@ pub struct Homes {
 }
 
 impl Homes {
-    pub fn load() -> Homes {
+    pub(crate) fn load() -> Homes {
         let mut homes = Homes::default();
         for (uid, dir) in sys::passwd_homes() {
             let dir: PathBuf = dir.components().collect();
@@ -571,7 +575,7 @@ const SHARED_TOPS: &[&str] = &[
 const OWN_RUNTIME: &str = "/run/cachekeeper";
 
 /// What may be a root, judged on the physical path (SPEC §3).
-pub fn refuse_by_structure(path: &Path, homes: &Homes) -> Result<(), RootError> {
+pub(crate) fn refuse_by_structure(path: &Path, homes: &Homes) -> Result<(), RootError> {
     let shown = path.display();
     if path == Path::new("/") {
         return Err(refuse("refusing to manage `/`: give the Go module cache itself"));
@@ -606,7 +610,7 @@ pub fn refuse_by_structure(path: &Path, homes: &Homes) -> Result<(), RootError> 
 
 /// A path a Go cache has: `…/pkg/mod` (GOPATH's module cache), `…/go-build` (the default
 /// GOCACHE), or a name that says so (`.gomodcache`, `gocache`, `go-mod-cache`, …).
-pub fn go_cache_shaped(path: &Path) -> bool {
+pub(crate) fn go_cache_shaped(path: &Path) -> bool {
     let mut names = path.components().rev().map(|c| c.as_os_str().as_bytes().to_ascii_lowercase());
     let last = names.next().unwrap_or_default();
     if last == b"mod" && names.next().as_deref() == Some(b"pkg".as_slice()) {
@@ -652,7 +656,7 @@ fn check_shape(root: &Root) -> Result<(), RootError> {
 
 /// Whether links from elsewhere can reach a root (SPEC §6, hard links).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Isolation {
+pub(crate) enum Isolation {
     /// The root is a mount of its own: `link(2)` and `rename(2)` from anywhere else fail
     /// with `EXDEV`.
     Root,
@@ -666,11 +670,11 @@ pub enum Isolation {
 
 impl Isolation {
     /// Only exactly the root on a mount of its own stops links from outside.
-    pub fn isolated(&self) -> bool {
+    pub(crate) fn isolated(&self) -> bool {
         matches!(self, Isolation::Root)
     }
 
-    pub fn describe(&self, root: &Path) -> String {
+    pub(crate) fn describe(&self, root: &Path) -> String {
         let parent = root.parent().unwrap_or(root).display();
         let root = root.display();
         match self {
@@ -698,7 +702,7 @@ fn other_mount(a: &Stat, b: &Stat) -> bool {
 }
 
 /// Is the root a mount of its own (or only its parent)?
-pub fn isolation(root: &Root) -> Isolation {
+pub(crate) fn isolation(root: &Root) -> Isolation {
     let Ok(parent) = sys::pin_dir_at(root.fd(), c"..") else { return Isolation::None };
     let Ok(parent_st) = sys::stat_fd(parent.as_fd()) else { return Isolation::None };
     if other_mount(&root.st, &parent_st) {
@@ -720,7 +724,7 @@ pub fn isolation(root: &Root) -> Isolation {
 /// remove a mount point, and says `unlinkat <root>: device or resource busy`. Needs
 /// `CAP_SYS_ADMIN` in the initial mount namespace. Returns the new mount's id, `None`
 /// when the root already was a mount (nothing is stacked on it).
-pub fn isolate(root: &Root) -> Result<Option<u64>, RootError> {
+pub(crate) fn isolate(root: &Root) -> Result<Option<u64>, RootError> {
     if isolation(root).isolated() {
         return Ok(None);
     }
@@ -735,7 +739,7 @@ pub fn isolate(root: &Root) -> Result<Option<u64>, RootError> {
 }
 
 /// `fs.protected_hardlinks`: `Some(true)` when users cannot link files they do not own.
-pub fn protected_hardlinks() -> Option<bool> {
+pub(crate) fn protected_hardlinks() -> Option<bool> {
     std::fs::read_to_string("/proc/sys/fs/protected_hardlinks").ok().map(|v| v.trim() != "0")
 }
 
@@ -743,7 +747,7 @@ pub fn protected_hardlinks() -> Option<bool> {
 /// the cache is isolated, or the kernel stops users linking files they do not own. (With
 /// the sysctl on, a member can still link files they may write, which the isolation
 /// alone stops; both are reported.)
-pub fn hard_link_guard(isolation: &Isolation, protected: Option<bool>, root: &Path) -> Result<(), RootError> {
+pub(crate) fn hard_link_guard(isolation: &Isolation, protected: Option<bool>, root: &Path) -> Result<(), RootError> {
     if isolation.isolated() || protected != Some(false) {
         return Ok(());
     }
@@ -758,7 +762,7 @@ pub fn hard_link_guard(isolation: &Isolation, protected: Option<bool>, root: &Pa
 
 /// The `go env` file (`$HOME/.config/go/env`) of a sudo caller, read from a descriptor of
 /// their home without following symlinks: its contents are the caller's, not trusted.
-pub fn read_home_file(home: &Path, rel: &[&CStr]) -> Option<String> {
+pub(crate) fn read_home_file(home: &Path, rel: &[&CStr]) -> Option<String> {
     let mut dir = match chase(home, &Origin::Admin) {
         Ok(c) => c.stack.into_iter().last()?.fd,
         Err(_) => return None,

@@ -13,14 +13,14 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::IoPathError;
 use crate::engine::root::{self, Origin, Ownership};
+use crate::error::IoPathError;
 use crate::sys::{self, FileType, Kind};
 
 /// Why a side file or its directory cannot be used: what callers branch on (a refusal by
 /// rule, or the system's error), and one line for people that names the path.
 #[derive(Debug, thiserror::Error)]
-pub enum SideFileError {
+pub(crate) enum SideFileError {
     #[error(transparent)]
     Io(#[from] IoPathError),
     /// The directory's path was refused by the safe resolution, or does not exist.
@@ -51,7 +51,7 @@ pub enum SideFileError {
 
 impl SideFileError {
     /// This error, as the reason the file at `path` is not written.
-    pub fn of_file(self, path: &Path) -> SideFileError {
+    pub(crate) fn of_file(self, path: &Path) -> SideFileError {
         SideFileError::DirOf { path: path.to_owned(), source: Box::new(self) }
     }
 }
@@ -60,7 +60,7 @@ type Result<T> = std::result::Result<T, SideFileError>;
 
 /// A directory for side files, resolved safely and pinned.
 #[derive(Debug)]
-pub struct SafeDir {
+pub(crate) struct SafeDir {
     fd: OwnedFd,
     path: PathBuf,
 }
@@ -72,7 +72,7 @@ fn cstr(name: &OsStr) -> std::result::Result<CString, SideFileError> {
 }
 
 /// The directory and the file name of a configured side file.
-pub fn split(path: &Path) -> Result<(&Path, &OsStr)> {
+pub(crate) fn split(path: &Path) -> Result<(&Path, &OsStr)> {
     match (path.parent(), path.file_name()) {
         (Some(dir), Some(name)) => Ok((dir, name)),
         _ => Err(SideFileError::NoFileName(path.to_owned())),
@@ -81,14 +81,14 @@ pub fn split(path: &Path) -> Result<(&Path, &OsStr)> {
 
 impl SafeDir {
     /// The existing directory at `path`.
-    pub fn open(path: &Path) -> Result<SafeDir> {
+    pub(crate) fn open(path: &Path) -> Result<SafeDir> {
         let (fd, _, path) = root::open_dir(path)?;
         Ok(SafeDir { fd, path })
     }
 
     /// The directory at `path`, created when missing (missing parents root's `0755`, the
     /// directory itself `mode`, given to `owner`).
-    pub fn create(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> Result<SafeDir> {
+    pub(crate) fn create(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> Result<SafeDir> {
         let own = Ownership {
             parents: None,
             root: (owner.map(|o| o.0), owner.map(|o| o.1)),
@@ -99,7 +99,7 @@ impl SafeDir {
         SafeDir::open(path)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -109,7 +109,7 @@ impl SafeDir {
 
     /// Refuses a directory that anyone but root and `trusted` could write into without
     /// the sticky bit: they could swap the names the service creates there.
-    pub fn require_private(&self, trusted: &[u32]) -> Result<()> {
+    pub(crate) fn require_private(&self, trusted: &[u32]) -> Result<()> {
         let st = sys::stat_fd(self.fd.as_fd()).map_err(|e| IoPathError::new("stat", &self.path, e))?;
         if st.uid != 0 && !trusted.contains(&st.uid) {
             return Err(SideFileError::ForeignDir { path: self.path.clone(), uid: st.uid });
@@ -124,7 +124,7 @@ impl SafeDir {
     /// be a regular file with one link, owned by root or `trusted`: never a file someone
     /// planted or linked there, and never a FIFO or device, which is refused before it is
     /// opened (and the open does not block should one be swapped in meanwhile).
-    pub fn append(&self, name: &OsStr, mode: u32, trusted: &[u32]) -> Result<std::fs::File> {
+    pub(crate) fn append(&self, name: &OsStr, mode: u32, trusted: &[u32]) -> Result<std::fs::File> {
         let c = cstr(name)?;
         let path = self.shown(name);
         self.require_plain_or_absent(name)?;
@@ -147,7 +147,7 @@ impl SafeDir {
 
     /// Refuses `name` when it is there and anything but a regular file: a FIFO, a
     /// device, a socket, a directory or a symlink is neither opened nor replaced.
-    pub fn require_plain_or_absent(&self, name: &OsStr) -> Result<()> {
+    pub(crate) fn require_plain_or_absent(&self, name: &OsStr) -> Result<()> {
         match self.kind(name)? {
             None | Some(Kind::File) => Ok(()),
             Some(kind) => Err(SideFileError::NotPlain { path: self.shown(name), kind }),
@@ -155,7 +155,7 @@ impl SafeDir {
     }
 
     /// What is at `name`, not following a symlink; `None` when nothing is.
-    pub fn kind(&self, name: &OsStr) -> Result<Option<Kind>> {
+    pub(crate) fn kind(&self, name: &OsStr) -> Result<Option<Kind>> {
         let c = cstr(name)?;
         match sys::kind_at(self.fd.as_fd(), &c) {
             Ok(kind) => Ok(Some(kind)),
@@ -167,7 +167,7 @@ impl SafeDir {
     /// Replaces `name` whole: a new file (`O_EXCL`, so nothing planted is reused) renamed
     /// over the old one, so that a reader never sees half of it. Anything but a regular
     /// file at `name` is left alone: the rename would delete it.
-    pub fn replace(&self, name: &OsStr, content: &[u8], mode: u32) -> Result<()> {
+    pub(crate) fn replace(&self, name: &OsStr, content: &[u8], mode: u32) -> Result<()> {
         let shown = self.shown(name);
         self.require_plain_or_absent(name)?;
         let mut tmp_name = OsStr::new(".").to_owned();
@@ -193,7 +193,7 @@ impl SafeDir {
     }
 
     /// Creates an empty file `name`; fails if anything has that name already.
-    pub fn create_file(&self, name: &OsStr) -> Result<()> {
+    pub(crate) fn create_file(&self, name: &OsStr) -> Result<()> {
         let c = cstr(name)?;
         sys::open_file_at(self.fd.as_fd(), &c, libc::O_CREAT | libc::O_EXCL, 0o600)
             .map(drop)
@@ -201,7 +201,7 @@ impl SafeDir {
     }
 
     /// Removes `name` (a symlink itself, never its target); absent is fine.
-    pub fn remove_file(&self, name: &OsStr) -> Result<()> {
+    pub(crate) fn remove_file(&self, name: &OsStr) -> Result<()> {
         let c = cstr(name)?;
         match sys::unlink_at(self.fd.as_fd(), &c, false) {
             Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
@@ -213,7 +213,7 @@ impl SafeDir {
 
     /// A new, empty subdirectory `name` of `mode` for `owner`, replacing whatever was
     /// there (the service's own leftovers: it removes only through descriptors).
-    pub fn fresh_subdir(&self, name: &OsStr, mode: u32, owner: Option<(u32, u32)>) -> Result<SafeDir> {
+    pub(crate) fn fresh_subdir(&self, name: &OsStr, mode: u32, owner: Option<(u32, u32)>) -> Result<SafeDir> {
         let c = cstr(name)?;
         let path = self.shown(name);
         remove_tree(self.fd.as_fd(), &c, 3).map_err(|e| IoPathError::new("remove", &path, e))?;
@@ -227,7 +227,7 @@ impl SafeDir {
     }
 
     /// Removes the subdirectory `name` and what is in it; absent is fine.
-    pub fn remove_subdir(&self, name: &OsStr) -> Result<()> {
+    pub(crate) fn remove_subdir(&self, name: &OsStr) -> Result<()> {
         let c = cstr(name)?;
         remove_tree(self.fd.as_fd(), &c, 3).map_err(|e| IoPathError::new("remove", self.shown(name), e).into())
     }
@@ -236,13 +236,13 @@ impl SafeDir {
     /// for the calls that take no descriptor (`bind`, `connect`, inotify). Where there
     /// is no `/proc` (macOS), the directory's own path: it was resolved safely and only
     /// the service can change what is in it.
-    pub fn proc_path(&self, name: &OsStr) -> PathBuf {
+    pub(crate) fn proc_path(&self, name: &OsStr) -> PathBuf {
         sys::proc_path(self.fd.as_fd()).unwrap_or_else(|| self.path.clone()).join(name)
     }
 
     /// Gives the socket `name`, just bound here, its group and mode, checked to be a
     /// socket (through a pin where the engine can pin one).
-    pub fn set_socket_access(&self, name: &OsStr, gid: Option<u32>, mode: u32) -> Result<()> {
+    pub(crate) fn set_socket_access(&self, name: &OsStr, gid: Option<u32>, mode: u32) -> Result<()> {
         let c = cstr(name)?;
         let path = self.shown(name);
         sys::set_socket_access_at(self.fd.as_fd(), &c, gid, mode).map_err(|e| match e.kind() {
@@ -251,7 +251,7 @@ impl SafeDir {
         })
     }
 
-    pub fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
 }

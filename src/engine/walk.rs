@@ -18,16 +18,16 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::engine::acl::{self, Acl};
+use crate::engine::repair;
+use crate::engine::root::Root;
 use crate::policy::config::CacheConfig;
 use crate::policy::model::{self, Attrs, Divergence, Kind, Place};
 use crate::policy::names;
-use crate::engine::repair;
-use crate::engine::root::Root;
 use crate::sys::{self, FileType, Stat, TypeHint};
 
 /// Change what diverges, or only list it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     Repair,
     Check,
 }
@@ -76,7 +76,7 @@ impl Reason {
 
 /// Something the walk has to say about one entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Finding {
+pub(crate) enum Finding {
     Reported(Reason),
     Diverges(Divergence),
     Failed(Failure),
@@ -85,7 +85,7 @@ pub enum Finding {
 /// What the walk could not do to an entry, and the error number, so that callers can
 /// group failures by cause (no root, a read-only filesystem) instead of listing them.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// "cannot repair (owner 0→1001)", "cannot list directory", ...
     pub what: String,
     pub errno: Option<i32>,
@@ -118,7 +118,7 @@ impl std::fmt::Display for Failure {
 
 /// A finding and the path, relative to the cache root, it is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Note {
+pub(crate) struct Note {
     pub rel: Vec<u8>,
     pub finding: Finding,
 }
@@ -192,7 +192,7 @@ impl Reported {
 
 /// Live counters of a walk; readable from another thread for progress.
 #[derive(Debug, Default)]
-pub struct Tally {
+pub(crate) struct Tally {
     pub entries: AtomicU64,
     pub changed: AtomicU64,
     pub owner: AtomicU64,
@@ -214,12 +214,12 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn reported(&self, reason: Reason) -> u64 {
+    pub(crate) fn reported(&self, reason: Reason) -> u64 {
         self.reported[reason as usize].load(Relaxed)
     }
 
     /// The changes made so far.
-    pub fn repairs(&self) -> Repairs {
+    pub(crate) fn repairs(&self) -> Repairs {
         Repairs {
             entries: self.changed.load(Relaxed),
             owner: self.owner.load(Relaxed),
@@ -230,7 +230,7 @@ impl Tally {
     }
 
     /// The entries left as they are so far.
-    pub fn reported_all(&self) -> Reported {
+    pub(crate) fn reported_all(&self) -> Reported {
         let [symlink, hard_link, special, other_mount] = Reason::ALL.map(|r| self.reported(r));
         Reported { symlink, hard_link, special, other_mount }
     }
@@ -244,7 +244,7 @@ impl Tally {
 /// none of it and logs none of it: the one-shot's summary, the service's worker and the
 /// tests are visitors, each keeping (within its own bounds) what it needs, however many
 /// entries a tree's users make unrepairable.
-pub trait Visit: Sync {
+pub(crate) trait Visit: Sync {
     /// The directory open as `dir` is about to be listed: a watch added now, through the
     /// descriptor and never by path, misses nothing created while it is listed.
     fn listing(&self, _rel: &[u8], _dir: BorrowedFd<'_>) {}
@@ -256,7 +256,7 @@ pub trait Visit: Sync {
 
 /// Collects the findings, to be read sorted by path once the walk is over.
 #[derive(Debug, Default)]
-pub struct Collect(Mutex<Vec<Note>>);
+pub(crate) struct Collect(Mutex<Vec<Note>>);
 
 impl Visit for Collect {
     fn found(&self, note: Note) {
@@ -265,7 +265,7 @@ impl Visit for Collect {
 }
 
 impl Collect {
-    pub fn into_notes(self) -> Vec<Note> {
+    pub(crate) fn into_notes(self) -> Vec<Note> {
         let mut notes = self.0.into_inner().unwrap_or_else(|p| p.into_inner());
         notes.sort_by(|a, b| a.rel.cmp(&b.rel));
         notes
@@ -274,7 +274,7 @@ impl Collect {
 
 /// One walk over a cache, whole or from one path.
 #[derive(Clone, Copy)]
-pub struct Scan<'a> {
+pub(crate) struct Scan<'a> {
     pub cache: &'a CacheConfig,
     pub root: &'a Root,
     pub action: Action,
@@ -332,7 +332,7 @@ impl<'a> Scan<'a> {
     /// the kubelet's `OnRootMismatch` expects of a volume: it looks at the root alone to
     /// decide that a tree is done, so an interrupted or failed run must never leave a
     /// root that looks done over a tree that is not.
-    pub fn all(&self) -> io::Result<()> {
+    pub(crate) fn all(&self) -> io::Result<()> {
         let (root, st) = self.open_root()?;
         let walker = Walker { every_acl: false, ..self.walker(st) };
         if self.action == Action::Check {
@@ -370,7 +370,7 @@ impl<'a> Scan<'a> {
     /// Several entries at once, sorted by path: the
     /// directories on the way are opened once for every path below them, so a batch of
     /// events in one deep directory costs its depth once, not once per event.
-    pub fn paths(&self, checks: &[(Vec<u8>, bool)]) -> io::Result<()> {
+    pub(crate) fn paths(&self, checks: &[(Vec<u8>, bool)]) -> io::Result<()> {
         let (root, root_st) = self.open_root()?;
         let root = Arc::new(root);
         let walker = self.walker(root_st);

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
+use crate::engine::root::{self, Origin, Root};
+use crate::engine::walk::{self, Action, Tally};
+use crate::oneshot::summary::{self, CacheSummary};
 use crate::policy::config::{self, CacheConfig, Config, Excludes};
 use crate::policy::model::{Inherit, Model, Other, Policy};
-use crate::engine::root::{self, Origin, Root};
-use crate::oneshot::summary::{self, CacheSummary};
 use crate::sys;
-use crate::engine::walk::{self, Action, Tally};
 
 const AFTER_HELP: &str = "\
 Without --init or --check, cachekeeper runs the service: it keeps every cache of the
@@ -287,8 +287,11 @@ fn run(args: &Args) -> Result<Outcome, Usage> {
         }
     }
     // Who runs the command after `--`: known before anything is changed.
-    let exec_as =
-        if args.exec.is_empty() { None } else { Some(crate::oneshot::exec::target(&caches).map_err(|e| Usage(e.to_string()))?) };
+    let exec_as = if args.exec.is_empty() {
+        None
+    } else {
+        Some(crate::oneshot::exec::target(&caches).map_err(|e| Usage(e.to_string()))?)
+    };
     // Every root is resolved and checked before the first one is changed.
     let mut roots = Vec::new();
     for cache in &caches {

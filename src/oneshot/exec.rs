@@ -29,7 +29,7 @@ use crate::privilege::PrivilegeError;
 /// Why CMD cannot be run as the cache's owner: one line for stderr, and exit 126 (the
 /// configuration ones are usage errors, exit 2).
 #[derive(Debug, thiserror::Error)]
-pub enum ExecError {
+pub(crate) enum ExecError {
     #[error("`--` runs CMD as the cache's owner, and {} has none configured: set `owner` (or pass --owner)", .0.display())]
     NoOwner(PathBuf),
     #[error("`--` runs CMD as the cache's owner: every cache of the configuration must name the same owner and group")]
@@ -60,7 +60,7 @@ pub enum ExecError {
 
 /// Who CMD runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     pub uid: u32,
     pub gid: u32,
     /// Supplementary groups: the user's groups from the group database when the uid has
@@ -72,7 +72,7 @@ pub struct Target {
 
 /// The cache's owner and group, which CMD runs as. Every cache must name the same owner;
 /// the group is the cache's group, else the owner's primary group, else the uid's number.
-pub fn target(caches: &[CacheConfig]) -> Result<Target, ExecError> {
+pub(crate) fn target(caches: &[CacheConfig]) -> Result<Target, ExecError> {
     let mut owners: Vec<(Option<u32>, Option<u32>)> = caches.iter().map(|c| (c.policy.owner, c.policy.group)).collect();
     owners.dedup();
     let (uid, group) = match owners.as_slice() {
@@ -98,14 +98,14 @@ pub fn target(caches: &[CacheConfig]) -> Result<Target, ExecError> {
 }
 
 /// True when this process is the init of its PID namespace.
-pub fn is_pid1() -> bool {
+pub(crate) fn is_pid1() -> bool {
     nix::unistd::getpid() == Pid::from_raw(1)
 }
 
 /// Becomes `target` and replaces this process with `cmd`. Returns only on failure, with
 /// the exit code a shell would give (126: cannot switch or cannot execute, 127: not
 /// found), after one line on stderr.
-pub fn exec(target: &Target, cmd: &[OsString]) -> ExitCode {
+pub(crate) fn exec(target: &Target, cmd: &[OsString]) -> ExitCode {
     let Some((program, args)) = cmd.split_first() else {
         eprintln!("cachekeeper: nothing to run after `--`");
         return ExitCode::from(2);
@@ -258,7 +258,7 @@ const FORWARDED: [Signal; 11] = [
 /// PID 1: run `argv` again as a child (it does the init and the exec), forward signals
 /// to it, reap every process that ends up here, and exit as the child did (a signal `s`
 /// as 128 + s, like a shell and tini).
-pub fn reap(argv: &[OsString]) -> ExitCode {
+pub(crate) fn reap(argv: &[OsString]) -> ExitCode {
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(s);

@@ -25,18 +25,18 @@ fn program(name: &str, search: &OsStr) -> String {
 }
 
 /// `name` for the caller's own shell.
-pub fn command(name: &str) -> String {
+pub(crate) fn command(name: &str) -> String {
     program(name, &std::env::var_os("PATH").unwrap_or_default())
 }
 
 /// `sudo` and `name`, as sudo will find it.
-pub fn sudo(name: &str) -> String {
+pub(crate) fn sudo(name: &str) -> String {
     format!("sudo {}", program(name, OsStr::new(SUDO_PATH)))
 }
 
 /// This run again, as root, with `--check` turned into `--init` when `init`: the fix for
 /// entries only root may change.
-pub fn rerun_with_sudo(init: bool) -> String {
+pub(crate) fn rerun_with_sudo(init: bool) -> String {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let mut line = sudo("cachekeeper");
     let has_mode = args.iter().any(|a| a == "--init" || a == "--check");
@@ -55,7 +55,7 @@ pub fn rerun_with_sudo(init: bool) -> String {
 }
 
 /// One shell word: as it is when it needs no quoting, else in single quotes.
-pub fn quote(arg: &OsStr) -> String {
+pub(crate) fn quote(arg: &OsStr) -> String {
     let s = arg.to_string_lossy();
     let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c);
     if !s.is_empty() && s.chars().all(plain) {

@@ -3,6 +3,6 @@
 //! they run as printed (`hint`). It drives the engine once over each cache and exits.
 
 pub mod cli;
-pub mod exec;
-pub mod hint;
-pub mod summary;
+pub(crate) mod exec;
+pub(crate) mod hint;
+pub(crate) mod summary;

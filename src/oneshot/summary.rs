@@ -9,19 +9,19 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::engine::walk::{Action, Failure, Finding, Note, Reason, Repairs, Tally};
 use crate::policy::config::CacheConfig;
 use crate::policy::model::{Divergence, Inherit, Inheritance, Policy};
 use crate::policy::names::{self, Escaped};
-use crate::engine::walk::{Action, Failure, Finding, Note, Reason, Repairs, Tally};
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// One change the walk made: the relative path and what changed.
-pub type Repaired = (Vec<u8>, Divergence);
+pub(crate) type Repaired = (Vec<u8>, Divergence);
 
 /// The outcome of one walk over one cache.
 #[derive(Debug)]
-pub struct CacheSummary {
+pub(crate) struct CacheSummary {
     pub path: PathBuf,
     pub policy: Policy,
     pub action: Action,
@@ -47,7 +47,7 @@ pub struct CacheSummary {
 }
 
 impl CacheSummary {
-    pub fn new(cache: &CacheConfig, action: Action, t: &Tally, notes: Vec<Note>, elapsed: Duration) -> Self {
+    pub(crate) fn new(cache: &CacheConfig, action: Action, t: &Tally, notes: Vec<Note>, elapsed: Duration) -> Self {
         let failed = t.failed.load(Relaxed);
         let diverging = t.diverging.load(Relaxed);
         CacheSummary {
@@ -85,7 +85,7 @@ fn seconds(d: Duration) -> String {
 }
 
 /// `1 entry`, `2 entries`.
-pub fn entries(n: u64) -> String {
+pub(crate) fn entries(n: u64) -> String {
     if n == 1 {
         "1 entry".to_owned()
     } else {
@@ -95,13 +95,13 @@ pub fn entries(n: u64) -> String {
 
 /// User and group names for ids, looked up once each.
 #[derive(Debug, Default)]
-pub struct Names {
+pub(crate) struct Names {
     users: HashMap<u32, String>,
     groups: HashMap<u32, String>,
 }
 
 impl Names {
-    pub fn user(&mut self, uid: u32) -> String {
+    pub(crate) fn user(&mut self, uid: u32) -> String {
         self.users
             .entry(uid)
             .or_insert_with(|| match nix::unistd::User::from_uid(uid.into()) {
@@ -111,7 +111,7 @@ impl Names {
             .clone()
     }
 
-    pub fn group(&mut self, gid: u32) -> String {
+    pub(crate) fn group(&mut self, gid: u32) -> String {
         self.groups
             .entry(gid)
             .or_insert_with(|| match nix::unistd::Group::from_gid(gid.into()) {
@@ -122,7 +122,7 @@ impl Names {
     }
 
     /// `owner root→alice, mode 0644→0664`: only what changes, with names where they exist.
-    pub fn divergence(&mut self, d: &Divergence) -> String {
+    pub(crate) fn divergence(&mut self, d: &Divergence) -> String {
         let mut parts = Vec::with_capacity(3);
         if d.owner() {
             parts.push(format!("owner {}→{}", self.user(d.from.uid), self.user(d.to.uid)));
@@ -185,7 +185,7 @@ const EXAMPLES: usize = 3;
 
 /// Divergent entries one per line (for `--check`; with `verbose` also every repair,
 /// reported entry and failure, sorted by path), then a few lines per cache.
-pub fn write_text(out: &mut impl Write, summaries: &[CacheSummary], verbose: bool) -> io::Result<()> {
+pub(crate) fn write_text(out: &mut impl Write, summaries: &[CacheSummary], verbose: bool) -> io::Result<()> {
     let mut names = Names::default();
     for s in summaries {
         if verbose {
@@ -337,7 +337,7 @@ struct JsonFinding {
 }
 
 /// The whole run as one JSON object on one line.
-pub fn write_json(out: &mut impl Write, action: Action, summaries: &[CacheSummary]) -> io::Result<()> {
+pub(crate) fn write_json(out: &mut impl Write, action: Action, summaries: &[CacheSummary]) -> io::Result<()> {
     let caches = summaries
         .iter()
         .map(|s| JsonCache {

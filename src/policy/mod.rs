@@ -5,5 +5,5 @@
 //! engine's root-path rules, which `config` applies to a spelled path.
 
 pub mod config;
-pub mod model;
-pub mod names;
+pub(crate) mod model;
+pub(crate) mod names;

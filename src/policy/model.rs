@@ -3,11 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-pub const S_ISUID: u32 = 0o4000;
-pub const S_ISGID: u32 = 0o2000;
-pub const S_ISVTX: u32 = 0o1000;
+pub(crate) const S_ISUID: u32 = 0o4000;
+pub(crate) const S_ISGID: u32 = 0o2000;
+pub(crate) const S_ISVTX: u32 = 0o1000;
 /// Every bit `chmod` can set: permissions plus setuid, setgid and sticky.
-pub const MODE_BITS: u32 = 0o7777;
+pub(crate) const MODE_BITS: u32 = 0o7777;
 
 /// How the group relates to the owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,16 +109,16 @@ pub enum Place {
 }
 
 /// The module path of Go's toolchains (cmd/go/internal/toolchain/select.go).
-pub const TOOLCHAIN_MODULE: &[u8] = b"golang.org/toolchain@";
+pub(crate) const TOOLCHAIN_MODULE: &[u8] = b"golang.org/toolchain@";
 
 /// The toolchain module tree `rel` is, e.g. `golang.org/toolchain@v0.0.1-go1.21.0.linux-amd64`.
-pub fn toolchain_root(rel: &[u8]) -> Option<&[u8]> {
+pub(crate) fn toolchain_root(rel: &[u8]) -> Option<&[u8]> {
     let rest = rel.strip_prefix(TOOLCHAIN_MODULE)?;
     (!rest.is_empty() && !rest.contains(&b'/')).then_some(rest)
 }
 
 /// The toolchain tree whose download marker (`.partial`, `.ziphash`) `rel` is.
-pub fn toolchain_of_download(rel: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn toolchain_of_download(rel: &[u8]) -> Option<Vec<u8>> {
     let name = rel.strip_prefix(b"cache/download/golang.org/toolchain/@v/".as_slice())?;
     let version = name.strip_suffix(b".partial".as_slice()).or_else(|| name.strip_suffix(b".ziphash".as_slice()))?;
     (!version.is_empty() && !version.contains(&b'/')).then(|| [TOOLCHAIN_MODULE, version].concat())
@@ -126,7 +126,7 @@ pub fn toolchain_of_download(rel: &[u8]) -> Option<Vec<u8>> {
 
 /// The place of the entry `name` in the directory `parent` (both relative to the cache
 /// root). Allocation-free: the walk calls it for every entry.
-pub fn place(parent: &[u8], name: &[u8]) -> Place {
+pub(crate) fn place(parent: &[u8], name: &[u8]) -> Place {
     if let Some(below) = parent.strip_prefix(b"cache/vcs".as_slice()) {
         if below.is_empty() || below[0] == b'/' {
             return Place::Vcs;
@@ -144,7 +144,7 @@ pub fn place(parent: &[u8], name: &[u8]) -> Place {
 }
 
 /// The place of the entry at `rel`.
-pub fn place_of(rel: &[u8]) -> Place {
+pub(crate) fn place_of(rel: &[u8]) -> Place {
     match rel.iter().rposition(|&b| b == b'/') {
         Some(i) => place(&rel[..i], &rel[i + 1..]),
         None => place(b"", rel),
@@ -174,7 +174,7 @@ pub struct Attrs {
 }
 
 /// A mode as JSON: `"0755"`, the one convention of every JSON output.
-pub fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format!("{mode:04o}"))
 }
 
@@ -217,7 +217,8 @@ impl Policy {
     /// `MkdirAll(0777)`, so the kernel's inheritance (mode argument ∩ ACL) produces
     /// exactly the model's bits for what Go creates: see [`crate::engine::acl`].
     pub fn default_acl(&self) -> Option<crate::engine::acl::Acl> {
-        (self.inherit == Inherit::Acl).then(|| crate::engine::acl::Acl::minimal(self.target_mode(Kind::Dir, 0o777) & 0o777))
+        (self.inherit == Inherit::Acl)
+            .then(|| crate::engine::acl::Acl::minimal(self.target_mode(Kind::Dir, 0o777) & 0o777))
     }
 
     fn target_mode(&self, kind: Kind, mode: u32) -> u32 {
@@ -254,7 +255,7 @@ impl Policy {
 
 /// What differs between how an entry is and how it should be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Divergence {
+pub(crate) struct Divergence {
     pub from: Attrs,
     pub to: Attrs,
     /// The entry's access ACL grants what the model does not (on macOS: its extended
@@ -268,13 +269,13 @@ pub struct Divergence {
 
 impl Divergence {
     /// `None` when `from` already complies.
-    pub fn between(from: Attrs, to: Attrs) -> Option<Self> {
+    pub(crate) fn between(from: Attrs, to: Attrs) -> Option<Self> {
         (from != to).then_some(Divergence { from, to, drop_access_acl: false, set_default_acl: false })
     }
 
     /// `d` (or, when the attributes comply, a divergence of ACLs alone) with the ACL
     /// changes added; `None` when nothing at all diverges.
-    pub fn with_acl(d: Option<Self>, now: Attrs, drop_access_acl: bool, set_default_acl: bool) -> Option<Self> {
+    pub(crate) fn with_acl(d: Option<Self>, now: Attrs, drop_access_acl: bool, set_default_acl: bool) -> Option<Self> {
         if !drop_access_acl && !set_default_acl {
             return d;
         }
@@ -283,26 +284,27 @@ impl Divergence {
     }
 
     /// Only ACLs differ: a change of its own kind in the counts.
-    pub fn acl(&self) -> bool {
+    pub(crate) fn acl(&self) -> bool {
         self.drop_access_acl || self.set_default_acl
     }
 
-    pub fn owner(&self) -> bool {
+    pub(crate) fn owner(&self) -> bool {
         self.from.uid != self.to.uid
     }
 
-    pub fn group(&self) -> bool {
+    pub(crate) fn group(&self) -> bool {
         self.from.gid != self.to.gid
     }
 
-    pub fn mode(&self) -> bool {
+    pub(crate) fn mode(&self) -> bool {
         self.from.mode != self.to.mode
     }
 }
 
 /// How a removed ACL is shown: a POSIX access ACL on Linux, the extended ACL (its
 /// `deny` entries) on macOS.
-pub const DROPPED_ACL: &str = if cfg!(target_os = "macos") { "extended ACL→none" } else { "access ACL→none" };
+pub(crate) const DROPPED_ACL: &str =
+    if cfg!(target_os = "macos") { "extended ACL→none" } else { "access ACL→none" };
 
 impl std::fmt::Display for Divergence {
     /// `owner 0→1001, group 0→1001, mode 0644→0664`: only what changes.
@@ -485,7 +487,8 @@ mod tests {
     /// umask ignored, and setgid from the setgid parent for directories.
     fn inherited(p: Policy, kind: Kind, mode_arg: u32) -> u32 {
         let acl = p.default_acl().unwrap();
-        let [u, g, o] = [crate::engine::acl::USER_OBJ, crate::engine::acl::GROUP_OBJ, crate::engine::acl::OTHER].map(|t| acl.perm(t).unwrap());
+        let [u, g, o] = [crate::engine::acl::USER_OBJ, crate::engine::acl::GROUP_OBJ, crate::engine::acl::OTHER]
+            .map(|t| acl.perm(t).unwrap());
         let bits = mode_arg & (u << 6 | g << 3 | o);
         if kind == Kind::Dir && p.model == Model::Shared {
             bits | S_ISGID

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::Path;
 
 /// `parent/name`, or `name` when `parent` is the cache root (empty).
-pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+pub(crate) fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     let mut rel = Vec::with_capacity(parent.len() + 1 + name.len());
     if !parent.is_empty() {
         rel.extend_from_slice(parent);
@@ -16,14 +16,14 @@ pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
 }
 
 /// The parent part of a relative path (`a/b` of `a/b/c`; empty for `c`).
-pub fn parent(rel: &[u8]) -> &[u8] {
+pub(crate) fn parent(rel: &[u8]) -> &[u8] {
     rel.iter().rposition(|&b| b == b'/').map_or(&[][..], |i| &rel[..i])
 }
 
 /// Shows a byte path: valid printable UTF-8 as it is, `\n`, `\t`, `\\` and other
 /// control characters escaped, invalid bytes as `\xNN`.
 #[derive(Clone, Copy, Debug)]
-pub struct Escaped<'a>(pub &'a [u8]);
+pub(crate) struct Escaped<'a>(pub &'a [u8]);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -47,7 +47,7 @@ impl fmt::Display for Escaped<'_> {
 }
 
 /// The full path of an entry for display: the cache root, then the relative path.
-pub fn display(root: &Path, rel: &[u8]) -> String {
+pub(crate) fn display(root: &Path, rel: &[u8]) -> String {
     let root = root.as_os_str().as_encoded_bytes();
     if rel.is_empty() {
         Escaped(root).to_string()

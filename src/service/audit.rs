@@ -16,7 +16,7 @@ use crate::policy::names;
 /// each record goes out whole in one `write`, which the kernel appends at the end as
 /// one piece, so records of walks running at once never interleave.
 #[derive(Debug)]
-pub struct AuditLog {
+pub(crate) struct AuditLog {
     file: File,
 }
 
@@ -52,7 +52,7 @@ impl AuditLog {
     /// safely ([`crate::engine::sidefile`]) and private to root and `trusted` (as the socket's
     /// is: whoever else could write there could swap the name), and never a file someone
     /// else planted or linked there, nor a FIFO, which would block the start.
-    pub fn open(path: &Path, trusted: &[u32]) -> Result<AuditLog, crate::engine::sidefile::SideFileError> {
+    pub(crate) fn open(path: &Path, trusted: &[u32]) -> Result<AuditLog, crate::engine::sidefile::SideFileError> {
         let (dir, name) = crate::engine::sidefile::split(path)?;
         let dir = crate::engine::sidefile::SafeDir::open(dir)?;
         dir.require_private(trusted).map_err(|e| e.of_file(path))?;
@@ -60,7 +60,7 @@ impl AuditLog {
         Ok(AuditLog { file })
     }
 
-    pub fn record(&self, root: &Path, rel: &[u8], d: &Divergence) {
+    pub(crate) fn record(&self, root: &Path, rel: &[u8], d: &Divergence) {
         let time = crate::protocol::rfc3339(SystemTime::now());
         let record = Record {
             time,

@@ -350,7 +350,9 @@ impl Service {
                 let caches = self.snapshot();
                 let chosen: Vec<Arc<CacheRuntime>> = match &path {
                     None => caches.iter().cloned().collect(),
-                    Some(p) => caches.iter().filter(|c| c.cache.path == crate::policy::config::clean(p)).cloned().collect(),
+                    Some(p) => {
+                        caches.iter().filter(|c| c.cache.path == crate::policy::config::clean(p)).cloned().collect()
+                    }
                 };
                 if chosen.is_empty() {
                     let p = path.unwrap_or_default();

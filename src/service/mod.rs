@@ -24,21 +24,21 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 use tokio::sync::watch as latest;
 
-use crate::policy::config::{CacheConfig, Config, DaemonConfig};
-use crate::protocol::{self, CacheState, CacheStatus, Repairs, Reported, Request, Response, ScanInfo, Status};
 use crate::engine::root::{self, Origin, Root};
 use crate::engine::sidefile::{self, SafeDir, SideFileError};
-use crate::sys;
 use crate::engine::walk::{Action, Scan, Tally};
+use crate::policy::config::{CacheConfig, Config, DaemonConfig};
+use crate::protocol::{self, CacheState, CacheStatus, Repairs, Reported, Request, Response, ScanInfo, Status};
+use crate::sys;
 use audit::AuditLog;
 use watch::{Degraded, DirWatcher, Inbox, Queue, Reconciled, Seen, Work};
 
-pub mod audit;
+pub(crate) mod audit;
 mod cache;
 mod control;
-pub mod metrics;
+pub(crate) mod metrics;
 mod unrepaired;
-pub mod watch;
+pub(crate) mod watch;
 mod worker;
 
 use cache::*;
@@ -75,7 +75,7 @@ static OWN_MOUNTS: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
 
 /// Why the service could not start or run.
 #[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
+pub(crate) enum DaemonError {
     #[error(transparent)]
     Config(#[from] crate::policy::config::ConfigError),
     #[error(transparent)]
@@ -85,7 +85,7 @@ pub enum DaemonError {
 /// Why the service could not start: each names the configuration key or the path, and
 /// the cause; nothing has been changed in any cache.
 #[derive(Debug, thiserror::Error)]
-pub enum StartupError {
+pub(crate) enum StartupError {
     /// A side file or its directory, by the configuration key that names it.
     #[error("{key}: {source}")]
     SideFile {
@@ -123,7 +123,7 @@ impl StartupError {
 
 /// Runs the service until SIGTERM or SIGINT. Configuration errors come back before
 /// anything is started.
-pub fn run(config_path: &Path) -> Result<(), DaemonError> {
+pub(crate) fn run(config_path: &Path) -> Result<(), DaemonError> {
     let config = Config::load(config_path)?;
     // `status` names it absolute: the service may have been started from anywhere.
     let config_path = &std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_owned());
@@ -394,7 +394,9 @@ async fn serve(
         });
     }
     // Caches first: a `sync` answered before they exist would settle on nothing.
-    for cache in config.caches.iter().filter(|c| c.policy.owner.is_some() && crate::client::gofidelity::is_build_cache(c)) {
+    for cache in
+        config.caches.iter().filter(|c| c.policy.owner.is_some() && crate::client::gofidelity::is_build_cache(c))
+    {
         tracing::warn!(root = %cache.path.display(), "{}", crate::client::gofidelity::GOCACHE_OWNER);
     }
     let started = service.start_caches(&config.caches, HashMap::new());

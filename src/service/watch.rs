@@ -23,11 +23,11 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 /// What a full reconcile answers whoever asked for it: what it found, or why it could
 /// not walk the cache.
-pub type Reconciled = Result<Option<crate::protocol::ScanInfo>, String>;
+pub(crate) type Reconciled = Result<Option<crate::protocol::ScanInfo>, String>;
 
 /// A message to a cache's worker; it handles them in order.
 #[derive(Debug)]
-pub enum Work {
+pub(crate) enum Work {
     /// Events as inotify gave them, read from the watcher of `generation`: the worker
     /// ignores those of a watcher it has replaced (watch descriptors start anew).
     #[cfg(target_os = "linux")]
@@ -61,7 +61,7 @@ pub enum Work {
 /// reconcile, as an inotify overflow does, so that a flood of events costs a bounded
 /// amount of memory however fast it comes.
 #[derive(Debug, Clone)]
-pub struct Queue {
+pub(crate) struct Queue {
     tx: mpsc::Sender<Work>,
     gauge: Arc<Gauge>,
 }
@@ -78,13 +78,13 @@ struct Gauge {
 
 /// The worker's end of its queue.
 #[derive(Debug)]
-pub struct Inbox {
+pub(crate) struct Inbox {
     rx: mpsc::Receiver<Work>,
     gauge: Arc<Gauge>,
 }
 
 /// A new queue of at most `max` pending events.
-pub fn queue(max: usize) -> (Queue, Inbox) {
+pub(crate) fn queue(max: usize) -> (Queue, Inbox) {
     let (tx, rx) = mpsc::channel();
     let gauge = Arc::new(Gauge {
         pending: AtomicUsize::new(0),
@@ -97,7 +97,7 @@ pub fn queue(max: usize) -> (Queue, Inbox) {
 
 impl Queue {
     /// False when the worker is gone.
-    pub fn send(&self, work: Work) -> bool {
+    pub(crate) fn send(&self, work: Work) -> bool {
         let events = match &work {
             #[cfg(target_os = "linux")]
             Work::Events { events, .. } => events.len(),
@@ -112,7 +112,7 @@ impl Queue {
     /// Whether `n` more events may wait: not while a collapse is pending (the reconcile
     /// to come covers them), nor past `max`, which starts one. A watcher told no keeps
     /// only the markers of `sync`, which no reconcile stands for.
-    pub fn admit(&self, n: usize) -> bool {
+    pub(crate) fn admit(&self, n: usize) -> bool {
         let g = &self.gauge;
         if g.collapsed.load(Relaxed) {
             return false;
@@ -129,12 +129,12 @@ impl Queue {
     }
 
     /// Events pending now (a due collapse counts as one).
-    pub fn depth(&self) -> u64 {
+    pub(crate) fn depth(&self) -> u64 {
         self.gauge.pending.load(Relaxed) as u64 + u64::from(self.gauge.collapsed.load(Relaxed))
     }
 
     /// How often pending events collapsed into a full reconcile.
-    pub fn collapses(&self) -> u64 {
+    pub(crate) fn collapses(&self) -> u64 {
         self.gauge.collapses.load(Relaxed)
     }
 }
@@ -142,7 +142,7 @@ impl Queue {
 impl Inbox {
     /// Everything queued, once there is something or `until` has come (`None`). A queue
     /// whose senders are all gone says `Stop`.
-    pub fn take(&self, until: Instant) -> Option<Vec<Work>> {
+    pub(crate) fn take(&self, until: Instant) -> Option<Vec<Work>> {
         let first = match self.rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
             Ok(work) => work,
             Err(mpsc::RecvTimeoutError::Timeout) => return None,
@@ -168,7 +168,7 @@ impl Inbox {
     }
 
     /// Pending paths the worker took passed `max` too: counted as a collapse.
-    pub fn over(&self, paths: usize) -> bool {
+    pub(crate) fn over(&self, paths: usize) -> bool {
         let over = paths > self.gauge.max;
         if over {
             self.gauge.collapses.fetch_add(1, Relaxed);
@@ -183,7 +183,7 @@ impl Inbox {
 
 /// One event, as what the worker does about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seen {
+pub(crate) enum Seen {
     /// Check the entry at `rel`, and with `deep` everything below it: a new or moved-in
     /// entry may be a directory filled before its watch existed.
     Check { rel: Vec<u8>, deep: bool },
@@ -209,7 +209,7 @@ fn token(name: &std::ffi::OsStr) -> Option<u64> {
 /// An inotify event as read: the watch, what happened, and the name in the directory.
 #[cfg(target_os = "linux")]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawEvent {
+pub(crate) struct RawEvent {
     pub wd: i32,
     pub mask: AddWatchFlags,
     pub name: Option<std::ffi::OsString>,
@@ -219,7 +219,7 @@ pub struct RawEvent {
 /// of `sync`, and the root's parent with the root's name in it.
 #[cfg(target_os = "linux")]
 #[derive(Debug, Clone)]
-pub struct Fixed {
+pub(crate) struct Fixed {
     pub sentinel: i32,
     pub parent: Option<(i32, std::ffi::OsString)>,
 }
@@ -227,7 +227,7 @@ pub struct Fixed {
 /// The cache's watched directories by watch descriptor: their path relative to the
 /// root. A watch is added through the descriptor the walk holds, never by path, so a
 /// swapped symlink cannot redirect it; one short path per directory is all it costs.
-pub type Watched = std::collections::HashMap<i32, Box<[u8]>>;
+pub(crate) type Watched = std::collections::HashMap<i32, Box<[u8]>>;
 
 /// One inotify event → what to do. A directory's events about itself reach its
 /// parent's watch too, by name, so an event with no name is nothing to check; a new or
@@ -235,7 +235,7 @@ pub type Watched = std::collections::HashMap<i32, Box<[u8]>>;
 /// root's own name (`go clean -modcache` deletes the root and the next `go` command
 /// makes it again, which the root's own watch cannot see).
 #[cfg(target_os = "linux")]
-pub fn seen(e: &RawEvent, fixed: &Fixed, watched: &Watched) -> Seen {
+pub(crate) fn seen(e: &RawEvent, fixed: &Fixed, watched: &Watched) -> Seen {
     if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
         return Seen::Lost;
     }
@@ -302,7 +302,7 @@ pub fn seen_by_notify(res: notify::Result<notify::Event>, root: &Path, sentinel:
 }
 
 #[cfg(not(target_os = "macos"))]
-pub const OVERFLOW_REASON: &str = "the inotify event queue overflowed within the last 10 minutes and events \
+pub(crate) const OVERFLOW_REASON: &str = "the inotify event queue overflowed within the last 10 minutes and events \
      were lost; full reconciles cover them (raise the sysctl fs.inotify.max_queued_events)";
 /// FSEvents says it dropped events with `MustScanSubDirs`, which notify turns into the
 /// same rescan notice as an inotify overflow.
@@ -311,19 +311,20 @@ pub const OVERFLOW_REASON: &str = "FSEvents dropped events within the last 10 mi
      full reconciles cover them";
 /// How long a cache stays degraded after an overflow: the queue is too small for its
 /// load, and the operator should hear of it even though the reconcile repaired all.
-pub const OVERFLOW_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
-pub const NO_INOTIFY_REASON: &str = "inotify is not available (raise the sysctl fs.inotify.max_user_instances?): \
+pub(crate) const OVERFLOW_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
+pub(crate) const NO_INOTIFY_REASON: &str =
+    "inotify is not available (raise the sysctl fs.inotify.max_user_instances?): \
      the cache is reconciled every minute instead";
 /// The start of the reason of a cache whose full reconcile could not walk it; the cause
 /// (and, under systemd, the sandbox's drop-in) follows.
-pub const UNWALKABLE_REASON: &str = "the cache root cannot be walked";
-pub const WATCH_LIMIT_REASON: &str = "the inotify watch limit is reached, so part of the cache is not watched \
+pub(crate) const UNWALKABLE_REASON: &str = "the cache root cannot be walked";
+pub(crate) const WATCH_LIMIT_REASON: &str = "the inotify watch limit is reached, so part of the cache is not watched \
      and is covered by periodic full reconciles (raise the sysctl fs.inotify.max_user_watches)";
 
 /// Why a cache's events cannot be trusted, or its tree is not whole: `Display` says
 /// what happened and what to do about it (it is `status`'s `reason`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Degraded {
+pub(crate) enum Degraded {
     /// inotify's queue overflowed within [`OVERFLOW_MEMORY`].
     Overflow,
     /// No inotify instance could be made.
@@ -366,7 +367,7 @@ impl std::fmt::Display for Degraded {
 
 /// Why a directory could not be watched.
 #[derive(Debug)]
-pub enum WatchError {
+pub(crate) enum WatchError {
     /// `fs.inotify.max_user_watches` is used up.
     Limit,
     /// It was removed meanwhile.
@@ -403,7 +404,7 @@ mod inotify_watcher {
     /// One cache's inotify instance, read by a thread of its own that sends the events,
     /// as read, to the cache's queue.
     #[derive(Debug)]
-    pub struct DirWatcher {
+    pub(crate) struct DirWatcher {
         inotify: Arc<Inotify>,
         fixed: Fixed,
         generation: u64,
@@ -416,7 +417,12 @@ mod inotify_watcher {
         /// A new watcher with its fixed watches: the sentinel directory of `sync`, and the
         /// root's parent for the root's own name (events for other names there are
         /// ignored).
-        pub fn start(root: &Path, sentinel: &Path, queue: Queue, generation: u64) -> std::io::Result<DirWatcher> {
+        pub(crate) fn start(
+            root: &Path,
+            sentinel: &Path,
+            queue: Queue,
+            generation: u64,
+        ) -> std::io::Result<DirWatcher> {
             let inotify = Arc::new(Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?);
             let sentinel = inotify.add_watch(sentinel, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_ONLYDIR)?;
             let parent = match (root.parent(), root.file_name()) {
@@ -445,7 +451,7 @@ mod inotify_watcher {
         }
 
         /// Watches the directory open as `dir`; its watch descriptor.
-        pub fn watch_dir(&self, dir: std::os::fd::BorrowedFd<'_>) -> Result<Option<i32>, WatchError> {
+        pub(crate) fn watch_dir(&self, dir: std::os::fd::BorrowedFd<'_>) -> Result<Option<i32>, WatchError> {
             let Some(path) = crate::sys::proc_path(dir) else {
                 return Err(WatchError::Other(std::io::Error::other("no /proc to name the directory by")));
             };
@@ -457,11 +463,11 @@ mod inotify_watcher {
             }
         }
 
-        pub fn fixed(&self) -> &Fixed {
+        pub(crate) fn fixed(&self) -> &Fixed {
             &self.fixed
         }
 
-        pub fn generation(&self) -> u64 {
+        pub(crate) fn generation(&self) -> u64 {
             self.generation
         }
     }
@@ -516,7 +522,7 @@ mod inotify_watcher {
     }
 }
 #[cfg(target_os = "linux")]
-pub use inotify_watcher::DirWatcher;
+pub(crate) use inotify_watcher::DirWatcher;
 
 /// Elsewhere (macOS): FSEvents through notify, one stream for the whole tree from the
 /// root, so a directory needs no watch of its own.
@@ -582,7 +588,7 @@ pub fn filesystem(path: &Path) -> (String, bool) {
 /// The filesystem of `path`, and whether it must be polled: network and FUSE
 /// filesystems send no inotify events for writes made by other clients.
 #[cfg(not(target_os = "macos"))]
-pub fn filesystem(path: &Path) -> (String, bool) {
+pub(crate) fn filesystem(path: &Path) -> (String, bool) {
     let Ok(st) = nix::sys::statfs::statfs(path) else { return ("unknown".into(), false) };
     // The magic numbers of statfs(2).
     let (name, network) = match st.filesystem_type().0 as u64 {

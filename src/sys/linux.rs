@@ -47,12 +47,12 @@ fn statx_raw(dirfd: libc::c_int, name: &CStr, flags: libc::c_int) -> io::Result<
 }
 
 /// `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`, as `statx` to also learn the mount id.
-pub fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Stat> {
+pub(super) fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Stat> {
     statx_raw(dir.as_raw_fd(), name, 0)
 }
 
 /// `fstat` of a descriptor, `O_PATH` ones included.
-pub fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<Stat> {
+pub(super) fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<Stat> {
     statx_raw(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH)
 }
 
@@ -64,23 +64,23 @@ fn open_raw(dirfd: libc::c_int, name: &CStr, flags: libc::c_int) -> io::Result<O
 }
 
 /// Opens a directory below `dir` for reading, never following a symlink in `name`.
-pub fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+pub(super) fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     open_raw(dir.as_raw_fd(), name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW)
 }
 
 /// Pins an entry without opening it: `O_PATH | O_NOFOLLOW` never blocks on a FIFO
 /// or device and never follows a symlink.
-pub fn pin_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+pub(super) fn pin_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     open_raw(dir.as_raw_fd(), name, libc::O_PATH | libc::O_NOFOLLOW)
 }
 
 /// `/`, where every safe resolution of a configured path starts (see `root`).
-pub fn open_slash() -> io::Result<OwnedFd> {
+pub(super) fn open_slash() -> io::Result<OwnedFd> {
     open_raw(libc::AT_FDCWD, c"/", libc::O_PATH | libc::O_DIRECTORY)
 }
 
 /// Pins a directory below `dir` (`O_PATH`): for resolving paths, not for listing.
-pub fn pin_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+pub(super) fn pin_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     open_raw(dir.as_raw_fd(), name, libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
 }
 
@@ -92,7 +92,7 @@ fn proc_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
 
 /// Bind-mounts the directory pinned by `fd` on itself, so that it becomes a mount of its
 /// own: `link(2)` and `rename(2)` across its edge then fail with `EXDEV`.
-pub fn bind_onto_itself(fd: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn bind_onto_itself(fd: BorrowedFd<'_>) -> io::Result<()> {
     let p = proc_path(fd);
     nix::mount::mount(Some(&p), &p, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
         .map_err(|e| io::Error::from_raw_os_error(e as i32))
@@ -100,7 +100,7 @@ pub fn bind_onto_itself(fd: BorrowedFd<'_>) -> io::Result<()> {
 
 /// When the inode behind `fd` was created (`statx` `STATX_BTIME`), where the filesystem
 /// records it.
-pub fn birth_time(fd: BorrowedFd<'_>) -> Option<std::time::SystemTime> {
+pub(crate) fn birth_time(fd: BorrowedFd<'_>) -> Option<std::time::SystemTime> {
     let mut buf = MaybeUninit::<libc::statx>::zeroed();
     // SAFETY: an empty NUL-terminated name with AT_EMPTY_PATH and a valid statx buffer.
     let ret =
@@ -124,7 +124,7 @@ pub fn birth_time(fd: BorrowedFd<'_>) -> Option<std::time::SystemTime> {
 /// detaches each mount that still has the id it had when it was made, and exits. It
 /// ignores the stop signals a service manager sends to the whole group, so that it
 /// outlives the service by the moment it needs. Call it while the process has one thread.
-pub fn unmount_when_gone(mounts: Vec<(std::ffi::CString, u64)>) -> io::Result<()> {
+pub(crate) fn unmount_when_gone(mounts: Vec<(std::ffi::CString, u64)>) -> io::Result<()> {
     use nix::unistd::{fork, ForkResult};
     if mounts.is_empty() {
         return Ok(());
@@ -175,7 +175,7 @@ pub fn unmount_when_gone(mounts: Vec<(std::ffi::CString, u64)>) -> io::Result<()
 }
 
 /// `fchownat(fd, "", uid, gid, AT_EMPTY_PATH)`: changes exactly the pinned inode.
-pub fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+pub(super) fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
     // SAFETY: empty NUL-terminated name with AT_EMPTY_PATH acts on `fd` itself.
     cvt(unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) }).map(drop)
 }
@@ -185,7 +185,7 @@ static NO_FCHMODAT2: AtomicBool = AtomicBool::new(false);
 /// `fchmodat2(fd, "", mode, AT_EMPTY_PATH)` (Linux 6.6+), which works on `O_PATH`
 /// descriptors where `fchmod` gives `EBADF`; older kernels go through
 /// `/proc/self/fd/N`, which names the same pinned inode.
-pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+pub(super) fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
     if !NO_FCHMODAT2.load(Ordering::Relaxed) {
         // SAFETY: raw syscall with a valid fd, a NUL-terminated empty name and flags.
         let ret = unsafe {
@@ -255,7 +255,7 @@ fn read_xattr(buf: &mut Vec<u8>, mut read: impl FnMut(&mut [u8]) -> libc::ssize_
 
 /// The value of xattr `attr` of the inode behind `fd` (an open directory or an `O_PATH`
 /// pin), `None` when it has none. `EOPNOTSUPP`: the filesystem has no such xattrs.
-pub fn get_xattr_fd(fd: BorrowedFd<'_>, attr: &CStr) -> io::Result<Option<Vec<u8>>> {
+pub(crate) fn get_xattr_fd(fd: BorrowedFd<'_>, attr: &CStr) -> io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     let raw = fd.as_raw_fd();
     // SAFETY: `attr` is NUL-terminated; the buffer is writable for the length passed.
@@ -278,7 +278,7 @@ pub fn get_xattr_fd(fd: BorrowedFd<'_>, attr: &CStr) -> io::Result<Option<Vec<u8
 
 /// The value of xattr `attr` of the file `path` names, following symlinks: for
 /// diagnostics of a path a user gives, never for a change.
-pub fn get_xattr_path(path: &CStr, attr: &CStr) -> io::Result<Option<Vec<u8>>> {
+pub(crate) fn get_xattr_path(path: &CStr, attr: &CStr) -> io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     // SAFETY: NUL-terminated strings; the buffer is writable for the length passed.
     let got = read_xattr(&mut buf, |b| unsafe {
@@ -307,7 +307,12 @@ static NO_GETXATTRAT: AtomicBool = AtomicBool::new(false);
 /// without opening or pinning the entry: one `getxattrat` where the kernel has it
 /// (6.13+), else `lgetxattr` of `/proc/self/fd/DIR/name`, which resolves `name` in the
 /// directory the descriptor pins. `None` when there is none.
-pub fn get_xattr_at(dir: BorrowedFd<'_>, name: &CStr, attr: &CStr, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+pub(crate) fn get_xattr_at(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    attr: &CStr,
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<usize>> {
     if !NO_GETXATTRAT.load(Ordering::Relaxed) {
         let got = read_xattr(buf, |b| {
             let args = XattrArgs { value: b.as_mut_ptr() as u64, size: b.len() as u32, flags: 0 };
@@ -341,7 +346,7 @@ pub fn get_xattr_at(dir: BorrowedFd<'_>, name: &CStr, attr: &CStr, buf: &mut Vec
 }
 
 /// Sets xattr `attr` of the inode behind `fd` (open directory or `O_PATH` pin).
-pub fn set_xattr_fd(fd: BorrowedFd<'_>, attr: &CStr, value: &[u8]) -> io::Result<()> {
+pub(crate) fn set_xattr_fd(fd: BorrowedFd<'_>, attr: &CStr, value: &[u8]) -> io::Result<()> {
     let raw = fd.as_raw_fd();
     // SAFETY: `attr` is NUL-terminated; `value` is readable for its length.
     let ret = unsafe { libc::fsetxattr(raw, attr.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
@@ -357,7 +362,7 @@ pub fn set_xattr_fd(fd: BorrowedFd<'_>, attr: &CStr, value: &[u8]) -> io::Result
 }
 
 /// Removes xattr `attr` of the inode behind `fd`; having none is not an error.
-pub fn remove_xattr_fd(fd: BorrowedFd<'_>, attr: &CStr) -> io::Result<()> {
+pub(crate) fn remove_xattr_fd(fd: BorrowedFd<'_>, attr: &CStr) -> io::Result<()> {
     let raw = fd.as_raw_fd();
     // SAFETY: `attr` is NUL-terminated.
     let mut ret = cvt(unsafe { libc::fremovexattr(raw, attr.as_ptr()) });
@@ -374,7 +379,7 @@ pub fn remove_xattr_fd(fd: BorrowedFd<'_>, attr: &CStr) -> io::Result<()> {
 
 /// Reads every entry name of a directory (without `.` and `..`) with `getdents64`.
 /// The descriptor's offset is consumed; other tasks may still use it for `*at` calls.
-pub fn read_dir(dir: BorrowedFd<'_>, mut each: impl FnMut(&CStr, TypeHint)) -> io::Result<()> {
+pub(super) fn read_dir(dir: BorrowedFd<'_>, mut each: impl FnMut(&CStr, TypeHint)) -> io::Result<()> {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         // SAFETY: getdents64 writes at most `buf.len()` bytes into `buf`.
@@ -474,7 +479,10 @@ mod tests {
         assert_eq!(get_xattr_fd(pin.as_fd(), crate::engine::acl::ACCESS).unwrap(), None);
         let mut access = crate::engine::acl::Acl::minimal(0o664);
         access.entries.insert(1, crate::engine::acl::Entry { tag: crate::engine::acl::USER, perm: 7, id: 4242 });
-        access.entries.insert(3, crate::engine::acl::Entry { tag: crate::engine::acl::MASK, perm: 7, id: crate::engine::acl::UNDEFINED_ID });
+        access.entries.insert(
+            3,
+            crate::engine::acl::Entry { tag: crate::engine::acl::MASK, perm: 7, id: crate::engine::acl::UNDEFINED_ID },
+        );
         set_xattr_fd(pin.as_fd(), crate::engine::acl::ACCESS, &access.encode()).unwrap();
         assert_eq!(
             get_xattr_at(root.as_fd(), c"f", crate::engine::acl::ACCESS, &mut buf).unwrap(),

@@ -25,10 +25,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 mod linux;
 #[cfg(target_os = "macos")]
 mod macos;
-pub mod portable;
+pub(crate) mod portable;
 
 #[cfg(target_os = "linux")]
-pub use linux::{
+pub(crate) use linux::{
     bind_onto_itself, birth_time, get_xattr_at, get_xattr_fd, get_xattr_path, remove_xattr_fd, set_xattr_fd,
     unmount_when_gone,
 };
@@ -40,7 +40,7 @@ pub use other::{
 
 /// File type of an entry, from `st_mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileType {
+pub(crate) enum FileType {
     Dir,
     File,
     Symlink,
@@ -50,7 +50,7 @@ pub enum FileType {
 
 /// What one `statx` (or `fstatat`) call tells about an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stat {
+pub(crate) struct Stat {
     pub file_type: FileType,
     pub dev: (u32, u32),
     pub ino: u64,
@@ -69,20 +69,20 @@ pub struct Stat {
 
 impl Stat {
     /// Same inode and same kind: the entry was not swapped between two looks.
-    pub fn same_inode(&self, other: &Stat) -> bool {
+    pub(crate) fn same_inode(&self, other: &Stat) -> bool {
         self.dev == other.dev && self.ino == other.ino && self.file_type == other.file_type
     }
 
     /// On the same mount as `root`: same device and, where known, same mount id
     /// (a bind mount of the same filesystem has the same device number).
-    pub fn same_mount(&self, root: &Stat) -> bool {
+    pub(crate) fn same_mount(&self, root: &Stat) -> bool {
         self.dev == root.dev && (self.mnt_id.is_none() || self.mnt_id == root.mnt_id)
     }
 }
 
 /// `d_type` hint from the directory listing; only a hint, never trusted for safety.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TypeHint {
+pub(crate) enum TypeHint {
     Dir,
     NotDir,
     Unknown,
@@ -90,7 +90,7 @@ pub enum TypeHint {
 
 /// Which implementation of the walk's calls this process uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Engine {
+pub(crate) enum Engine {
     /// statx, `O_PATH`, fchmodat2, getdents64.
     Linux,
     /// POSIX-2008 `*at` calls (macOS, the BSDs; on Linux for tests).
@@ -99,7 +99,7 @@ pub enum Engine {
 
 /// The engine of this process: on Linux the fast path unless `CACHEKEEPER_ENGINE=portable`
 /// (read once, so that every descriptor of a run comes from the same engine).
-pub fn engine() -> Engine {
+pub(crate) fn engine() -> Engine {
     #[cfg(target_os = "linux")]
     {
         static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
@@ -131,17 +131,17 @@ macro_rules! engine {
 
 /// `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)` (on Linux as `statx`, which also gives the
 /// mount id).
-pub fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Stat> {
+pub(crate) fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Stat> {
     engine!(stat_at(dir, name))
 }
 
 /// `fstat` of a descriptor (`O_PATH` pins included).
-pub fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<Stat> {
+pub(crate) fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<Stat> {
     engine!(stat_fd(fd))
 }
 
 /// Opens a directory below `dir` for reading, never following a symlink in `name`.
-pub fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     engine!(open_dir_at(dir, name))
 }
 
@@ -149,39 +149,39 @@ pub fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
 /// inode. The Linux engine pins anything without opening it (`O_PATH`); the portable one
 /// opens regular files and directories only and refuses anything else, so the caller
 /// classifies first and re-checks the pin with [`stat_fd`] in both cases.
-pub fn pin_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+pub(crate) fn pin_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     engine!(pin_at(dir, name))
 }
 
 /// The error of [`pin_at`] for an entry the engine does not pin: a symlink (`ELOOP`) or
 /// a FIFO, socket or device (the portable engine only pins files and directories).
 /// The caller classifies the name again and reports it.
-pub fn not_pinnable(e: &io::Error) -> bool {
+pub(crate) fn not_pinnable(e: &io::Error) -> bool {
     engine() == Engine::Portable && matches!(e.raw_os_error(), Some(libc::ELOOP | portable::NOT_PINNABLE))
 }
 
 /// `/`, where every safe resolution of a configured path starts (see `root`).
-pub fn open_slash() -> io::Result<OwnedFd> {
+pub(crate) fn open_slash() -> io::Result<OwnedFd> {
     engine!(open_slash())
 }
 
 /// Pins a directory below `dir`: for resolving paths, not for listing.
-pub fn pin_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+pub(crate) fn pin_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     engine!(pin_dir_at(dir, name))
 }
 
 /// Changes owner and group of exactly the pinned inode; `u32::MAX` keeps one.
-pub fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+pub(crate) fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
     engine!(chown_fd(fd, uid, gid))
 }
 
 /// Changes the mode of exactly the pinned inode.
-pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+pub(crate) fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
     engine!(chmod_fd(fd, mode))
 }
 
 /// Reads every entry name of a directory (without `.` and `..`).
-pub fn read_dir(dir: BorrowedFd<'_>, each: impl FnMut(&CStr, TypeHint)) -> io::Result<()> {
+pub(crate) fn read_dir(dir: BorrowedFd<'_>, each: impl FnMut(&CStr, TypeHint)) -> io::Result<()> {
     engine!(read_dir(dir, each))
 }
 
@@ -190,7 +190,7 @@ pub fn read_dir(dir: BorrowedFd<'_>, each: impl FnMut(&CStr, TypeHint)) -> io::R
 /// `O_PATH` and checks the pin is a socket; elsewhere the name is checked to be a socket
 /// and changed with `fchownat`/`fchmodat(AT_SYMLINK_NOFOLLOW)`, which is safe because
 /// only the service can write to that directory.
-pub fn set_socket_access_at(dir: BorrowedFd<'_>, name: &CStr, gid: Option<u32>, mode: u32) -> io::Result<()> {
+pub(crate) fn set_socket_access_at(dir: BorrowedFd<'_>, name: &CStr, gid: Option<u32>, mode: u32) -> io::Result<()> {
     if engine() == Engine::Linux {
         let pin = pin_at(dir, name)?;
         if !stat_fd(pin.as_fd())?.socket {
@@ -207,17 +207,17 @@ pub fn set_socket_access_at(dir: BorrowedFd<'_>, name: &CStr, gid: Option<u32>, 
 /// `/proc/self/fd/N` on Linux: a path the kernel resolves to the pinned inode itself,
 /// for the calls that take no descriptor (bind, connect, mount). `None` elsewhere, where
 /// no such path exists and the caller uses the directory's own path.
-pub fn proc_path(fd: BorrowedFd<'_>) -> Option<std::path::PathBuf> {
+pub(crate) fn proc_path(fd: BorrowedFd<'_>) -> Option<std::path::PathBuf> {
     cfg!(target_os = "linux").then(|| std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())))
 }
 
 /// An extended ACL as `acl_to_text` writes it, parsed by [`crate::engine::ext_acl`].
-pub type AclText = String;
+pub(crate) type AclText = String;
 
 /// The extended ACL of `path` as `acl_to_text` writes it (macOS; see
 /// [`crate::engine::ext_acl`]), not following a final symlink: for diagnostics of a path a user
 /// gives. `None` where there are no extended ACLs.
-pub fn ext_acl_path(path: &CStr) -> io::Result<Option<AclText>> {
+pub(crate) fn ext_acl_path(path: &CStr) -> io::Result<Option<AclText>> {
     #[cfg(target_os = "macos")]
     return macos::ext_acl_path(path);
     #[cfg(not(target_os = "macos"))]
@@ -228,12 +228,12 @@ pub fn ext_acl_path(path: &CStr) -> io::Result<Option<AclText>> {
 }
 
 /// The filesystem holding `path` is mounted read-only.
-pub fn read_only(path: &std::path::Path) -> bool {
+pub(crate) fn read_only(path: &std::path::Path) -> bool {
     nix::sys::statvfs::statvfs(path).is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
 }
 
 /// An OS error as a short phrase ("Permission denied"), without Rust's "(os error 13)".
-pub fn describe(e: &io::Error) -> String {
+pub(crate) fn describe(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(code) => nix::errno::Errno::from_raw(code).desc().to_owned(),
         None => e.to_string(),
@@ -252,7 +252,12 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
 /// blocking: a FIFO put in the file's place fails at once (`ENXIO` without a reader) or
 /// is opened without waiting, for the caller's `fstat` to refuse. On a regular file
 /// `O_NONBLOCK` changes nothing. `flags` adds `O_APPEND`, `O_CREAT`, `O_EXCL` or `O_TRUNC`.
-pub fn open_file_at(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int, mode: u32) -> io::Result<std::fs::File> {
+pub(crate) fn open_file_at(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    flags: libc::c_int,
+    mode: u32,
+) -> io::Result<std::fs::File> {
     // SAFETY: `name` is NUL-terminated; the returned descriptor is owned by us.
     let fd = cvt(unsafe {
         libc::openat(
@@ -268,7 +273,7 @@ pub fn open_file_at(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int, mode: 
 
 /// What an entry is, in the words of a message ("it is a FIFO").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     File,
     Dir,
     Symlink,
@@ -311,18 +316,18 @@ fn kind(st: &rustix::fs::Stat) -> Kind {
 }
 
 /// What `name` below `dir` is, not following a symlink.
-pub fn kind_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Kind> {
+pub(crate) fn kind_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Kind> {
     Ok(kind(&rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?))
 }
 
 /// What the open descriptor `fd` is.
-pub fn kind_fd(fd: BorrowedFd<'_>) -> io::Result<Kind> {
+pub(crate) fn kind_fd(fd: BorrowedFd<'_>) -> io::Result<Kind> {
     Ok(kind(&rustix::fs::fstat(fd)?))
 }
 
 /// Reads a regular file below `dir` of at most `limit` bytes, never through a symlink
 /// and never blocking on a FIFO put in its place.
-pub fn read_small_file_at(dir: BorrowedFd<'_>, name: &CStr, limit: u64) -> io::Result<Vec<u8>> {
+pub(crate) fn read_small_file_at(dir: BorrowedFd<'_>, name: &CStr, limit: u64) -> io::Result<Vec<u8>> {
     use rustix::fs::{Mode, OFlags};
     use std::io::Read;
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
@@ -336,35 +341,35 @@ pub fn read_small_file_at(dir: BorrowedFd<'_>, name: &CStr, limit: u64) -> io::R
 }
 
 /// The target of the symlink `name` below `dir`.
-pub fn read_link_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Vec<u8>> {
+pub(crate) fn read_link_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Vec<u8>> {
     Ok(rustix::fs::readlinkat(dir, name, Vec::new())?.into_bytes())
 }
 
 /// Removes `name` below `dir`: a file, a symlink (never its target), or with `dir_entry`
 /// an empty directory.
-pub fn unlink_at(dir: BorrowedFd<'_>, name: &CStr, dir_entry: bool) -> io::Result<()> {
+pub(crate) fn unlink_at(dir: BorrowedFd<'_>, name: &CStr, dir_entry: bool) -> io::Result<()> {
     let flags = if dir_entry { rustix::fs::AtFlags::REMOVEDIR } else { rustix::fs::AtFlags::empty() };
     Ok(rustix::fs::unlinkat(dir, name, flags)?)
 }
 
 /// Renames `from` to `to`, both below `dir`.
-pub fn rename_at(dir: BorrowedFd<'_>, from: &CStr, to: &CStr) -> io::Result<()> {
+pub(crate) fn rename_at(dir: BorrowedFd<'_>, from: &CStr, to: &CStr) -> io::Result<()> {
     Ok(rustix::fs::renameat(dir, from, dir, to)?)
 }
 
 /// Renames `from` to `to`, both below `dir`, failing with `EEXIST` when `to` exists.
 #[cfg(target_os = "linux")]
-pub fn rename_noreplace_at(dir: BorrowedFd<'_>, from: &CStr, to: &CStr) -> io::Result<()> {
+pub(crate) fn rename_noreplace_at(dir: BorrowedFd<'_>, from: &CStr, to: &CStr) -> io::Result<()> {
     Ok(rustix::fs::renameat_with(dir, from, dir, to, rustix::fs::RenameFlags::NOREPLACE)?)
 }
 
 /// Creates a directory below `dir`.
-pub fn mkdir_at(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
+pub(crate) fn mkdir_at(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
     Ok(rustix::fs::mkdirat(dir, name, portable::mode(mode))?)
 }
 
 /// Home directories of the password database, with the uid they belong to.
-pub fn passwd_homes() -> Vec<(u32, std::path::PathBuf)> {
+pub(crate) fn passwd_homes() -> Vec<(u32, std::path::PathBuf)> {
     use std::os::unix::ffi::OsStrExt;
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
@@ -390,7 +395,7 @@ pub fn passwd_homes() -> Vec<(u32, std::path::PathBuf)> {
 }
 
 /// The supplementary groups of this process.
-pub fn own_groups() -> Vec<u32> {
+pub(crate) fn own_groups() -> Vec<u32> {
     #[cfg(target_os = "linux")]
     {
         nix::unistd::getgroups().unwrap_or_default().iter().map(|g| g.as_raw()).collect()
@@ -406,7 +411,7 @@ pub fn own_groups() -> Vec<u32> {
 }
 
 /// The groups the group database gives the user `name` whose primary group is `gid`.
-pub fn group_list(name: &CStr, gid: u32) -> Vec<u32> {
+pub(crate) fn group_list(name: &CStr, gid: u32) -> Vec<u32> {
     #[cfg(target_os = "linux")]
     {
         nix::unistd::getgrouplist(name, gid.into()).map(|l| l.iter().map(|g| g.as_raw()).collect()).unwrap_or_default()
@@ -448,8 +453,10 @@ mod other {
     /// The `deny` entries of an extended ACL's text, one line each; `None` without any.
     #[cfg(target_os = "macos")]
     fn deny_lines(text: Option<String>) -> Option<Vec<u8>> {
-        let lines: Vec<String> =
-            crate::engine::ext_acl::denies(text.as_deref().unwrap_or("")).iter().map(crate::engine::ext_acl::Ace::describe).collect();
+        let lines: Vec<String> = crate::engine::ext_acl::denies(text.as_deref().unwrap_or(""))
+            .iter()
+            .map(crate::engine::ext_acl::Ace::describe)
+            .collect();
         (!lines.is_empty()).then(|| lines.join("\n").into_bytes())
     }
 
@@ -528,7 +535,7 @@ mod other {
 /// Few malloc arenas: glibc gives each thread that allocates (the walk's rayon workers,
 /// tokio's) an arena of its own, and memory freed in one is not reused by another. A
 /// service that keeps a small state for a long time wants one heap, not eight.
-pub fn few_arenas() {
+pub(crate) fn few_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a tunable; called before the service starts threads.
     unsafe {
@@ -538,7 +545,7 @@ pub fn few_arenas() {
 
 /// Hands memory freed by a full scan or a burst of events back to the system, so that
 /// the service's size is what it keeps (watches, pending paths), not its peak.
-pub fn trim_memory() {
+pub(crate) fn trim_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes no pointers and may be called from any thread.
     unsafe {

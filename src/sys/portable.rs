@@ -63,11 +63,11 @@ fn convert(st: &rustix::fs::Stat) -> Stat {
 /// What [`pin_at`] answers for an entry that is not a regular file or directory.
 pub(super) const NOT_PINNABLE: i32 = libc::EINVAL;
 
-pub fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Stat> {
+pub(crate) fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Stat> {
     Ok(convert(&rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?))
 }
 
-pub fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<Stat> {
+pub(crate) fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<Stat> {
     Ok(convert(&rustix::fs::fstat(fd)?))
 }
 
@@ -75,13 +75,13 @@ fn open(dir: BorrowedFd<'_>, name: &CStr, flags: OFlags) -> io::Result<OwnedFd> 
     Ok(rustix::fs::openat(dir, name, flags | OFlags::CLOEXEC | OFlags::NOCTTY, Mode::empty())?)
 }
 
-pub fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     open(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW)
 }
 
 /// Opens a regular file or directory to change it through the descriptor (see the
 /// module's comment). `ELOOP` for a symlink, `EINVAL`-like refusal for anything else.
-pub fn pin_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+pub(crate) fn pin_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     let fd = open(dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK)?;
     match stat_fd(fd.as_fd())?.file_type {
         FileType::File | FileType::Dir => Ok(fd),
@@ -90,28 +90,28 @@ pub fn pin_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     }
 }
 
-pub fn open_slash() -> io::Result<OwnedFd> {
+pub(crate) fn open_slash() -> io::Result<OwnedFd> {
     Ok(rustix::fs::open(c"/", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
 }
 
-pub fn pin_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+pub(crate) fn pin_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     open_dir_at(dir, name)
 }
 
-pub fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+pub(crate) fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
     // u32::MAX (-1) keeps that id, as with chown(2).
     let uid = (uid != u32::MAX).then(|| rustix::fs::Uid::from_raw(uid));
     let gid = (gid != u32::MAX).then(|| rustix::fs::Gid::from_raw(gid));
     Ok(rustix::fs::fchown(fd, uid, gid)?)
 }
 
-pub fn chmod_fd(fd: BorrowedFd<'_>, bits: u32) -> io::Result<()> {
+pub(crate) fn chmod_fd(fd: BorrowedFd<'_>, bits: u32) -> io::Result<()> {
     Ok(rustix::fs::fchmod(fd, mode(bits))?)
 }
 
 /// Lists through a fresh descriptor of the same directory (rustix reopens `.` of `dir`,
 /// so the caller's descriptor keeps its own offset and stays usable for `*at` calls).
-pub fn read_dir(dir: BorrowedFd<'_>, mut each: impl FnMut(&CStr, TypeHint)) -> io::Result<()> {
+pub(crate) fn read_dir(dir: BorrowedFd<'_>, mut each: impl FnMut(&CStr, TypeHint)) -> io::Result<()> {
     let mut listing = rustix::fs::Dir::read_from(dir)?;
     while let Some(entry) = listing.read() {
         let entry = entry?;
@@ -130,7 +130,7 @@ pub fn read_dir(dir: BorrowedFd<'_>, mut each: impl FnMut(&CStr, TypeHint)) -> i
 }
 
 /// See [`super::set_socket_access_at`].
-pub fn set_socket_access_at(dir: BorrowedFd<'_>, name: &CStr, gid: Option<u32>, bits: u32) -> io::Result<()> {
+pub(crate) fn set_socket_access_at(dir: BorrowedFd<'_>, name: &CStr, gid: Option<u32>, bits: u32) -> io::Result<()> {
     if !stat_at(dir, name)?.socket {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "it is not the socket just bound"));
     }
