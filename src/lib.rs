@@ -4,17 +4,19 @@
 //!
 //! The map, each folder opening with what lives there and what it may use:
 //!
-//! - [`policy`]: what a cache should look like (owner model, configuration, names); pure.
-//! - [`engine`]: resolving a root, walking a tree, the one place that changes files.
-//! - [`sys`]: every system call that needs `unsafe`, and where the platforms differ.
-//! - [`service`]: the long-running keeper: one worker per cache, fed by that cache's
-//!   inotify reader (`watch`); the control socket only routes requests.
-//! - [`client`]: `cachekeeperctl`, `explain`, `doctor`: run as the caller, never privileged.
-//! - [`oneshot`]: `--init`, `--check` and exec mode.
+//! - `policy`: what a cache should look like (owner model, configuration, names); pure.
+//! - `engine`: resolving a root, walking a tree, the one place that changes files.
+//! - `sys`: every system call that needs `unsafe`, and where the platforms differ.
+//! - `service`: the long-running keeper: one worker per cache, the sole owner of its
+//!   state, fed by that cache's inotify reader (`watch`); the control socket sends it
+//!   messages and reads the view it publishes.
+//! - `client`: `cachekeeperctl`, `explain`, `doctor`: run as the caller, never privileged.
+//! - `oneshot`: `--init`, `--check` and exec mode.
 //!
-//! Followed from the kernel to a repair: `service::watch` turns an inotify event into
-//! work, `service::worker` takes it, `engine::walk` looks at the entry, `policy::model`
-//! says what it should be, and `engine::repair` changes it.
+//! Followed from the kernel to a repair, in five files: `service::watch` queues the
+//! inotify event, `service::worker` maps it to a path (`watch::seen`) and walks it,
+//! `engine::walk` looks at the entry, `policy::model` says what it should be, and
+//! `engine::repair` changes it; the walk's visitor tells the worker.
 
 #![deny(unsafe_code)]
 

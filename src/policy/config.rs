@@ -328,7 +328,7 @@ fn positive(n: i64) -> Result<u64, ValueError> {
 /// Validates the spelling of a cache root: absolute, normalised (`//`, `/./`, `..`,
 /// trailing slashes), and not a path that may never be a cache (`/`, `/etc`, a home
 /// directory, ...). The same rules are applied again to the physical path when the root
-/// is resolved ([`crate::engine::root`]); this early check names the file and line.
+/// is resolved (`engine::root`); this early check names the file and line.
 /// Names are bytes: a root given on the command line need not be UTF-8.
 pub fn cache_root(path: impl AsRef<Path>) -> Result<PathBuf, ValueError> {
     let p = path.as_ref();

@@ -1,15 +1,20 @@
-//! The service (SPEC §4): one worker thread per cache that owns its queue and does all
-//! its checks and reconciles; one inotify instance per cache feeding that queue; and a
-//! tokio runtime for the control socket, signals and systemd notifications.
+//! The service (SPEC §4): one worker thread per cache, the one owner of everything the
+//! cache keeps (counts, watches, root, unrepaired entries, `sync` waiters), fed by that
+//! cache's inotify reader through one queue; and a tokio runtime for the control
+//! socket, signals and systemd notifications, which reaches a worker only by messages
+//! and reads only the view it publishes. Service-wide state is two registries behind a
+//! lock each: what runs (the caches, the last reload) and who is connected.
 //!
 //! Watches come first, then scans: every directory gets its watch before it is listed,
 //! on the first full scan and whenever one appears, so nothing created meanwhile is
 //! missed. Lost events (overflow, watch limit, network filesystems) fall back to full
 //! reconciles; a periodic one (`full_rescan`) is the last safety net.
 //!
-//! Here: startup, signals, timers and the side files. `control` is the socket (caps,
-//! deadlines, routing), `cache` a cache's runtime and what `status` says of it,
-//! `worker` the thread that owns a cache's work.
+//! Here: startup, signals, timers and the side files. `watch` is the queue and the
+//! mapping of events, `worker` the thread that owns a cache, `cache` the handle the
+//! control socket holds and the view it reads, `control` the socket (caps, deadlines,
+//! routing). It uses the engine for every change and `sys` for the system calls; the
+//! clients reach it through `protocol` only.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
