@@ -425,6 +425,10 @@ impl<'a> Scan<'a> {
     }
 }
 
+mod first_use;
+mod judge;
+mod settle;
+
 struct Walker<'a> {
     cache: &'a CacheConfig,
     action: Action,
@@ -443,56 +447,8 @@ struct Walker<'a> {
     go_mods: Mutex<Vec<Vec<u8>>>,
 }
 
-thread_local! {
-    /// One xattr buffer per walking thread: a compliant file costs no allocation.
-    static XATTR_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 256]);
-}
-
 fn attrs(st: &Stat) -> Attrs {
     Attrs { uid: st.uid, gid: st.gid, mode: st.mode }
-}
-
-/// A whole xattr value as a read into `buf`.
-fn read_into(got: io::Result<Option<Vec<u8>>>, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-    Ok(got?.map(|v| {
-        buf.clear();
-        buf.extend_from_slice(&v);
-        v.len()
-    }))
-}
-
-/// The directory `rel` below `dir`, each component opened without following a symlink.
-fn open_below(dir: BorrowedFd<'_>, rel: &[u8]) -> Option<OwnedFd> {
-    let mut fd: Option<OwnedFd> = None;
-    for c in rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
-        let c = CString::new(c).ok()?;
-        let at = fd.as_ref().map_or(dir, |f| f.as_fd());
-        fd = Some(sys::open_dir_at(at, &c).ok()?);
-    }
-    match fd {
-        Some(fd) => Some(fd),
-        None => sys::open_dir_at(dir, c".").ok(),
-    }
-}
-
-/// Whether every file below `dir` (but `except`, in `dir` itself) has all its
-/// execute bits: what Go's first use leaves before it makes `bin/go` executable.
-fn all_executable(dir: BorrowedFd<'_>, except: Option<&CStr>) -> bool {
-    let mut ok = true;
-    let mut subdirs = Vec::new();
-    let listed = sys::read_dir(dir, |name, _| {
-        if Some(name) == except {
-            return;
-        }
-        match sys::stat_at(dir, name) {
-            Ok(st) if st.file_type == FileType::Dir => subdirs.push(name.to_owned()),
-            Ok(st) if st.file_type == FileType::File => ok &= st.mode & 0o111 == 0o111,
-            Ok(_) => {}
-            Err(_) => ok = false,
-        }
-    });
-    ok && listed.is_ok()
-        && subdirs.iter().all(|d| sys::open_dir_at(dir, d).is_ok_and(|fd| all_executable(fd.as_fd(), None)))
 }
 
 /// The entry disappeared while we looked: Go deletes `.partial` markers, temp files
@@ -623,22 +579,6 @@ impl<'s> Walker<'s> {
         }
     }
 
-    fn unlock_directory(&self, parent: BorrowedFd<'_>, name: &CStr, rel: &[u8]) -> io::Result<Option<OwnedFd>> {
-        let pin = sys::pin_at(parent, name)?;
-        let st = sys::stat_fd(pin.as_fd())?;
-        if st.file_type != FileType::Dir || self.classify(&st).is_err() {
-            return Ok(None);
-        }
-        let place = model::place_of(rel);
-        if let Some(d) = self.divergence(Kind::Dir, &st, place) {
-            if !self.settle(pin.as_fd(), rel, d, place) {
-                return Ok(None);
-            }
-        }
-        let fd = sys::open_dir_at(pin.as_fd(), c".")?;
-        Ok(sys::stat_fd(fd.as_fd())?.same_inode(&st).then_some(fd))
-    }
-
     /// Any entry but a directory, as `statx` saw it a moment ago through `parent`,
     /// whose path relative to the root is `parent_rel`.
     fn leaf(&self, parent: BorrowedFd<'_>, name: &CStr, parent_rel: &[u8], st: Stat) {
@@ -694,249 +634,13 @@ impl<'s> Walker<'s> {
             };
             let d = self.divergence(kind, &pinned, place);
             let drop_acl = self.wants_acl(&pinned, d.as_ref())
-                && self.access_acl_diverges(&rel, |buf| read_into(sys::get_xattr_fd(pin.as_fd(), acl::ACCESS), buf));
+                && self.access_acl_diverges(&rel, |buf| judge::read_into(sys::get_xattr_fd(pin.as_fd(), acl::ACCESS), buf));
             if let Some(d) = Divergence::with_acl(d, attrs(&pinned), drop_acl, false) {
                 self.settle(pin.as_fd(), &rel(), d, place);
             }
             return;
         }
         self.settle(pin.as_fd(), &rel(), d, place);
-    }
-
-    /// Go's first use of the toolchain tree `rel` (open as `fd`), done for every member
-    /// once the download is complete, so that no member's first use has anything left
-    /// to change (a member who does not own the tree could not: Go chmods and creates
-    /// files there). Follows `Exec` in cmd/go/internal/toolchain/select.go (Go 1.21 to
-    /// 1.23): the execute bits of `pkg/tool/**` and `bin/**` with `bin/go` last (its
-    /// execute bit tells later go commands the step is done), then every `_go.mod`
-    /// copied to `go.mod` beside it with `src/go.mod` last (the same sign for that
-    /// step). The `_go.mod` names exist since the toolchain zips of Go 1.21
-    /// (golang/go#60847: a module zip may hold no nested go.mod).
-    fn first_use(&self, fd: BorrowedFd<'_>, rel: &[u8], version: &[u8]) {
-        let go_mods: Vec<Vec<u8>> = {
-            let mut all = self.go_mods.lock().unwrap_or_else(|p| p.into_inner());
-            let (mine, others) = all.drain(..).partition(|m| m.starts_with(rel) && m.get(rel.len()) == Some(&b'/'));
-            *all = others;
-            mine
-        };
-        if !self.download_complete(version) {
-            return;
-        }
-        let bin = CString::new("bin").ok().and_then(|b| sys::open_dir_at(fd, &b).ok());
-        if let Some(bin) = bin {
-            let tools = sys::open_dir_at(fd, c"pkg").and_then(|pkg| sys::open_dir_at(pkg.as_fd(), c"tool"));
-            let ready =
-                tools.is_ok_and(|t| all_executable(t.as_fd(), None)) && all_executable(bin.as_fd(), Some(c"go"));
-            if ready {
-                self.make_go_executable(bin.as_fd(), &names::join(rel, b"bin"));
-            }
-        }
-        let inside = |m: &[u8]| m[rel.len() + 1..].to_vec();
-        let mut go_mods: Vec<Vec<u8>> = go_mods.iter().map(|m| inside(m)).collect();
-        go_mods.sort();
-        // src/go.mod last: Go skips the whole step when it exists with _go.mod's size.
-        go_mods.sort_by_key(|m| m.as_slice() == b"src/_go.mod");
-        for m in go_mods {
-            let shown = names::join(rel, &m);
-            let Some(dir) = open_below(fd, names::parent(&m)) else { continue };
-            match repair::copy_go_mod(dir.as_fd()) {
-                Ok(true) => Tally::bump(&self.tally.changed),
-                Ok(false) => {}
-                Err(e) if vanished(&e) => {}
-                Err(e) => self.fail(shown, Failure::new("cannot copy _go.mod to go.mod (Go's first use)", &e)),
-            }
-        }
-    }
-
-    /// Go considers a module tree complete when its `.ziphash` exists and its
-    /// `.partial` does not (cmd/go/internal/modfetch/fetch.go, `download`).
-    fn download_complete(&self, version: &[u8]) -> bool {
-        let Some(at) = open_below(self.pinned_root.fd(), b"cache/download/golang.org/toolchain/@v") else {
-            return false;
-        };
-        let marker = |ext: &str| CString::new([version, ext.as_bytes()].concat()).ok();
-        let (Some(partial), Some(ziphash)) = (marker(".partial"), marker(".ziphash")) else { return false };
-        sys::stat_at(at.as_fd(), &partial).is_err_and(|e| vanished(&e))
-            && sys::stat_at(at.as_fd(), &ziphash).is_ok_and(|st| st.file_type == FileType::File)
-    }
-
-    fn make_go_executable(&self, bin: BorrowedFd<'_>, bin_rel: &[u8]) {
-        let rel = names::join(bin_rel, b"go");
-        let Ok(pin) = sys::pin_at(bin, c"go") else { return };
-        let Ok(st) = sys::stat_fd(pin.as_fd()) else { return };
-        match self.classify(&st) {
-            Ok(Kind::File) => {}
-            Ok(Kind::Dir) => return,
-            Err(reason) => return self.report(rel, reason),
-        }
-        if let Some(d) = self.divergence(Kind::File, &st, Place::ToolGo) {
-            self.settle(pin.as_fd(), &rel, d, Place::ToolGo);
-        }
-    }
-
-    /// The model's kind for an entry, or why it is only reported.
-    fn classify(&self, st: &Stat) -> Result<Kind, Reason> {
-        if !st.same_mount(&self.root) {
-            return Err(Reason::OtherMount);
-        }
-        match st.file_type {
-            FileType::Dir => Ok(Kind::Dir),
-            FileType::File if st.nlink > 1 => Err(Reason::HardLink),
-            FileType::File => Ok(Kind::File),
-            FileType::Symlink => Err(Reason::Symlink),
-            FileType::Special => Err(Reason::Special),
-        }
-    }
-
-    fn divergence(&self, kind: Kind, st: &Stat, place: Place) -> Option<Divergence> {
-        let now = attrs(st);
-        Divergence::between(now, self.cache.policy.target_at(kind, now, place))
-    }
-
-    /// Whether to read the access ACL of an entry that looks like `st` and diverges by `d`.
-    fn wants_acl(&self, st: &Stat, d: Option<&Divergence>) -> bool {
-        // macOS: a `deny` entry of the extended ACL takes away, so the mode cannot tell
-        // whether one is there; every entry's ACL is read.
-        cfg!(target_os = "macos") || self.every_acl || acl::could_grant_more(st.mode, d.map_or(st.mode, |d| d.to.mode))
-    }
-
-    /// ACLs are read until the filesystem says it has none.
-    fn acls_supported(&self, e: &io::Error) -> bool {
-        if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
-            self.tally.no_acl.store(true, Relaxed);
-            return false;
-        }
-        true
-    }
-
-    /// Whether the access ACL that `read` fetches grants more than the model (it goes).
-    fn access_acl_diverges<R: AsRef<[u8]>>(
-        &self,
-        rel: &dyn Fn() -> R,
-        read: impl FnOnce(&mut Vec<u8>) -> io::Result<Option<usize>>,
-    ) -> bool {
-        // Elsewhere the flag only means "no default ACLs": extended ACLs are still read.
-        if cfg!(target_os = "linux") && self.tally.no_acl.load(Relaxed) {
-            return false;
-        }
-        XATTR_BUF.with_borrow_mut(|buf| match read(buf) {
-            Ok(None) => false,
-            Ok(Some(n)) => match Acl::decode(&buf[..n]) {
-                Ok(a) => acl::access_divergence(&a).is_some(),
-                // Nothing the kernel would write; removing it is the only repair.
-                Err(_) => true,
-            },
-            Err(e) if vanished(&e) || !self.acls_supported(&e) => false,
-            Err(e) => {
-                self.fail(rel().as_ref().to_vec(), Failure::new("cannot read the access ACL", &e));
-                false
-            }
-        })
-    }
-
-    /// For a directory: (its access ACL goes, the model's default ACL is to be set).
-    fn dir_acls(&self, fd: BorrowedFd<'_>, rel: &[u8], access: bool, creatable: bool) -> (bool, bool) {
-        let drop_access =
-            access && self.access_acl_diverges(&|| rel, |buf| read_into(sys::get_xattr_fd(fd, acl::ACCESS), buf));
-        let Some(wanted) = self.default_acl.as_ref().filter(|_| creatable) else { return (drop_access, false) };
-        if self.tally.no_acl.load(Relaxed) {
-            return (drop_access, false);
-        }
-        match sys::get_xattr_fd(fd, acl::DEFAULT) {
-            Ok(Some(bytes)) => {
-                Tally::bump(&self.tally.default_acl_present);
-                (drop_access, Acl::decode(&bytes).as_ref() != Ok(wanted))
-            }
-            Ok(None) => {
-                Tally::bump(&self.tally.default_acl_absent);
-                (drop_access, true)
-            }
-            Err(e) if vanished(&e) || !self.acls_supported(&e) => (drop_access, false),
-            Err(e) => {
-                self.fail(rel.to_vec(), Failure::new("cannot read the default ACL", &e));
-                (drop_access, false)
-            }
-        }
-    }
-
-    /// Repairs (or, for a check, lists) a divergent entry pinned by `fd`. True when the
-    /// entry complies afterwards.
-    fn settle(&self, fd: BorrowedFd<'_>, rel: &[u8], d: Divergence, place: Place) -> bool {
-        if self.action == Action::Check {
-            self.diverges(rel.to_vec(), d);
-            return false;
-        }
-        match repair::apply(fd, &d, self.default_acl.as_ref()) {
-            Ok(()) => {
-                self.repaired(rel, &d);
-                true
-            }
-            Err(e) if vanished(&e) => true,
-            // The read-back differs: the entry may have changed meanwhile (Go chmods an
-            // extracted module to 0555 while we repair it). Decide again on what the
-            // pinned inode is now, once; only a second miss is a failure.
-            Err(e) if repair::not_applied(&e) => match self.again(fd, place) {
-                Ok(None) => true,
-                Ok(Some(d)) => match repair::apply(fd, &d, self.default_acl.as_ref()) {
-                    Ok(()) => {
-                        self.repaired(rel, &d);
-                        true
-                    }
-                    Err(e) if vanished(&e) => true,
-                    Err(e) => {
-                        self.fail(rel.to_vec(), Failure::new(format!("cannot repair ({d})"), &e).of(d.from.uid));
-                        false
-                    }
-                },
-                Err(reason) => {
-                    self.report(rel.to_vec(), reason);
-                    false
-                }
-            },
-            Err(e) => {
-                self.fail(rel.to_vec(), Failure::new(format!("cannot repair ({d})"), &e).of(d.from.uid));
-                false
-            }
-        }
-    }
-
-    /// The divergence of the inode pinned by `fd` as it is now, or why it is only reported.
-    fn again(&self, fd: BorrowedFd<'_>, place: Place) -> Result<Option<Divergence>, Reason> {
-        // A pin that can no longer be read is left to the next check of its path.
-        let Ok(st) = sys::stat_fd(fd) else { return Ok(None) };
-        let kind = self.classify(&st)?;
-        Ok(self.divergence(kind, &st, place))
-    }
-
-    fn repaired(&self, rel: &[u8], d: &Divergence) {
-        let t = self.tally;
-        Tally::bump(&t.changed);
-        for (changed, counter) in [(d.owner(), &t.owner), (d.group(), &t.group), (d.mode(), &t.mode), (d.acl(), &t.acl)]
-        {
-            if changed {
-                Tally::bump(counter);
-            }
-        }
-        self.visit.repaired(rel, d);
-    }
-
-    fn report(&self, rel: Vec<u8>, reason: Reason) {
-        Tally::bump(&self.tally.reported[reason as usize]);
-        self.note(rel, Finding::Reported(reason));
-    }
-
-    fn diverges(&self, rel: Vec<u8>, d: Divergence) {
-        Tally::bump(&self.tally.diverging);
-        self.note(rel, Finding::Diverges(d));
-    }
-
-    fn fail(&self, rel: Vec<u8>, failure: Failure) {
-        Tally::bump(&self.tally.failed);
-        self.note(rel, Finding::Failed(failure));
-    }
-
-    fn note(&self, rel: Vec<u8>, finding: Finding) {
-        self.visit.found(Note { rel, finding });
     }
 }
 
