@@ -16,7 +16,7 @@
 //! Followed from the kernel to a repair, in five files: `service::watch` queues the
 //! inotify event, `service::worker` maps it to a path (`watch::seen`) and walks it,
 //! `engine::walk` looks at the entry, `policy::model` says what it should be, and
-//! `engine::repair` changes it; the walk's visitor tells the worker.
+//! `engine::walk::repair` changes it; the walk's visitor tells the worker.
 
 #![deny(unsafe_code)]
 

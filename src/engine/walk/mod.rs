@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::engine::acl::{self, Acl};
-use crate::engine::repair;
 use crate::engine::root::Root;
 use crate::policy::config::CacheConfig;
 use crate::policy::model::{self, Attrs, Divergence, Kind, Place};
@@ -425,9 +424,9 @@ impl<'a> Scan<'a> {
     }
 }
 
+mod acls;
 mod first_use;
-mod judge;
-mod settle;
+mod repair;
 
 struct Walker<'a> {
     cache: &'a CacheConfig,
@@ -634,13 +633,33 @@ impl<'s> Walker<'s> {
             };
             let d = self.divergence(kind, &pinned, place);
             let drop_acl = self.wants_acl(&pinned, d.as_ref())
-                && self.access_acl_diverges(&rel, |buf| judge::read_into(sys::get_xattr_fd(pin.as_fd(), acl::ACCESS), buf));
+                && self
+                    .access_acl_diverges(&rel, |buf| acls::read_into(sys::get_xattr_fd(pin.as_fd(), acl::ACCESS), buf));
             if let Some(d) = Divergence::with_acl(d, attrs(&pinned), drop_acl, false) {
                 self.settle(pin.as_fd(), &rel(), d, place);
             }
             return;
         }
         self.settle(pin.as_fd(), &rel(), d, place);
+    }
+
+    /// The model's kind for an entry, or why it is only reported.
+    fn classify(&self, st: &Stat) -> Result<Kind, Reason> {
+        if !st.same_mount(&self.root) {
+            return Err(Reason::OtherMount);
+        }
+        match st.file_type {
+            FileType::Dir => Ok(Kind::Dir),
+            FileType::File if st.nlink > 1 => Err(Reason::HardLink),
+            FileType::File => Ok(Kind::File),
+            FileType::Symlink => Err(Reason::Symlink),
+            FileType::Special => Err(Reason::Special),
+        }
+    }
+
+    fn divergence(&self, kind: Kind, st: &Stat, place: Place) -> Option<Divergence> {
+        let now = attrs(st);
+        Divergence::between(now, self.cache.policy.target_at(kind, now, place))
     }
 }
 

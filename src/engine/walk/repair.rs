@@ -1,14 +1,19 @@
-//! The one place that changes entries of a cache. Every change goes through a descriptor that pins
-//! the inode the walk classified, in the order narrow → chown → final mode, so that
-//! there is never a moment with more access than before or after (the
-//! systemd-tmpfiles `fd_set_perms` order; CVE-2017-18078, CVE-2018-6954).
+//! The change step, and the one place that changes entries of a cache. A diverging
+//! entry, pinned, is checked again through its pin ([`Walker::settle`]); every change
+//! goes through that descriptor, in the order narrow → chown → final mode ([`apply`]),
+//! so that there is never a moment with more access than before or after (the
+//! systemd-tmpfiles `fd_set_perms` order; CVE-2017-18078, CVE-2018-6954). What happened
+//! goes to the walk's visitor.
 
+use std::ffi::CStr;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::engine::acl::{self, Acl};
-use crate::policy::model::{Attrs, Divergence};
-use crate::sys;
+use crate::policy::model::{self, Attrs, Divergence, Kind, Place};
+use crate::sys::{self, FileType};
+
+use super::{vanished, Action, Failure, Finding, Note, Reason, Tally, Walker};
 
 /// A repair that the kernel accepted but that did not take: a filesystem that ignores
 /// chmod or chown (WSL `drvfs`, some FUSE), or setgid dropped for a non-member.
@@ -174,4 +179,107 @@ pub(crate) fn copy_go_mod(dir: BorrowedFd<'_>) -> io::Result<bool> {
 #[cfg(not(target_os = "linux"))]
 pub fn copy_go_mod(_dir: BorrowedFd<'_>) -> io::Result<bool> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+impl Walker<'_> {
+    pub(super) fn unlock_directory(
+        &self,
+        parent: BorrowedFd<'_>,
+        name: &CStr,
+        rel: &[u8],
+    ) -> io::Result<Option<OwnedFd>> {
+        let pin = sys::pin_at(parent, name)?;
+        let st = sys::stat_fd(pin.as_fd())?;
+        if st.file_type != FileType::Dir || self.classify(&st).is_err() {
+            return Ok(None);
+        }
+        let place = model::place_of(rel);
+        if let Some(d) = self.divergence(Kind::Dir, &st, place) {
+            if !self.settle(pin.as_fd(), rel, d, place) {
+                return Ok(None);
+            }
+        }
+        let fd = sys::open_dir_at(pin.as_fd(), c".")?;
+        Ok(sys::stat_fd(fd.as_fd())?.same_inode(&st).then_some(fd))
+    }
+
+    /// Repairs (or, for a check, lists) a divergent entry pinned by `fd`. True when the
+    /// entry complies afterwards.
+    pub(super) fn settle(&self, fd: BorrowedFd<'_>, rel: &[u8], d: Divergence, place: Place) -> bool {
+        if self.action == Action::Check {
+            self.diverges(rel.to_vec(), d);
+            return false;
+        }
+        match apply(fd, &d, self.default_acl.as_ref()) {
+            Ok(()) => {
+                self.repaired(rel, &d);
+                true
+            }
+            Err(e) if vanished(&e) => true,
+            // The read-back differs: the entry may have changed meanwhile (Go chmods an
+            // extracted module to 0555 while we repair it). Decide again on what the
+            // pinned inode is now, once; only a second miss is a failure.
+            Err(e) if not_applied(&e) => match self.again(fd, place) {
+                Ok(None) => true,
+                Ok(Some(d)) => match apply(fd, &d, self.default_acl.as_ref()) {
+                    Ok(()) => {
+                        self.repaired(rel, &d);
+                        true
+                    }
+                    Err(e) if vanished(&e) => true,
+                    Err(e) => {
+                        self.fail(rel.to_vec(), Failure::new(format!("cannot repair ({d})"), &e).of(d.from.uid));
+                        false
+                    }
+                },
+                Err(reason) => {
+                    self.report(rel.to_vec(), reason);
+                    false
+                }
+            },
+            Err(e) => {
+                self.fail(rel.to_vec(), Failure::new(format!("cannot repair ({d})"), &e).of(d.from.uid));
+                false
+            }
+        }
+    }
+
+    /// The divergence of the inode pinned by `fd` as it is now, or why it is only reported.
+    pub(super) fn again(&self, fd: BorrowedFd<'_>, place: Place) -> Result<Option<Divergence>, Reason> {
+        // A pin that can no longer be read is left to the next check of its path.
+        let Ok(st) = sys::stat_fd(fd) else { return Ok(None) };
+        let kind = self.classify(&st)?;
+        Ok(self.divergence(kind, &st, place))
+    }
+
+    pub(super) fn repaired(&self, rel: &[u8], d: &Divergence) {
+        let t = self.tally;
+        Tally::bump(&t.changed);
+        for (changed, counter) in [(d.owner(), &t.owner), (d.group(), &t.group), (d.mode(), &t.mode), (d.acl(), &t.acl)]
+        {
+            if changed {
+                Tally::bump(counter);
+            }
+        }
+        self.visit.repaired(rel, d);
+    }
+
+    pub(super) fn report(&self, rel: Vec<u8>, reason: Reason) {
+        Tally::bump(&self.tally.reported[reason as usize]);
+        self.note(rel, Finding::Reported(reason));
+    }
+
+    pub(super) fn diverges(&self, rel: Vec<u8>, d: Divergence) {
+        Tally::bump(&self.tally.diverging);
+        self.note(rel, Finding::Diverges(d));
+    }
+
+    pub(super) fn fail(&self, rel: Vec<u8>, failure: Failure) {
+        Tally::bump(&self.tally.failed);
+        self.note(rel, Finding::Failed(failure));
+    }
+
+    pub(super) fn note(&self, rel: Vec<u8>, finding: Finding) {
+        self.visit.found(Note { rel, finding });
+    }
 }

@@ -1,5 +1,6 @@
-//! Classification: what an entry is (a kind the model covers, or why it is only
-//! reported) and how it diverges from what the model wants, ACLs included. Reads only.
+//! What an entry's POSIX ACLs say, read through its descriptor: whether an access ACL
+//! grants more than the mode shows, and whether a directory carries the model's
+//! default ACL (the format is [`crate::engine::acl`]'s). Reads only.
 
 use std::os::fd::BorrowedFd;
 
@@ -20,25 +21,6 @@ pub(super) fn read_into(got: io::Result<Option<Vec<u8>>>, buf: &mut Vec<u8>) -> 
 }
 
 impl Walker<'_> {
-    /// The model's kind for an entry, or why it is only reported.
-    pub(super) fn classify(&self, st: &Stat) -> Result<Kind, Reason> {
-        if !st.same_mount(&self.root) {
-            return Err(Reason::OtherMount);
-        }
-        match st.file_type {
-            FileType::Dir => Ok(Kind::Dir),
-            FileType::File if st.nlink > 1 => Err(Reason::HardLink),
-            FileType::File => Ok(Kind::File),
-            FileType::Symlink => Err(Reason::Symlink),
-            FileType::Special => Err(Reason::Special),
-        }
-    }
-
-    pub(super) fn divergence(&self, kind: Kind, st: &Stat, place: Place) -> Option<Divergence> {
-        let now = attrs(st);
-        Divergence::between(now, self.cache.policy.target_at(kind, now, place))
-    }
-
     /// Whether to read the access ACL of an entry that looks like `st` and diverges by `d`.
     pub(super) fn wants_acl(&self, st: &Stat, d: Option<&Divergence>) -> bool {
         // macOS: a `deny` entry of the extended ACL takes away, so the mode cannot tell
