@@ -196,6 +196,7 @@ pub(crate) enum Seen {
     /// The marker of the `sync` `token` appeared: every event before it has come.
     Marker(u64),
     /// The kernel dropped watch `wd` (its directory is gone).
+    #[cfg(target_os = "linux")]
     Dropped(i32),
     /// Nothing to do: another name in the root's parent, a watch no longer known.
     Nothing,
@@ -365,8 +366,10 @@ impl std::fmt::Display for Degraded {
     }
 }
 
-/// Why a directory could not be watched.
+/// Why a directory could not be watched. Only inotify refuses one: FSEvents watches the
+/// whole tree with one stream.
 #[derive(Debug)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) enum WatchError {
     /// `fs.inotify.max_user_watches` is used up.
     Limit,

@@ -362,6 +362,7 @@ impl Worker {
                 pending.rescan(None);
             }
             Seen::Marker(token) => barriers.extend(self.state.waiters.remove(&token)),
+            #[cfg(target_os = "linux")]
             Seen::Dropped(wd) => {
                 self.state.watched.remove(&wd);
             }
