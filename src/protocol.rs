@@ -159,7 +159,12 @@ pub enum CacheState {
 pub struct CacheStatus {
     pub path: String,
     pub state: CacheState,
+    /// Why the cache is not healthy, in words.
     pub reason: Option<String>,
+    /// The same as a code, for programs (`doctor` decides on it, never on the words);
+    /// added within schema version 1.
+    #[serde(default)]
+    pub reason_code: Option<ReasonCode>,
     pub filesystem: String,
     /// Entries seen by the last full scan.
     pub entries: u64,
@@ -232,6 +237,24 @@ pub(crate) struct Leftover {
     pub yours: u64,
     /// The first of them, by path.
     pub first: Vec<Unrepaired>,
+}
+
+/// Why a cache is not healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    /// Events were lost within the last 10 minutes.
+    Overflow,
+    NoInotify,
+    /// The root cannot be resolved or walked.
+    Unwalkable,
+    WatchLimit,
+    WatchBudget,
+    Unwatched,
+    /// The hard-link guard stops every change.
+    Refused,
+    /// The filesystem sends no events for other clients' writes: polled.
+    Polled,
 }
 
 /// The walk's counts, as the one-shot summary, `status` and the metrics show them.

@@ -83,8 +83,8 @@ pub(crate) fn run(inputs: &Inputs<'_>) -> Vec<Line> {
         // replaces advice that cannot help: a rescan.
         let unwalkable = inputs.status.as_ref().ok().and_then(|s| {
             let path = cache.path.display().to_string();
-            let reason = s.caches.iter().find(|c| c.path == path)?.reason.clone()?;
-            reason.starts_with(crate::service::watch::UNWALKABLE_REASON).then_some(reason)
+            let c = s.caches.iter().find(|c| c.path == path)?;
+            (c.reason_code == Some(crate::protocol::ReasonCode::Unwalkable)).then(|| c.reason.clone()).flatten()
         });
         root(&mut l, cache, unwalkable.as_deref());
         filesystem(&mut l, &cache.path);
@@ -535,9 +535,9 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn status(path: &Path, reason: &str) -> Status {
+    fn status(path: &Path, (code, reason): (&str, &str)) -> Status {
         let cache = serde_json::json!({
-            "path": path, "state": "degraded", "reason": reason, "filesystem": "ext4", "entries": 0,
+            "path": path, "state": "degraded", "reason": reason, "reason_code": code, "filesystem": "ext4", "entries": 0,
             "repairs": {"entries": 0, "owner": 0, "group": 0, "mode": 0},
             "reported": {"symlink": 0, "hard_link": 0, "special": 0, "other_mount": 0},
             "errors": 1, "last_full_scan": null, "full_scans": 1, "full_scan_ms_total": 0,
@@ -552,7 +552,7 @@ mod tests {
         .unwrap()
     }
 
-    fn root_line(dir: &Path, reason: &str) -> Line {
+    fn root_line(dir: &Path, reason: (&str, &str)) -> Line {
         let cfg = dir.join("ck.toml");
         let root = dir.join("mod");
         std::fs::write(&cfg, format!("[[cache]]\npath = \"{}\"\n", root.display())).unwrap();
@@ -567,13 +567,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("mod")).unwrap();
         std::fs::set_permissions(dir.path().join("mod"), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let why = format!("{}: Read-only file system; add ReadWritePaths=-X", crate::service::watch::UNWALKABLE_REASON);
-        let line = root_line(dir.path(), &why);
+        let why = "the cache root cannot be walked: Read-only file system; add ReadWritePaths=-X";
+        let line = root_line(dir.path(), ("unwalkable", why));
         assert_eq!(line.verdict, Verdict::Fail);
         assert!(line.detail.ends_with(&format!("the service cannot repair it: {why}")), "{}", line.detail);
         assert!(!line.detail.contains("rescan"), "{}", line.detail);
-        // Degraded for another reason: the usual advice stands.
-        let line = root_line(dir.path(), crate::service::watch::OVERFLOW_REASON);
+        // Degraded for another reason: the usual advice stands, whatever the words say.
+        let line = root_line(dir.path(), ("overflow", why));
         assert!(line.detail.contains("cachekeeperctl rescan"), "{}", line.detail);
     }
 }

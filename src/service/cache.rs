@@ -311,7 +311,8 @@ impl CacheRuntime {
         let kept = &view.kept;
         let last = kept.last_scan.as_ref();
         let polled = self.watching.polled;
-        let reason = view.degraded().map(|d| d.to_string()).or_else(|| {
+        let degraded = view.degraded();
+        let reason = degraded.as_ref().map(|d| d.to_string()).or_else(|| {
             polled.then(|| {
                 format!(
                     "{} sends no events for other clients' writes: polled every {}s",
@@ -320,11 +321,13 @@ impl CacheRuntime {
                 )
             })
         });
+        let reason_code = degraded.map(|d| d.code()).or(polled.then_some(protocol::ReasonCode::Polled));
         let isolation = view.isolation.as_ref();
         CacheStatus {
             path: self.cache.path.display().to_string(),
             state: view.state(polled),
             reason,
+            reason_code,
             filesystem: self.watching.filesystem.clone(),
             entries: last.map_or(0, |l| l.info.entries),
             repairs: kept.counts.repairs,

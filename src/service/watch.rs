@@ -343,6 +343,21 @@ pub(crate) enum Degraded {
     Refused(String),
 }
 
+impl Degraded {
+    pub(crate) fn code(&self) -> crate::protocol::ReasonCode {
+        use crate::protocol::ReasonCode;
+        match self {
+            Degraded::Overflow => ReasonCode::Overflow,
+            Degraded::NoInotify => ReasonCode::NoInotify,
+            Degraded::Unwalkable(_) => ReasonCode::Unwalkable,
+            Degraded::WatchLimit => ReasonCode::WatchLimit,
+            Degraded::WatchBudget { .. } => ReasonCode::WatchBudget,
+            Degraded::Unwatched { .. } => ReasonCode::Unwatched,
+            Degraded::Refused(_) => ReasonCode::Refused,
+        }
+    }
+}
+
 impl std::fmt::Display for Degraded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let plural = |n: u64, one: &'static str, many: &'static str| if n == 1 { one } else { many };
