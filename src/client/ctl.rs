@@ -150,7 +150,7 @@ pub fn main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
             ExitCode::from(if status.healthy { 0 } else { FAILED })
         }
         (Response::Status(status), Command::Metrics) => {
-            print!("{}", crate::service::metrics::render(&status));
+            print!("{}", crate::metrics::render(&status));
             ExitCode::SUCCESS
         }
         (Response::Synced { leftovers }, _) => ExitCode::from(tell_leftovers(&leftovers)),
@@ -205,7 +205,7 @@ fn tell_leftovers(leftovers: &[crate::protocol::Leftover]) -> u8 {
             l.cache,
             l.unrepaired,
             if l.unrepaired == 1 { "y" } else { "ies" },
-            crate::oneshot::hint::command("cachekeeperctl")
+            crate::policy::hint::command("cachekeeperctl")
         );
         yours += l.yours;
     }
@@ -323,7 +323,7 @@ fn dubious(path: &std::path::Path) -> ExitCode {
     println!(
         "git at {}: {whose}; fix: `git config --global --add safe.directory {}`{system}",
         path.display(),
-        crate::oneshot::hint::quote(path.as_os_str())
+        crate::policy::hint::quote(path.as_os_str())
     );
     ExitCode::from(FAILED)
 }
@@ -388,7 +388,7 @@ pub fn render_status(status: &Status) -> String {
     if !d.config.is_empty() {
         out += &format!("  config {}, socket {}\n", d.config, if d.socket.is_empty() { "?" } else { &d.socket });
     }
-    let mut names = crate::oneshot::summary::Names::default();
+    let mut names = crate::policy::names::Names::default();
     for c in &status.caches {
         let state = match c.state {
             CacheState::Starting => "starting",

@@ -123,7 +123,7 @@ fn own_cache(l: &mut List, inputs: &Inputs<'_>) -> Vec<Line> {
             "no {} (no service is set up here): checking your own Go module cache {} as `{} --init` keeps it",
             inputs.config.display(),
             cache.path.display(),
-            crate::oneshot::hint::command("cachekeeper")
+            crate::policy::hint::command("cachekeeper")
         ),
     );
     if cache.path.exists() {
@@ -162,7 +162,7 @@ fn service(l: &mut List, status: &Result<Status, Unanswered>) {
                 format!(
                     "{e}; the checks below need no service. To ask it, be added to daemon.socket_group (an \
                      administrator), or run `{} doctor`",
-                    crate::oneshot::hint::sudo("cachekeeperctl")
+                    crate::policy::hint::sudo("cachekeeperctl")
                 ),
             )
         }
@@ -210,7 +210,7 @@ fn root(l: &mut List, cache: &CacheConfig, unwalkable: Option<&str>) {
     let st = pinned.stat();
     let now = Attrs { uid: st.uid, gid: st.gid, mode: st.mode };
     let to = cache.policy.target(Kind::Dir, now);
-    let mut names = crate::oneshot::summary::Names::default();
+    let mut names = crate::policy::names::Names::default();
     let mut show = |a: Attrs| format!("{}:{} {:04o}", names.user(a.uid), names.group(a.gid), a.mode);
     if to == now {
         l.add(name, Verdict::Ok, format!("{} complies", show(now)));
@@ -265,7 +265,7 @@ fn filesystem(l: &mut List, path: &Path) {
     if std::fs::symlink_metadata(path).is_err() {
         // Not "[ok] unknown": say where it will be, once created.
         let parent = path.ancestors().find(|p| std::fs::symlink_metadata(p).is_ok()).unwrap_or(Path::new("/"));
-        let (fs, _) = crate::service::watch::filesystem(parent);
+        let (fs, _) = crate::sys::filesystem(parent);
         return l.add(
             name,
             Verdict::Info,
@@ -275,7 +275,7 @@ fn filesystem(l: &mut List, path: &Path) {
             ),
         );
     }
-    let (fs, network) = crate::service::watch::filesystem(path);
+    let (fs, network) = crate::sys::filesystem(path);
     let ro = crate::sys::read_only(path);
     let mount = mount_of(path);
     if ro {
@@ -397,8 +397,8 @@ enum Inherits {
 fn inherits(cache: &CacheConfig) -> Inherits {
     let Some(wanted) = cache.policy.default_acl() else { return Inherits::Off };
     let Ok(path) = std::ffi::CString::new(cache.path.as_os_str().as_encoded_bytes()) else { return Inherits::NotYet };
-    match crate::sys::get_xattr_path(&path, crate::engine::acl::DEFAULT) {
-        Ok(Some(b)) if crate::engine::acl::Acl::decode(&b).as_ref() == Ok(&wanted) => Inherits::Yes,
+    match crate::sys::get_xattr_path(&path, crate::policy::acl::DEFAULT) {
+        Ok(Some(b)) if crate::policy::acl::Acl::decode(&b).as_ref() == Ok(&wanted) => Inherits::Yes,
         Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Inherits::Unsupported,
         _ => Inherits::NotYet,
     }
@@ -409,9 +409,9 @@ fn inherits(cache: &CacheConfig) -> Inherits {
 fn deny_entries(l: &mut List, cache: &CacheConfig) {
     let Ok(path) = std::ffi::CString::new(cache.path.as_os_str().as_encoded_bytes()) else { return };
     let Ok(Some(text)) = crate::sys::ext_acl_path(&path) else { return };
-    let denies = crate::engine::ext_acl::denies(&text);
+    let denies = crate::policy::ext_acl::denies(&text);
     if !denies.is_empty() {
-        let named: Vec<String> = denies.iter().map(crate::engine::ext_acl::Ace::describe).collect();
+        let named: Vec<String> = denies.iter().map(crate::policy::ext_acl::Ace::describe).collect();
         l.add(
             format!("extended ACL {}", cache.path.display()),
             Verdict::Warn,
@@ -506,10 +506,10 @@ fn go_subtrees(l: &mut List, cache: &CacheConfig) {
         let verdict = if go::go_sets_git_dir() { Verdict::Warn } else { Verdict::Fail };
         l.add(format!("git clones {}", cache.path.display()), verdict, advice);
     }
-    if go::is_build_cache(cache) {
+    if crate::policy::config::is_build_cache(cache) {
         let name = format!("GOCACHE {}", cache.path.display());
         match cache.policy.owner {
-            Some(_) => l.add(name, Verdict::Warn, go::GOCACHE_OWNER),
+            Some(_) => l.add(name, Verdict::Warn, crate::policy::config::GOCACHE_OWNER),
             None => l.add(name, Verdict::Info, go::GOCACHE_FRESHNESS),
         }
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::engine::acl::{self, Acl, GROUP, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ};
+use crate::policy::acl::{self, Acl, GROUP, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ};
 use crate::policy::config::{CacheConfig, Config};
 use crate::policy::model::{Attrs, Kind};
 
@@ -214,8 +214,8 @@ fn decide(who: &Who, meta: &std::fs::Metadata, path: &Path, access: Access) -> (
     // macOS: a `deny` entry of the extended ACL is checked before the mode bits.
     let denied =
         CString::new(path.as_os_str().as_bytes()).ok().and_then(|c| crate::sys::ext_acl_path(&c).ok().flatten());
-    if let Some(ace) = denied.as_deref().map(crate::engine::ext_acl::denies).unwrap_or_default().into_iter().find(|a| {
-        crate::engine::ext_acl::blocks(a, who.uid, &who.groups) && crate::engine::ext_acl::takes_away(a, need)
+    if let Some(ace) = denied.as_deref().map(crate::policy::ext_acl::denies).unwrap_or_default().into_iter().find(|a| {
+        crate::policy::ext_acl::blocks(a, who.uid, &who.groups) && crate::policy::ext_acl::takes_away(a, need)
     }) {
         return (
             false,

@@ -203,28 +203,6 @@ pub(crate) fn explain_clone(uid: u32, path: &Path, caches: &[CacheConfig]) -> Op
     ))
 }
 
-/// Whether `cache` is a build cache (GOCACHE): Go's `README` and `trim.txt`, or a
-/// name that says so.
-pub(crate) fn is_build_cache(cache: &CacheConfig) -> bool {
-    let p = &cache.path;
-    (p.join("README").is_file() && p.join("trim.txt").is_file())
-        || p.file_name().is_some_and(|n| {
-            let n = n.to_string_lossy().to_ascii_lowercase();
-            n == "go-build" || n.contains("gocache") || n.contains("go-cache")
-        })
-}
-
-/// Why `owner` does not suit a GOCACHE. Go marks an entry used by setting its mtime
-/// with explicit times, at most hourly (cmd/go/internal/cache/cache.go, `used`:
-/// `os.Chtimes`), which only the file's owner may do; errors are ignored. Entries
-/// not marked for 5 days (`trimLimit`) are deleted by the daily trim. With `owner`
-/// set, every entry becomes that user's, so no member's use keeps any entry alive.
-pub(crate) const GOCACHE_OWNER: &str =
-    "`owner` on a GOCACHE makes every entry that user's, and Go marks an entry as used \
-     (its mtime, at most hourly) only where the user owns it: entries other members use are trimmed 5 days after \
-     they were written, however often they use them; for a cache shared by members leave `owner` unset (each entry \
-     stays its creator's) and set `group`";
-
 /// The caveat of a shared GOCACHE without `owner`.
 pub(crate) const GOCACHE_FRESHNESS: &str =
     "entries used only by members other than their creator are not marked as used \

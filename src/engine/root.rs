@@ -341,7 +341,7 @@ pub(crate) fn accept_successor(
             "root replaced — refusing: {} is now another directory ({why}), not one Go or cachekeeper would have made \
              there; nothing in it is changed until an administrator runs `{} rescan` (or `reload`)",
             new.path.display(),
-            crate::oneshot::hint::sudo("cachekeeperctl")
+            crate::policy::hint::sudo("cachekeeperctl")
         ))
     };
     if new.st.dev != former.dev {
@@ -686,12 +686,12 @@ impl Isolation {
             Isolation::Parent => format!(
                 "not isolated: {parent} is a mount of its own but {root} is not, so files elsewhere in {parent} can \
                  be hard-linked in (`{} --init --isolate --path {root}` bind-mounts it on itself)",
-                crate::oneshot::hint::sudo("cachekeeper")
+                crate::policy::hint::sudo("cachekeeper")
             ),
             Isolation::None => format!(
                 "not isolated: files elsewhere on its filesystem can be hard-linked in (`{} --init --isolate --path \
                  {root}` bind-mounts it on itself)",
-                crate::oneshot::hint::sudo("cachekeeper")
+                crate::policy::hint::sudo("cachekeeper")
             ),
         }
     }
@@ -756,7 +756,7 @@ pub(crate) fn hard_link_guard(isolation: &Isolation, protected: Option<bool>, ro
          could hard-link any file of the system into it; run `{1} --init --isolate --path {0}` (or bind-mount {0} on \
          itself), or `sudo sysctl fs.protected_hardlinks=1`",
         root.display(),
-        crate::oneshot::hint::sudo("cachekeeper")
+        crate::policy::hint::sudo("cachekeeper")
     )))
 }
 

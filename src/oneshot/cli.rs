@@ -275,7 +275,7 @@ fn run(args: &Args) -> Result<Outcome, Usage> {
 
     if let (Some((uid, _)), false, Some(cache)) = (config::sudo_ids(), args.json, caches.first()) {
         if args.config.is_none() {
-            let mut names = summary::Names::default();
+            let mut names = crate::policy::names::Names::default();
             let p = cache.policy;
             let owner = p.owner.map_or("unchanged".to_owned(), |u| names.user(u));
             let group = p.group.map_or("unchanged".to_owned(), |g| names.group(g));
@@ -398,7 +398,7 @@ fn warn_foreign_mount(cache: &CacheConfig, pinned: &Root) {
     if now == owner || now == 0 || !root::isolation(pinned).isolated() {
         return;
     }
-    let mut names = summary::Names::default();
+    let mut names = crate::policy::names::Names::default();
     eprintln!(
         "cachekeeper: warning: {} is a mount of its own (a bind mount or a volume) owned by {}; --init gives it to \
          {}, on the host too. To keep its owner, pass --owner {now} (or run the container as uid {now}, e.g. \

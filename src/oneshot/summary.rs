@@ -1,7 +1,7 @@
 //! What `--init` and `--check` print: a one-screen summary per cache, or one JSON
 //! object (`schema_version` 1) for scripts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::engine::walk::{Action, Failure, Finding, Note, Reason, Repairs, Tally};
 use crate::policy::config::CacheConfig;
 use crate::policy::model::{Divergence, Inherit, Inheritance, Policy};
-use crate::policy::names::{self, Escaped};
+use crate::policy::names::{self, Escaped, Names};
 
 pub(crate) const SCHEMA_VERSION: u32 = 1;
 
@@ -93,56 +93,6 @@ pub(crate) fn entries(n: u64) -> String {
     }
 }
 
-/// User and group names for ids, looked up once each.
-#[derive(Debug, Default)]
-pub(crate) struct Names {
-    users: HashMap<u32, String>,
-    groups: HashMap<u32, String>,
-}
-
-impl Names {
-    pub(crate) fn user(&mut self, uid: u32) -> String {
-        self.users
-            .entry(uid)
-            .or_insert_with(|| match nix::unistd::User::from_uid(uid.into()) {
-                Ok(Some(u)) => u.name,
-                _ => uid.to_string(),
-            })
-            .clone()
-    }
-
-    pub(crate) fn group(&mut self, gid: u32) -> String {
-        self.groups
-            .entry(gid)
-            .or_insert_with(|| match nix::unistd::Group::from_gid(gid.into()) {
-                Ok(Some(g)) => g.name,
-                _ => gid.to_string(),
-            })
-            .clone()
-    }
-
-    /// `owner root→alice, mode 0644→0664`: only what changes, with names where they exist.
-    pub(crate) fn divergence(&mut self, d: &Divergence) -> String {
-        let mut parts = Vec::with_capacity(3);
-        if d.owner() {
-            parts.push(format!("owner {}→{}", self.user(d.from.uid), self.user(d.to.uid)));
-        }
-        if d.group() {
-            parts.push(format!("group {}→{}", self.group(d.from.gid), self.group(d.to.gid)));
-        }
-        if d.mode() {
-            parts.push(format!("mode {:04o}→{:04o}", d.from.mode, d.to.mode));
-        }
-        if d.drop_access_acl {
-            parts.push(crate::policy::model::DROPPED_ACL.to_owned());
-        }
-        if d.set_default_acl {
-            parts.push("default ACL→the model's".to_owned());
-        }
-        parts.join(", ")
-    }
-}
-
 /// Failures that share a cause, and what to do about it.
 struct Cause {
     why: String,
@@ -154,14 +104,14 @@ fn cause(f: &Failure, root: &std::path::Path) -> String {
     match f.errno {
         Some(libc::EPERM) if !nix::unistd::geteuid().is_root() => format!(
             "belong to other users, and only root may change them: run `{}`",
-            crate::oneshot::hint::rerun_with_sudo(true)
+            crate::policy::hint::rerun_with_sudo(true)
         ),
         Some(libc::EPERM) => {
             "were refused by the kernel although this runs as root (an immutable attribute? see lsattr)".into()
         }
         Some(libc::EROFS) => read_only(root),
         Some(libc::EACCES) if !nix::unistd::geteuid().is_root() => {
-            format!("could not be read (permission denied): run `{}`", crate::oneshot::hint::rerun_with_sudo(false))
+            format!("could not be read (permission denied): run `{}`", crate::policy::hint::rerun_with_sudo(false))
         }
         _ => format!("failed: {f}"),
     }

@@ -215,10 +215,10 @@ impl Policy {
     /// The default ACL every directory the group may create entries in carries, or `None`
     /// when the model leaves default ACLs alone. Its entries are the model's bits for a directory Go creates with
     /// `MkdirAll(0777)`, so the kernel's inheritance (mode argument ∩ ACL) produces
-    /// exactly the model's bits for what Go creates: see [`crate::engine::acl`].
-    pub fn default_acl(&self) -> Option<crate::engine::acl::Acl> {
+    /// exactly the model's bits for what Go creates: see [`crate::policy::acl`].
+    pub fn default_acl(&self) -> Option<crate::policy::acl::Acl> {
         (self.inherit == Inherit::Acl)
-            .then(|| crate::engine::acl::Acl::minimal(self.target_mode(Kind::Dir, 0o777) & 0o777))
+            .then(|| crate::policy::acl::Acl::minimal(self.target_mode(Kind::Dir, 0o777) & 0o777))
     }
 
     fn target_mode(&self, kind: Kind, mode: u32) -> u32 {
@@ -487,7 +487,7 @@ mod tests {
     /// umask ignored, and setgid from the setgid parent for directories.
     fn inherited(p: Policy, kind: Kind, mode_arg: u32) -> u32 {
         let acl = p.default_acl().unwrap();
-        let [u, g, o] = [crate::engine::acl::USER_OBJ, crate::engine::acl::GROUP_OBJ, crate::engine::acl::OTHER]
+        let [u, g, o] = [crate::policy::acl::USER_OBJ, crate::policy::acl::GROUP_OBJ, crate::policy::acl::OTHER]
             .map(|t| acl.perm(t).unwrap());
         let bits = mode_arg & (u << 6 | g << 3 | o);
         if kind == Kind::Dir && p.model == Model::Shared {

@@ -1,6 +1,7 @@
 //! Names are bytes, not UTF-8: how relative paths are joined, and how they are shown
 //! in logs and summaries without letting a newline or a terminal escape through.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
@@ -78,5 +79,55 @@ mod tests {
         assert_eq!(parent(b"c"), b"");
         assert_eq!(display(Path::new("/m"), b""), "/m");
         assert_eq!(display(Path::new("/m"), b"x/y"), "/m/x/y");
+    }
+}
+
+/// User and group names for ids, looked up once each.
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    users: HashMap<u32, String>,
+    groups: HashMap<u32, String>,
+}
+
+impl Names {
+    pub(crate) fn user(&mut self, uid: u32) -> String {
+        self.users
+            .entry(uid)
+            .or_insert_with(|| match nix::unistd::User::from_uid(uid.into()) {
+                Ok(Some(u)) => u.name,
+                _ => uid.to_string(),
+            })
+            .clone()
+    }
+
+    pub(crate) fn group(&mut self, gid: u32) -> String {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| match nix::unistd::Group::from_gid(gid.into()) {
+                Ok(Some(g)) => g.name,
+                _ => gid.to_string(),
+            })
+            .clone()
+    }
+
+    /// `owner root→alice, mode 0644→0664`: only what changes, with names where they exist.
+    pub(crate) fn divergence(&mut self, d: &crate::policy::model::Divergence) -> String {
+        let mut parts = Vec::with_capacity(3);
+        if d.owner() {
+            parts.push(format!("owner {}→{}", self.user(d.from.uid), self.user(d.to.uid)));
+        }
+        if d.group() {
+            parts.push(format!("group {}→{}", self.group(d.from.gid), self.group(d.to.gid)));
+        }
+        if d.mode() {
+            parts.push(format!("mode {:04o}→{:04o}", d.from.mode, d.to.mode));
+        }
+        if d.drop_access_acl {
+            parts.push(crate::policy::model::DROPPED_ACL.to_owned());
+        }
+        if d.set_default_acl {
+            parts.push("default ACL→the model's".to_owned());
+        }
+        parts.join(", ")
     }
 }

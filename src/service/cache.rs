@@ -180,7 +180,7 @@ impl CacheRuntime {
     pub(super) fn start(start: Start) -> (Arc<CacheRuntime>, oneshot::Receiver<Reconciled>) {
         let Start { cache, sentinel, kept, full_rescan, audit, max_pending, max_watches: watch_budget } = start;
         let cache = Arc::new(cache);
-        let (filesystem, polled) = watch::filesystem(&cache.path);
+        let (filesystem, polled) = sys::filesystem(&cache.path);
         let (queue, inbox) = watch::queue(max_pending);
         let mut degraded = None;
         let mut watcher = None;

@@ -436,7 +436,7 @@ impl Service {
                 socket: self.daemon.socket.display().to_string(),
                 trouble,
                 inotify_watches: inotify_watches(),
-                user: crate::oneshot::summary::Names::default().user(nix::unistd::geteuid().as_raw()),
+                user: crate::policy::names::Names::default().user(nix::unistd::geteuid().as_raw()),
                 started: protocol::rfc3339(self.started_at),
                 last_reload,
                 config_changed: std::fs::read(&self.config_path).ok() != config_text,

@@ -41,7 +41,6 @@ use watch::{Degraded, DirWatcher, Inbox, Queue, Reconciled, Seen, Work};
 pub(crate) mod audit;
 mod cache;
 mod control;
-pub(crate) mod metrics;
 mod unrepaired;
 pub(crate) mod watch;
 mod worker;
@@ -399,10 +398,8 @@ async fn serve(
         });
     }
     // Caches first: a `sync` answered before they exist would settle on nothing.
-    for cache in
-        config.caches.iter().filter(|c| c.policy.owner.is_some() && crate::client::gofidelity::is_build_cache(c))
-    {
-        tracing::warn!(root = %cache.path.display(), "{}", crate::client::gofidelity::GOCACHE_OWNER);
+    for cache in config.caches.iter().filter(|c| c.policy.owner.is_some() && crate::policy::config::is_build_cache(c)) {
+        tracing::warn!(root = %cache.path.display(), "{}", crate::policy::config::GOCACHE_OWNER);
     }
     let started = service.start_caches(&config.caches, HashMap::new());
     tracing::info!("listening for cachekeeperctl on {}", service.daemon.socket.display());
@@ -463,7 +460,7 @@ async fn run_until_stopped(
             loop {
                 tick.tick().await;
                 let Some((dir, name)) = &service.side.metrics else { return };
-                let text = crate::service::metrics::render(&service.status_off_runtime().await);
+                let text = crate::metrics::render(&service.status_off_runtime().await);
                 let written = dir.replace(name, text.as_bytes(), 0o644);
                 let failed = written.err().map(|e| format!("daemon.metrics_textfile: {e}"));
                 let before = std::mem::replace(&mut service.running().trouble, failed.clone());

@@ -591,47 +591,6 @@ mod fsevents_watcher {
 #[cfg(not(target_os = "linux"))]
 pub use fsevents_watcher::DirWatcher;
 
-/// The filesystem of `path`, and whether it must be polled: network and FUSE
-/// filesystems send no inotify events for writes made by other clients.
-#[cfg(target_os = "macos")]
-pub fn filesystem(path: &Path) -> (String, bool) {
-    let Ok(st) = nix::sys::statfs::statfs(path) else { return ("unknown".into(), false) };
-    // macOS names the filesystem (f_fstypename); FSEvents, like inotify, sees only the
-    // writes made through this kernel.
-    let name = st.filesystem_type_name().to_owned();
-    let network = matches!(name.as_str(), "nfs" | "smbfs" | "afpfs" | "webdav" | "macfuse" | "osxfuse" | "fuse");
-    (name, network)
-}
-
-/// The filesystem of `path`, and whether it must be polled: network and FUSE
-/// filesystems send no inotify events for writes made by other clients.
-#[cfg(not(target_os = "macos"))]
-pub(crate) fn filesystem(path: &Path) -> (String, bool) {
-    let Ok(st) = nix::sys::statfs::statfs(path) else { return ("unknown".into(), false) };
-    // The magic numbers of statfs(2).
-    let (name, network) = match st.filesystem_type().0 as u64 {
-        0xEF53 => ("ext4", false),
-        0x5846_5342 => ("xfs", false),
-        0x9123_683E => ("btrfs", false),
-        0x0102_1994 => ("tmpfs", false),
-        0x794C_7630 => ("overlayfs", false),
-        0x2FC1_2FC1 => ("zfs", false),
-        0xF2F5_2010 => ("f2fs", false),
-        0x6969 => ("nfs", true),
-        0x517B => ("smb", true),
-        0xFE53_4D42 => ("smb2", true),
-        0xFF53_4D42 => ("cifs", true),
-        0x6573_5546 => ("fuse", true),
-        0x00C3_6400 => ("ceph", true),
-        0x0102_1997 => ("9p", true),
-        0x5346_414F => ("afs", true),
-        0x0BD0_0BD0 => ("lustre", true),
-        0x4750_4653 => ("gpfs", true),
-        other => return (format!("0x{other:x}"), false),
-    };
-    (name.to_owned(), network)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -838,7 +838,7 @@ impl<'r> Findings<'r> {
             tracing::error!(
                 root = %root.display(),
                 "{more} more entries could not be checked or repaired; `{} status --json` lists them",
-                crate::oneshot::hint::command("cachekeeperctl")
+                crate::policy::hint::command("cachekeeperctl")
             );
         }
     }

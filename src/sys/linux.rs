@@ -460,35 +460,35 @@ mod tests {
         std::fs::write(tmp.path().join("f"), b"").unwrap();
         let root: OwnedFd = std::fs::File::open(tmp.path()).unwrap().into();
         let dir = open_dir_at(root.as_fd(), c"d").unwrap();
-        let acl = crate::engine::acl::Acl::minimal(0o775).encode();
-        match set_xattr_fd(dir.as_fd(), crate::engine::acl::DEFAULT, &acl) {
+        let acl = crate::policy::acl::Acl::minimal(0o775).encode();
+        match set_xattr_fd(dir.as_fd(), crate::policy::acl::DEFAULT, &acl) {
             Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
                 panic!("the temp dir's filesystem has no POSIX ACLs: run this test where it has (CI does)")
             }
             r => r.unwrap(),
         }
-        assert_eq!(get_xattr_fd(dir.as_fd(), crate::engine::acl::DEFAULT).unwrap(), Some(acl.clone()));
+        assert_eq!(get_xattr_fd(dir.as_fd(), crate::policy::acl::DEFAULT).unwrap(), Some(acl.clone()));
         let mut buf = vec![0u8; 8];
-        let n = get_xattr_at(root.as_fd(), c"d", crate::engine::acl::DEFAULT, &mut buf).unwrap().unwrap();
+        let n = get_xattr_at(root.as_fd(), c"d", crate::policy::acl::DEFAULT, &mut buf).unwrap().unwrap();
         assert_eq!(&buf[..n], &acl[..], "a too small buffer grows");
-        remove_xattr_fd(dir.as_fd(), crate::engine::acl::DEFAULT).unwrap();
-        remove_xattr_fd(dir.as_fd(), crate::engine::acl::DEFAULT).unwrap();
-        assert_eq!(get_xattr_fd(dir.as_fd(), crate::engine::acl::DEFAULT).unwrap(), None);
+        remove_xattr_fd(dir.as_fd(), crate::policy::acl::DEFAULT).unwrap();
+        remove_xattr_fd(dir.as_fd(), crate::policy::acl::DEFAULT).unwrap();
+        assert_eq!(get_xattr_fd(dir.as_fd(), crate::policy::acl::DEFAULT).unwrap(), None);
 
         let pin = pin_at(root.as_fd(), c"f").unwrap();
-        assert_eq!(get_xattr_fd(pin.as_fd(), crate::engine::acl::ACCESS).unwrap(), None);
-        let mut access = crate::engine::acl::Acl::minimal(0o664);
-        access.entries.insert(1, crate::engine::acl::Entry { tag: crate::engine::acl::USER, perm: 7, id: 4242 });
+        assert_eq!(get_xattr_fd(pin.as_fd(), crate::policy::acl::ACCESS).unwrap(), None);
+        let mut access = crate::policy::acl::Acl::minimal(0o664);
+        access.entries.insert(1, crate::policy::acl::Entry { tag: crate::policy::acl::USER, perm: 7, id: 4242 });
         access.entries.insert(
             3,
-            crate::engine::acl::Entry { tag: crate::engine::acl::MASK, perm: 7, id: crate::engine::acl::UNDEFINED_ID },
+            crate::policy::acl::Entry { tag: crate::policy::acl::MASK, perm: 7, id: crate::policy::acl::UNDEFINED_ID },
         );
-        set_xattr_fd(pin.as_fd(), crate::engine::acl::ACCESS, &access.encode()).unwrap();
+        set_xattr_fd(pin.as_fd(), crate::policy::acl::ACCESS, &access.encode()).unwrap();
         assert_eq!(
-            get_xattr_at(root.as_fd(), c"f", crate::engine::acl::ACCESS, &mut buf).unwrap(),
+            get_xattr_at(root.as_fd(), c"f", crate::policy::acl::ACCESS, &mut buf).unwrap(),
             Some(access.encode().len())
         );
-        remove_xattr_fd(pin.as_fd(), crate::engine::acl::ACCESS).unwrap();
-        assert_eq!(get_xattr_at(root.as_fd(), c"f", crate::engine::acl::ACCESS, &mut buf).unwrap(), None);
+        remove_xattr_fd(pin.as_fd(), crate::policy::acl::ACCESS).unwrap();
+        assert_eq!(get_xattr_at(root.as_fd(), c"f", crate::policy::acl::ACCESS, &mut buf).unwrap(), None);
     }
 }

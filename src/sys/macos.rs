@@ -2,7 +2,7 @@
 //! `acl_set_fd_np`), declared here because the libc crate does not bind them. These are
 //! the ACLs `chmod +a` and `ls -le` show; Time Machine restores and Migration Assistant
 //! leave `deny` entries (`group:everyone deny delete`) that block the shared group. The
-//! text is parsed by the pure [`crate::engine::ext_acl`], which is unit-tested on every platform.
+//! text is parsed by the pure [`crate::policy::ext_acl`], which is unit-tested on every platform.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::io;

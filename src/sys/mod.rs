@@ -211,11 +211,11 @@ pub(crate) fn proc_path(fd: BorrowedFd<'_>) -> Option<std::path::PathBuf> {
     cfg!(target_os = "linux").then(|| std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())))
 }
 
-/// An extended ACL as `acl_to_text` writes it, parsed by [`crate::engine::ext_acl`].
+/// An extended ACL as `acl_to_text` writes it, parsed by [`crate::policy::ext_acl`].
 pub(crate) type AclText = String;
 
 /// The extended ACL of `path` as `acl_to_text` writes it (macOS; see
-/// [`crate::engine::ext_acl`]), not following a final symlink: for diagnostics of a path a user
+/// [`crate::policy::ext_acl`]), not following a final symlink: for diagnostics of a path a user
 /// gives. `None` where there are no extended ACLs.
 pub(crate) fn ext_acl_path(path: &CStr) -> io::Result<Option<AclText>> {
     #[cfg(target_os = "macos")]
@@ -447,15 +447,15 @@ mod other {
     }
 
     fn is_access(attr: &CStr) -> bool {
-        attr == crate::engine::acl::ACCESS
+        attr == crate::policy::acl::ACCESS
     }
 
     /// The `deny` entries of an extended ACL's text, one line each; `None` without any.
     #[cfg(target_os = "macos")]
     fn deny_lines(text: Option<String>) -> Option<Vec<u8>> {
-        let lines: Vec<String> = crate::engine::ext_acl::denies(text.as_deref().unwrap_or(""))
+        let lines: Vec<String> = crate::policy::ext_acl::denies(text.as_deref().unwrap_or(""))
             .iter()
-            .map(crate::engine::ext_acl::Ace::describe)
+            .map(crate::policy::ext_acl::Ace::describe)
             .collect();
         (!lines.is_empty()).then(|| lines.join("\n").into_bytes())
     }
@@ -551,4 +551,45 @@ pub(crate) fn trim_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// The filesystem of `path`, and whether it must be polled: network and FUSE
+/// filesystems send no inotify events for writes made by other clients.
+#[cfg(target_os = "macos")]
+pub(crate) fn filesystem(path: &std::path::Path) -> (String, bool) {
+    let Ok(st) = nix::sys::statfs::statfs(path) else { return ("unknown".into(), false) };
+    // macOS names the filesystem (f_fstypename); FSEvents, like inotify, sees only the
+    // writes made through this kernel.
+    let name = st.filesystem_type_name().to_owned();
+    let network = matches!(name.as_str(), "nfs" | "smbfs" | "afpfs" | "webdav" | "macfuse" | "osxfuse" | "fuse");
+    (name, network)
+}
+
+/// The filesystem of `path`, and whether it must be polled: network and FUSE
+/// filesystems send no inotify events for writes made by other clients.
+#[cfg(not(target_os = "macos"))]
+pub(crate) fn filesystem(path: &std::path::Path) -> (String, bool) {
+    let Ok(st) = nix::sys::statfs::statfs(path) else { return ("unknown".into(), false) };
+    // The magic numbers of statfs(2).
+    let (name, network) = match st.filesystem_type().0 as u64 {
+        0xEF53 => ("ext4", false),
+        0x5846_5342 => ("xfs", false),
+        0x9123_683E => ("btrfs", false),
+        0x0102_1994 => ("tmpfs", false),
+        0x794C_7630 => ("overlayfs", false),
+        0x2FC1_2FC1 => ("zfs", false),
+        0xF2F5_2010 => ("f2fs", false),
+        0x6969 => ("nfs", true),
+        0x517B => ("smb", true),
+        0xFE53_4D42 => ("smb2", true),
+        0xFF53_4D42 => ("cifs", true),
+        0x6573_5546 => ("fuse", true),
+        0x00C3_6400 => ("ceph", true),
+        0x0102_1997 => ("9p", true),
+        0x5346_414F => ("afs", true),
+        0x0BD0_0BD0 => ("lustre", true),
+        0x4750_4653 => ("gpfs", true),
+        other => return (format!("0x{other:x}"), false),
+    };
+    (name.to_owned(), network)
 }

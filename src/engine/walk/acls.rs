@@ -1,6 +1,6 @@
 //! What an entry's POSIX ACLs say, read through its descriptor: whether an access ACL
 //! grants more than the mode shows, and whether a directory carries the model's
-//! default ACL (the format is [`crate::engine::acl`]'s). Reads only.
+//! default ACL (the format is [`crate::policy::acl`]'s). Reads only.
 
 use std::os::fd::BorrowedFd;
 

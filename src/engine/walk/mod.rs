@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::engine::acl::{self, Acl};
 use crate::engine::root::Root;
+use crate::policy::acl::{self, Acl};
 use crate::policy::config::CacheConfig;
 use crate::policy::model::{self, Attrs, Divergence, Kind, Place};
 use crate::policy::names;

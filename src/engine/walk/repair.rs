@@ -9,7 +9,7 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use crate::engine::acl::{self, Acl};
+use crate::policy::acl::{self, Acl};
 use crate::policy::model::{self, Attrs, Divergence, Kind, Place};
 use crate::sys::{self, FileType};
 
