@@ -1,7 +1,26 @@
 //! The control socket: binding it safely, accepting within caps and deadlines, and
 //! answering each request (status, sync, rescan, reload) by routing it to the caches.
 
-use super::*;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::oneshot;
+
+use crate::engine::sidefile::{self, SafeDir};
+use crate::policy::config::{CacheConfig, Config, DaemonConfig};
+use crate::protocol::{self, CacheState, CacheStatus, Request, Response, Status};
+use crate::sys;
+
+use super::cache::{CacheRuntime, Start, Unsettled};
+use super::view::Kept;
+use super::watch::Reconciled;
+use super::{Peers, Running, Service, StartupError, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_UID, REQUEST_DEADLINE};
 
 /// Binds the control socket in its directory, resolved safely and writable only by root
 /// and the service's user: refuses to start when another service answers there or when

@@ -16,38 +16,34 @@
 //! routing). It uses the engine for every change and `sys` for the system calls; the
 //! clients reach it through `protocol` only.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::ffi::{OsStr, OsString};
-use std::os::fd::BorrowedFd;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 use tokio::sync::oneshot;
-use tokio::sync::watch as latest;
 
-use crate::engine::root::{self, Origin, Root};
+use crate::engine::root::{self, Origin};
 use crate::engine::sidefile::{self, SafeDir, SideFileError};
-use crate::engine::walk::{Action, Scan, Tally};
 use crate::policy::config::{CacheConfig, Config, DaemonConfig};
-use crate::protocol::{self, CacheState, CacheStatus, Repairs, Reported, Request, Response, ScanInfo, Status};
+use crate::protocol::{self, CacheState, Status};
 use crate::sys;
 use audit::AuditLog;
-use watch::{Degraded, DirWatcher, Inbox, Queue, Reconciled, Seen, Work};
+use watch::Reconciled;
 
 pub(crate) mod audit;
 mod cache;
 mod control;
 mod unrepaired;
+mod view;
 pub(crate) mod watch;
 mod worker;
 
-use cache::*;
-use control::*;
-use worker::*;
+use cache::CacheRuntime;
+use control::{accept_loop, bind_socket, Paths};
 
 /// How often a cache is fully reconciled when events cannot be trusted.
 const DEGRADED_RESCAN: Duration = Duration::from_secs(60);

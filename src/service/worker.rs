@@ -4,7 +4,28 @@
 //! after each step for `status`, `sync` and `rescan` to read. Nothing here is shared:
 //! a walk's visitor runs on the walk's threads and sends what it finds back here.
 
-use super::*;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::oneshot;
+use tokio::sync::watch as latest;
+
+use crate::engine::root::{self, Origin, Root};
+use crate::engine::walk::{Action, Scan, Tally};
+use crate::policy::config::CacheConfig;
+use crate::protocol::{self, CacheState, ScanInfo};
+use crate::sys;
+
+use super::audit::AuditLog;
+use super::view::{IsolationState, LastScan, Leftovers, View};
+use super::watch::{self, Degraded, DirWatcher, Inbox, Queue, Reconciled, Seen, Work};
+use super::{
+    unrepaired, DEGRADED_RESCAN, FINDINGS_LOGGED, MAX_BACKOFF, MAX_WARNED_BYTES, OWN_MOUNTS, POLL_INTERVAL, RETRY_AFTER,
+};
 
 /// Work taken from the queue and not done yet: each path once (deep if any asked so),
 /// parents before children, or a full reconcile, which makes them moot.
