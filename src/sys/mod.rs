@@ -3,7 +3,8 @@
 //! here takes a full path except `open_slash` (the directory every safe resolution starts
 //! from), the bind mount and the diagnostics of a path a user gives: every other call is
 //! relative to a directory descriptor, so no name in the tree can redirect it and depth
-//! never meets `PATH_MAX`.
+//! never meets `PATH_MAX`. It uses only `policy` (the ACL formats it encodes); everything
+//! above uses it.
 //!
 //! Two engines implement the walk's calls (classify, open a directory, pin, chown, chmod,
 //! list) with the same guarantees (SPEC §6):
