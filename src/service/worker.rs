@@ -309,6 +309,8 @@ impl Worker {
                     pending.rescan(None);
                     self.finish(&mut pending, &mut next_scan);
                 }
+                // A `sync` reads what is left from the view next: publish first.
+                self.publish();
                 for tx in barriers {
                     let _ = tx.send(());
                 }
@@ -419,6 +421,8 @@ impl Worker {
             self.state.record.retry = None;
             let reconciled = self.full_scan();
             *next_scan = Instant::now() + self.interval();
+            // Whoever waits reads the view next: it must show this reconcile.
+            self.publish();
             for tx in waiters {
                 let _ = tx.send(reconciled.clone());
             }
