@@ -13,7 +13,7 @@ pub(crate) use linux::{check, effective, reduce, Cause};
 /// says what to change; nothing has been changed in any cache.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PrivilegeError {
-    /// Not root, and a capability of [`NEEDED`] is not in the permitted set.
+    /// Not root, and a capability of [`linux::NEEDED`] is not in the permitted set.
     #[cfg(target_os = "linux")]
     #[error("running as uid {uid} without {capability}, which repairs need: {hint}", hint = linux::UNIT_HINT)]
     Missing { capability: caps::Capability, uid: u32 },

@@ -50,7 +50,7 @@ impl Pending {
     }
 }
 
-/// What a worker is made of, from [`CacheRuntime::start`].
+/// What a worker is made of, from [`super::cache::CacheRuntime::start`].
 pub(super) struct Setup {
     pub(super) cache: Arc<CacheConfig>,
     pub(super) inbox: Inbox,
