@@ -18,8 +18,9 @@ use crate::sys;
 
 use super::audit::AuditLog;
 use super::view::{Kept, View};
-use super::watch::{self, Degraded, DirWatcher, Queue, Reconciled, Work};
+use super::watch::{self, Degraded, DirWatcher, Queue, Work};
 use super::worker::{self, Worker};
+use super::worker::{NotReconciled, Reconciled};
 use super::POLL_INTERVAL;
 
 /// Why a `sync` or `rescan` of one cache was not done.
@@ -32,7 +33,7 @@ pub(super) enum Unsettled {
     Marker(Arc<SideFileError>),
     /// The full reconcile could not walk the cache; the reason says why.
     #[error("not reconciled: {0}")]
-    NotReconciled(String),
+    NotReconciled(NotReconciled),
 }
 
 /// `daemon.max_watches`, or half of `fs.inotify.max_user_watches`: the kernel's budget is

@@ -19,7 +19,7 @@ use crate::sys;
 
 use super::cache::{CacheRuntime, Start, Unsettled};
 use super::view::Kept;
-use super::watch::Reconciled;
+use super::worker::Reconciled;
 use super::{Peers, Running, Service, StartupError, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_UID, REQUEST_DEADLINE};
 
 /// Binds the control socket in its directory, resolved safely and writable only by root

@@ -32,7 +32,7 @@ use crate::policy::config::{CacheConfig, Config, DaemonConfig};
 use crate::protocol::{self, CacheState, Status};
 use crate::sys;
 use audit::AuditLog;
-use watch::Reconciled;
+use worker::Reconciled;
 
 pub(crate) mod audit;
 mod cache;

@@ -16,14 +16,12 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
+use super::worker::Reconciled;
+
 #[cfg(target_os = "linux")]
 use nix::errno::Errno;
 #[cfg(target_os = "linux")]
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-
-/// What a full reconcile answers whoever asked for it: what it found, or why it could
-/// not walk the cache.
-pub(crate) type Reconciled = Result<Option<crate::protocol::ScanInfo>, String>;
 
 /// A message to a cache's worker; it handles them in order.
 #[derive(Debug)]

@@ -22,7 +22,7 @@ use crate::sys;
 
 use super::audit::AuditLog;
 use super::view::{IsolationState, LastScan, Leftovers, View};
-use super::watch::{self, Degraded, DirWatcher, Inbox, Queue, Reconciled, Seen, Work};
+use super::watch::{self, Degraded, DirWatcher, Inbox, Queue, Seen, Work};
 use super::{
     unrepaired, DEGRADED_RESCAN, FINDINGS_LOGGED, MAX_BACKOFF, MAX_WARNED_BYTES, OWN_MOUNTS, POLL_INTERVAL, RETRY_AFTER,
 };
@@ -302,20 +302,17 @@ impl Worker {
             // A `sync` whose marker could not be made has gone.
             self.state.waiters.retain(|_, tx| !tx.is_closed());
             self.finish(&mut pending, &mut next_scan);
-            if !barriers.is_empty() {
-                // `sync` covers a root that was deleted or replaced (`go clean -modcache`)
-                // even if its events were missed: reconcile the new one.
-                if self.root_changed() {
-                    pending.rescan(None);
-                    self.finish(&mut pending, &mut next_scan);
-                }
-                // A `sync` reads what is left from the view next: publish first.
-                self.publish();
-                for tx in barriers {
-                    let _ = tx.send(());
-                }
+            // `sync` covers a root that was deleted or replaced (`go clean -modcache`)
+            // even if its events were missed: reconcile the new one.
+            if !barriers.is_empty() && self.root_changed() {
+                pending.rescan(None);
+                self.finish(&mut pending, &mut next_scan);
             }
+            // A `sync` reads what is left from the view next: publish first.
             self.publish();
+            for tx in barriers {
+                let _ = tx.send(());
+            }
             if stop {
                 return;
             }
@@ -691,28 +688,24 @@ impl Worker {
         let started = Instant::now();
         let mut refused = None;
         let mut outcome = None;
-        let scanned = self.root().map_err(|e| e.to_string()).and_then(|pinned| {
+        let scanned = self.root().map_err(NotWalked::Root).and_then(|pinned| {
             let action = self.guard(&pinned);
             if action == Action::Check {
                 refused = self.state.view.isolation.as_ref().and_then(|i| i.refused.clone());
             }
-            let walked = self.walk(&pinned, action, None);
-            let result = walked.result.as_ref().map_err(|e| {
+            let mut walked = self.walk(&pinned, action, None);
+            let result = std::mem::replace(&mut walked.result, Ok(())).map_err(|e| {
                 if transient(e.raw_os_error()) {
                     self.state.record.defer(Vec::new(), RETRY_AFTER);
                 }
-                format!("{}: {}", watch::UNWALKABLE_REASON, sys::describe(e))
+                NotWalked::Walk(Arc::new(e))
             });
-            let result = result.copied();
             outcome = Some(walked);
             result
         });
         // Under systemd the usual cause is a cache the unit's sandbox hides: say so, and
         // give the drop-in, instead of leaving people to look for a read-only disk.
-        let failure = scanned.as_ref().err().map(|why| match crate::sandbox::hidden(&cache.path) {
-            Some(advice) => format!("{why}; {advice}"),
-            None => why.clone(),
-        });
+        let failure = scanned.err().map(|cause| NotReconciled { cause, advice: crate::sandbox::hidden(&cache.path) });
         let counts = &mut self.state.view.kept.counts;
         if let Some(why) = &failure {
             tracing::error!(root = %cache.path.display(), "full scan failed: {why}");
@@ -738,7 +731,7 @@ impl Worker {
         // what keeps it degraded is a root that cannot be opened, a watch limit that still
         // bites, or no inotify at all.
         self.state.view.degraded = match &failure {
-            Some(why) => Some(Degraded::Unwalkable(why.clone())),
+            Some(why) => Some(Degraded::Unwalkable(why.to_string())),
             None if refused.is_some() => refused.map(Degraded::Refused),
             None if unwatched.is_some() => unwatched,
             None if !self.setup.polled && self.setup.watcher.is_none() => Some(Degraded::NoInotify),
@@ -869,9 +862,31 @@ impl<'r> Findings<'r> {
     }
 }
 
+/// What a full reconcile answers whoever asked for it: what it found, or why it could
+/// not walk the cache.
+pub(crate) type Reconciled = Result<Option<ScanInfo>, NotReconciled>;
+
+/// Why a full reconcile could not walk the cache, and, under systemd, the drop-in that
+/// lets the unit's sandbox show it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{cause}{}", .advice.as_ref().map(|a| format!("; {a}")).unwrap_or_default())]
+pub(crate) struct NotReconciled {
+    pub(crate) cause: NotWalked,
+    pub(crate) advice: Option<String>,
+}
+
+/// What stopped a full reconcile.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum NotWalked {
+    #[error(transparent)]
+    Root(RootTrouble),
+    #[error("{reason}: {}", sys::describe(.0), reason = watch::UNWALKABLE_REASON)]
+    Walk(Arc<std::io::Error>),
+}
+
 /// Why the worker has no root to walk: a cause of the whole cache.
 #[derive(Debug, Clone, thiserror::Error)]
-pub(super) enum RootTrouble {
+pub(crate) enum RootTrouble {
     /// The path is not a root the rules accept, or cannot be made or opened.
     #[error("{reason}: {0}", reason = watch::UNWALKABLE_REASON)]
     Unusable(root::RootError),
