@@ -12,8 +12,14 @@ const SUDO_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin
 /// `name` (`cachekeeper` or `cachekeeperctl`) as a command line should spell it: this
 /// binary's sibling of that name, by its bare name when `search` (a `PATH`) leads to it.
 fn program(name: &str, search: &OsStr) -> String {
-    let here = std::env::current_exe().ok().and_then(|e| e.canonicalize().ok());
-    let Some(installed) = here.as_deref().and_then(Path::parent).map(|d| d.join(name)).filter(|p| p.exists()) else {
+    // The kernel names this binary by its real path; a caller who may not search a
+    // directory above it (a build below a 0700 directory) still runs it by that path.
+    let here = std::env::current_exe().ok().map(|e| e.canonicalize().unwrap_or(e));
+    let sibling = |dir: &Path| Some(dir.join(name)).filter(|p| p.exists());
+    let Some(installed) = (match here {
+        Some(here) if here.file_name() == Some(OsStr::new(name)) => Some(here),
+        here => here.as_deref().and_then(Path::parent).and_then(sibling),
+    }) else {
         return name.to_owned();
     };
     let found: Option<PathBuf> = std::env::split_paths(search).map(|d| d.join(name)).find(|p| p.is_file());
