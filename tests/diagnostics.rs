@@ -166,9 +166,7 @@ fn line<'a>(text: &'a str, check: &str) -> &'a str {
 #[cfg(target_os = "linux")]
 #[test]
 fn root_doctor_passes_on_a_healthy_setup_and_names_each_broken_condition() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let caches = format!("[[cache]]\npath = \"{}\"\ngroup = 3200\n", t.root_str());
     let mut d = Daemon::start(&t.base, &caches, "");
     let cfg = d.config.to_str().unwrap().to_owned();
@@ -335,9 +333,7 @@ fn root_explain_takes_a_pasted_go_error_line() {
 /// service.
 #[test]
 fn root_doctor_tells_a_non_member_what_lets_them_ask_the_service() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let cfg = config(&t, "group = 3200");
     let d = Daemon::start(&t.base, &std::fs::read_to_string(&cfg).unwrap(), "socket_group = 3300");
     let mut cmd = setpriv(1001, &[3200]);

@@ -204,9 +204,7 @@ fn root_explain_judges_what_go_needs_unless_asked_for_an_access() {
 
 #[test]
 fn root_cachekeeperctl_finds_the_socket_in_the_configuration() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let d = Daemon::start(&t.base, &format!("[[cache]]\npath = \"{}\"\nowner = 0\n", t.root_str()), "");
     let mut cmd = Command::new(bin("cachekeeperctl"));
     cmd.arg("--config").arg(&d.config).arg("status").env_remove("CACHEKEEPER_SOCKET");

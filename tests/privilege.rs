@@ -74,9 +74,7 @@ fn assert_still_repairs(t: &Tree, d: &Daemon) {
 
 #[test]
 fn root_with_daemon_user_switches_user_and_keeps_exactly_four_capabilities() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     mkdir(&t.base.join("run"), 0o755);
     chown(&t.base.join("run"), SERVICE_USER, SERVICE_USER);
     let mut d = Daemon::start(&t.base, &caches(&t.root), &format!("user = {SERVICE_USER}"));
@@ -108,9 +106,7 @@ fn plus(names: &str) -> String {
 
 #[test]
 fn root_started_like_systemd_with_ambient_capabilities() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     mkdir(&t.base.join("run"), 0o755);
     chown(&t.base.join("run"), SERVICE_USER, SERVICE_USER);
     let ambient = plus(FOUR_NAMES);
@@ -138,9 +134,7 @@ fn root_started_like_systemd_without_one_capability_refuses_to_start() {
 
 #[test]
 fn root_without_daemon_user_stays_uid_0_with_four_capabilities() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let d = Daemon::start(&t.base, &caches(&t.root), "");
     assert_reduced(d.pid(), 0, FOUR);
     assert_still_repairs(&t, &d);
@@ -148,9 +142,7 @@ fn root_without_daemon_user_stays_uid_0_with_four_capabilities() {
 
 #[test]
 fn root_a_socket_directory_the_service_creates_belongs_to_daemon_user() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     // A socket directory that does not exist yet: the service creates it.
     let socket_dir = t.base.join("fresh-run");
     let socket = socket_dir.join("ck.sock");
@@ -175,9 +167,7 @@ fn root_a_socket_directory_the_service_creates_belongs_to_daemon_user() {
 /// fails at once with one line naming the key and the path.
 #[test]
 fn root_a_metrics_directory_the_service_user_cannot_write_fails_the_start() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     mkdir(&t.base.join("run"), 0o755);
     chown(&t.base.join("run"), SERVICE_USER, SERVICE_USER);
     // Private (root's, 0755), so it passes the side-file rule, but not the user's.

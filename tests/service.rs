@@ -27,9 +27,7 @@ fn as_member(t: &Tree, script: &str) {
 
 #[test]
 fn root_recursive_create_race_mkdir_p_then_files_100_times() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let d = start(&t);
     as_member(&t, "i=0; while [ $i -lt 100 ]; do mkdir -p a$i/b/c && echo x > a$i/b/c/f.go && echo y > a$i/t.go; i=$((i+1)); done");
     d.sync();
@@ -39,9 +37,7 @@ fn root_recursive_create_race_mkdir_p_then_files_100_times() {
 
 #[test]
 fn root_burst_of_10k_files_by_another_uid_with_umask_077() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let d = start(&t);
     as_member(&t, "for d in 0 1 2 3 4 5 6 7 8 9; do mkdir burst$d; i=0; while [ $i -lt 1000 ]; do : > burst$d/f$i; i=$((i+1)); done; done");
     d.sync();
@@ -52,9 +48,7 @@ fn root_burst_of_10k_files_by_another_uid_with_umask_077() {
 
 #[test]
 fn root_a_prepared_tree_renamed_into_the_root() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     // Unisolated: into an isolated root nothing can be renamed from outside (EXDEV).
     let d = Daemon::start_with(&t.base, &shared_cache(&t.root), "", own_mount_namespace);
     let prepared = t.base.join("prepared");
@@ -72,9 +66,7 @@ fn root_a_prepared_tree_renamed_into_the_root() {
 
 #[test]
 fn root_deletion_during_the_initial_scan() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     for dir in 0..40 {
         for f in 0..100 {
             write(&t.path(&format!("d{dir}/sub/f{f}")), 0o600);
@@ -157,9 +149,7 @@ fn root_watch_limit_degrades_to_periodic_reconciles() {
 
 #[test]
 fn root_stalled_daemon_then_a_burst() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let d = start(&t);
     let pid = nix::unistd::Pid::from_raw(d.pid());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
@@ -171,9 +161,7 @@ fn root_stalled_daemon_then_a_burst() {
 
 #[test]
 fn root_own_repairs_do_not_loop() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let d = start(&t);
     as_member(&t, "mkdir a; : > a/f");
     d.sync();
@@ -188,9 +176,7 @@ fn root_own_repairs_do_not_loop() {
 
 #[test]
 fn root_sigterm_stops_cleanly_and_removes_the_socket() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let mut d = start(&t);
     let status = d.stop();
     assert_eq!(status.code(), Some(0), "{}", d.log());
@@ -201,9 +187,7 @@ fn root_sigterm_stops_cleanly_and_removes_the_socket() {
 
 #[test]
 fn root_sighup_and_reload_reread_the_configuration() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let d = start(&t);
     // A broken configuration is refused and the running one kept.
     let good = std::fs::read_to_string(&d.config).unwrap();
@@ -228,9 +212,7 @@ fn root_sighup_and_reload_reread_the_configuration() {
 
 #[test]
 fn root_status_json_matches_the_golden_shape() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let d = start(&t);
     let s = d.status();
     let golden: serde_json::Value =
@@ -290,9 +272,7 @@ fn shape(v: &serde_json::Value) -> serde_json::Value {
 
 #[test]
 fn root_a_uid_outside_socket_group_is_refused() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let d = Daemon::start(&t.base, &shared_cache(&t.root), "socket_group = 3300");
     let socket_meta = meta(&d.socket);
     assert_eq!((socket_meta.gid, socket_meta.mode), (3300, 0o660));
@@ -315,9 +295,7 @@ fn root_a_uid_outside_socket_group_is_refused() {
 
 #[test]
 fn root_a_second_service_on_the_same_socket_refuses_to_start() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let d = start(&t);
     let out = cachekeeper(&["--config", d.config.to_str().unwrap()], &[]);
     assert_eq!(code(&out), 1);
@@ -327,9 +305,7 @@ fn root_a_second_service_on_the_same_socket_refuses_to_start() {
 
 #[test]
 fn root_audit_log_and_metrics() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let audit = t.base.join("audit.jsonl");
     let textfile = t.base.join("cachekeeper.prom");
     let extra = format!("audit_log = \"{}\"\nmetrics_textfile = \"{}\"", audit.display(), textfile.display());
@@ -411,9 +387,7 @@ fn root_without_inotify_instances_the_cache_is_reconciled_instead() {
 
 #[test]
 fn root_a_root_that_cannot_be_walked_shows_as_degraded() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     write(&t.base.join("a-file"), 0o644);
     let caches = format!("[[cache]]\npath = \"{}\"\n", t.base.join("a-file/mod").display());
     let d = Daemon::start_unsynced(&t.base, &caches, "", |cmd| cmd);
@@ -427,9 +401,7 @@ fn root_a_root_that_cannot_be_walked_shows_as_degraded() {
 /// the service could not read at all.
 #[test]
 fn root_rescan_and_sync_fail_on_a_cache_that_cannot_be_walked() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     write(&t.base.join("a-file"), 0o644);
     let root = t.base.join("a-file/mod");
     let caches = format!("[[cache]]\npath = \"{}\"\n", root.display());
@@ -447,9 +419,7 @@ fn root_rescan_and_sync_fail_on_a_cache_that_cannot_be_walked() {
 /// sandbox is imitated with a read-only bind mount in a mount namespace of its own.
 #[test]
 fn root_a_cache_hidden_by_the_sandbox_names_the_drop_in() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let hidden = t.base.join("srv");
     mkdir(&hidden, 0o755);
     let root = hidden.join("go/mod");
@@ -477,9 +447,7 @@ fn root_a_cache_hidden_by_the_sandbox_names_the_drop_in() {
 #[cfg(target_os = "linux")]
 #[test]
 fn root_a_fuse_root_is_polled_and_synced_by_reconciling() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let backing = t.base.join("backing");
     mkdir(&backing, 0o755);
     // A FUSE mount point must be empty; the cache's shape moves to the backing tree.
@@ -501,9 +469,7 @@ fn root_a_fuse_root_is_polled_and_synced_by_reconciling() {
 
 #[test]
 fn root_systemd_notifications_and_json_logs() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     // What systemd listens on for a Type=notify service with WatchdogSec=.
     let notify_path = t.base.join("notify.sock");
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
@@ -578,9 +544,7 @@ fn ctl_as(d: &Daemon, uid: u32, groups: &[u32], args: &[&str]) -> std::process::
 /// and everyone else's `sync` succeeds.
 #[test]
 fn root_an_entry_that_cannot_be_repaired_is_listed_and_told_to_its_owner_only() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let stuck = t.path("stuck/f.go");
     write(&stuck, 0o600);
     let immutable = Immutable::set(&stuck);
@@ -620,9 +584,7 @@ fn root_an_entry_that_cannot_be_repaired_is_listed_and_told_to_its_owner_only() 
 /// could miss an entry it had just failed to repair. Thirty rounds, a fresh entry each.
 #[test]
 fn root_sync_and_rescan_answer_with_what_their_own_work_found() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     // Unisolated, so that a tree made outside can be moved in.
     let d = Daemon::start_with(&t.base, &shared_cache(&t.root), "", own_mount_namespace);
     for i in 0..30 {
@@ -646,9 +608,7 @@ fn root_sync_and_rescan_answer_with_what_their_own_work_found() {
 /// pass: the whole cache went `degraded` and every user's `sync` and `rescan` failed.
 #[test]
 fn root_a_members_full_xattr_space_degrades_nothing_and_blocks_no_one_elses_sync() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     // No owner: each member keeps what they create, as on a build host's shared cache.
     let caches = format!("[[cache]]\npath = \"{}\"\ngroup = {GROUP}\n", t.root.display());
     let d = Daemon::start(&t.base, &caches, &format!("socket_group = {GROUP}"));
@@ -690,9 +650,7 @@ fn root_a_members_full_xattr_space_degrades_nothing_and_blocks_no_one_elses_sync
 
 #[test]
 fn root_full_scans_log_a_summary_not_a_line_per_entry() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     for i in 0..200 {
         write(&t.path(&format!("pre/f{i}")), 0o600);
     }
@@ -715,9 +673,7 @@ fn root_full_scans_log_a_summary_not_a_line_per_entry() {
 
 #[test]
 fn root_a_log_write_error_stops_nothing() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     // stderr is a pipe whose reader is gone: every log line fails with EPIPE.
     let (reader, writer) = nix::unistd::pipe().unwrap();
     drop(reader);
@@ -730,9 +686,7 @@ fn root_a_log_write_error_stops_nothing() {
 
 #[test]
 fn root_go_clean_modcache_deletes_the_root_and_go_makes_it_again() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     // Unisolated: an isolated root is a mount point, which cannot be removed.
     let d = Daemon::start_with(&t.base, &shared_cache(&t.root), "", own_mount_namespace);
     as_member(&t, "mkdir -p cache/download/m/@v && : > cache/download/m/@v/list");
@@ -757,9 +711,7 @@ fn root_go_clean_modcache_deletes_the_root_and_go_makes_it_again() {
 /// in nothing, and shown as such, until an administrator's rescan accepts it.
 #[test]
 fn root_a_sibling_cache_swapped_into_the_roots_name_is_refused() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     mkdir(&t.base.join("parent"), 0o2775);
     chown(&t.base.join("parent"), 0, GROUP);
     let root = t.base.join("parent/mod");
@@ -797,9 +749,7 @@ fn root_a_sibling_cache_swapped_into_the_roots_name_is_refused() {
 /// cache's, even when the service first sees it full.
 #[test]
 fn root_a_root_made_again_and_filled_by_a_member_is_accepted() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     // Members may make the root again, as `writable = true` allows.
     chmod(&t.base, 0o2775);
     chown(&t.base, 0, GROUP);
@@ -829,9 +779,7 @@ fn runtimes_of(pid: i32) -> (usize, usize) {
 
 #[test]
 fn root_80_concurrent_reloads_by_a_member_leave_no_runtime_behind() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let d = Daemon::start(&t.base, &shared_cache(&t.root), &format!("socket_group = {GROUP}"));
     let before = runtimes_of(d.pid());
     let reloads: Vec<_> = (0..80)
@@ -889,9 +837,7 @@ impl Drop for IdleConnections {
 
 #[test]
 fn root_idle_connections_of_a_member_do_not_starve_checks() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     // The default soft limit of a service started by init.
     let d = Daemon::start_with(&t.base, &shared_cache(&t.root), &format!("socket_group = {GROUP}"), |cmd| {
         let mut limited = std::process::Command::new("prlimit");
@@ -910,9 +856,7 @@ fn root_idle_connections_of_a_member_do_not_starve_checks() {
 
 #[test]
 fn root_a_flood_of_events_past_max_pending_becomes_one_reconcile() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let d = Daemon::start(&t.base, &shared_cache(&t.root), "max_pending = 8");
     // Stalled, so that the events of 500 new files all wait for the worker at once.
     let pid = nix::unistd::Pid::from_raw(d.pid());
@@ -928,9 +872,7 @@ fn root_a_flood_of_events_past_max_pending_becomes_one_reconcile() {
 
 #[test]
 fn root_max_watches_caps_the_watches_of_a_cache() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let d = Daemon::start(&t.base, &shared_cache(&t.root), "max_watches = 10");
     as_member(&t, "i=0; while [ $i -lt 30 ]; do mkdir -p w$i/inner; : > w$i/inner/f; i=$((i+1)); done");
     d.sync();
@@ -949,9 +891,7 @@ fn root_max_watches_caps_the_watches_of_a_cache() {
 
 #[test]
 fn root_directories_deeper_than_path_max_are_watched() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     // Unisolated, so that a tree made outside can be moved in.
     let d = Daemon::start_with(&t.base, &shared_cache(&t.root), "", own_mount_namespace);
     // 25 levels of 200-byte names: the deepest paths are longer than PATH_MAX (4096).
@@ -996,9 +936,7 @@ fn one_line_with(out: &std::process::Output, words: &[&str]) {
 #[test]
 fn root_a_fifo_at_the_audit_log_path_fails_the_start_at_once() {
     use std::os::unix::fs::FileTypeExt;
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let audit = t.base.join("audit.jsonl");
     nix::unistd::mkfifo(&audit, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     Daemon::write_config(&t.base, &shared_cache(&t.root), &format!("audit_log = \"{}\"", audit.display()));
@@ -1035,9 +973,7 @@ fn root_a_group_writable_directory_for_the_audit_log_or_the_metrics_is_refused()
 /// Regression: whatever had the socket's name was deleted at start, a regular file too.
 #[test]
 fn root_a_regular_file_at_the_socket_path_is_refused_and_kept() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let socket = Daemon::write_config(&t.base, &shared_cache(&t.root), "");
     std::fs::write(&socket, b"not a socket\n").unwrap();
     let out = refused_start(&t.base);
@@ -1055,9 +991,7 @@ fn root_a_regular_file_at_the_socket_path_is_refused_and_kept() {
 /// socket's path that is removed: no one answers there.
 #[test]
 fn root_a_stale_socket_is_replaced() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let socket = Daemon::write_config(&t.base, &shared_cache(&t.root), "");
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
     let d = Daemon::start(&t.base, &shared_cache(&t.root), "");
@@ -1069,9 +1003,7 @@ fn root_a_stale_socket_is_replaced() {
 /// the whole reconcile).
 #[test]
 fn root_sigterm_during_the_first_full_scan_ends_the_walk() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let backing = t.base.join("backing");
     let total = 60_000;
     for d in 0..200 {
@@ -1114,9 +1046,7 @@ fn root_sigterm_during_the_first_full_scan_ends_the_walk() {
 /// changed, it is repaired without anyone asking.
 #[test]
 fn root_an_unrepaired_entry_is_retried_by_itself() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let stuck = t.path("stuck/f.go");
     write(&stuck, 0o600);
     let immutable = Immutable::set(&stuck);

@@ -77,9 +77,7 @@ fn service_exit(config: &Path) -> Option<std::process::Output> {
 
 #[test]
 fn root_a_cache_root_swapped_for_a_symlink_by_its_owner_leads_nowhere() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let canary = Canary::new(&t.base.join("root-only"));
     // The owner's own tree, as in /home/alice/go/pkg/mod: every component is theirs.
     let home = t.base.join("alice");
@@ -133,9 +131,7 @@ fn root_a_cache_root_swapped_for_a_symlink_by_its_owner_leads_nowhere() {
 
 #[test]
 fn root_sudo_never_takes_the_cache_from_outside_the_callers_home() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let canary = Canary::new(&t.base.join("root-only"));
     let home = t.base.join("carol");
     for d in [&home, &home.join(".config"), &home.join(".config/go"), &home.join("go"), &home.join("go/pkg")] {
@@ -181,9 +177,7 @@ fn root_sudo_never_takes_the_cache_from_outside_the_callers_home() {
 
 #[test]
 fn root_system_directories_homes_and_symlinked_spellings_are_refused() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let alice = t.base.join("alice-home");
     mkdir(&alice, 0o755);
     chown(&alice, 1061, 1061);
@@ -245,9 +239,7 @@ print(linked, refused)
 
 #[test]
 fn root_no_hard_link_from_outside_enters_a_cache_the_service_keeps() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     // The cache and its parent (which the service isolates) inside the temp tree; the
     // canary elsewhere on the same filesystem: another user's file the member may write,
     // which fs.protected_hardlinks=1 lets them link.
@@ -284,9 +276,7 @@ fn root_no_hard_link_from_outside_enters_a_cache_the_service_keeps() {
 
 #[test]
 fn root_init_isolate_stops_hard_links_and_says_so() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let root = t.base.join("caches/mod");
     mkdir(&root.join("cache/download"), 0o755);
     let outside = t.base.join("outside-file");
@@ -312,9 +302,7 @@ fn root_init_isolate_stops_hard_links_and_says_so() {
 /// exactly the root now: a link from a sibling fails like one from anywhere else.
 #[test]
 fn root_isolation_is_exactly_the_root_so_nothing_beside_it_links_in() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let root = t.base.join("caches/mod");
     mkdir(&root.join("cache/download"), 0o755);
     let sibling = t.base.join("caches/teamb");
@@ -352,9 +340,7 @@ fn wait_mounts(dir: &Path, want: usize, context: &str) {
 /// each start stacked another. Its mount ends with it: on SIGTERM, and on SIGKILL too.
 #[test]
 fn root_the_services_mount_ends_with_it_and_is_never_stacked() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let caches = format!("[[cache]]\npath = \"{}\"\nowner = 0\ngroup = 0\n", t.root.display());
     let mut d = Daemon::start(&t.base, &caches, "");
     assert_eq!(mounts_under(&t.base), vec![t.root.clone()], "the service isolates exactly its root");
@@ -373,9 +359,7 @@ fn root_the_services_mount_ends_with_it_and_is_never_stacked() {
 
 #[test]
 fn root_side_files_in_a_members_directory_never_reach_outside() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     write(&t.path("divergent"), 0o600);
     let rc = t.base.join("root-rc");
     write(&rc, 0o600);
@@ -421,9 +405,7 @@ fn root_side_files_in_a_members_directory_never_reach_outside() {
 
 #[test]
 fn root_a_socket_directory_a_member_can_write_is_refused() {
-    require_root();
-    let _lock = sysctl_lock(false);
-    let t = Tree::new();
+    let (_lock, t) = root_tree();
     let rc = t.base.join("root-rc");
     write(&rc, 0o600);
     let canary = Canary::of(std::slice::from_ref(&rc));

@@ -428,6 +428,14 @@ pub fn sh_as(uid: u32, groups: &[u32], dir: &Path, script: &str) -> Output {
     out
 }
 
+/// The start of a test that runs as root over a tree of its own, service or not: root
+/// is required, the sysctl lock is taken shared (hold it for the whole test), and the
+/// tree is fresh.
+pub fn root_tree() -> (nix::fcntl::Flock<std::fs::File>, Tree) {
+    require_root();
+    (sysctl_lock(false), Tree::new())
+}
+
 /// Tests that change inotify sysctls take this exclusively; every other service test
 /// takes it shared, so that no service runs under a lowered limit it did not ask for.
 pub fn sysctl_lock(exclusive: bool) -> nix::fcntl::Flock<std::fs::File> {
