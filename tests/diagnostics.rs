@@ -159,6 +159,26 @@ fn doctor(t: &Tree, d: Option<&Daemon>, cfg: &str) -> Output {
     run(cmd, Duration::from_secs(60))
 }
 
+/// Regression: a member who ran doctor from a directory they may not look at was told
+/// "go is not installed here" (and, for git clones, judged as under a go before 1.21):
+/// go refuses to start there ("cannot determine current directory").
+#[test]
+fn root_doctor_finds_go_from_a_directory_the_caller_cannot_look_at() {
+    let (_lock, t) = root_tree();
+    let has_go = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join("go").is_file());
+    assert!(has_go, "this test needs go on PATH (.ci/run installs golang-go)");
+    let cfg = t.base.join("ck.toml");
+    std::fs::write(&cfg, format!("[[cache]]\npath = \"{}\"\n", t.root_str())).unwrap();
+    let hidden = t.base.join("hidden");
+    mkdir(&hidden, 0o700);
+    let mut cmd = setpriv(1001, &[]);
+    cmd.arg(bin("cachekeeperctl")).args(["--socket", "/nonexistent", "doctor", "--config"]).arg(&cfg);
+    cmd.current_dir(&hidden).env("HOME", &t.base);
+    let text = stdout(&run(cmd, Duration::from_secs(60)));
+    let go = line(&text, "go env");
+    assert!(!go.contains("not installed"), "{text}");
+}
+
 fn line<'a>(text: &'a str, check: &str) -> &'a str {
     text.lines().find(|l| l.contains(&format!("] {check}"))).unwrap_or_else(|| panic!("no {check} line:\n{text}"))
 }

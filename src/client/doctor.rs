@@ -352,7 +352,7 @@ fn hardlinks(l: &mut List) {
 }
 
 fn go_env(l: &mut List, caches: &[CacheConfig]) {
-    let out = std::process::Command::new("go").args(["env", "GOMODCACHE", "GOFLAGS"]).output();
+    let out = crate::client::gofidelity::go().args(["env", "GOMODCACHE", "GOFLAGS"]).output();
     let Some(out) = out.ok().filter(|o| o.status.success()) else {
         return l.add("go env", Verdict::Info, "go is not installed here");
     };

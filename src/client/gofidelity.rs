@@ -94,9 +94,21 @@ fn git_refuses(clone: &Path) -> bool {
 /// GIT_DIR so Git works with safe.bareRepository=explicit"; present in 1.21's and
 /// 1.23's source, absent from 1.19's). Older go commands, or none found: false.
 pub(crate) fn go_sets_git_dir() -> bool {
-    let out = Command::new("go").arg("env").arg("GOVERSION").env("GOTOOLCHAIN", "local").stdin(Stdio::null()).output();
+    let out = go().arg("env").arg("GOVERSION").env("GOTOOLCHAIN", "local").output();
     let version = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
     go_minor(&version).is_some_and(|m| m >= 21)
+}
+
+/// The `go` command on the caller's PATH, run where the caller is; from `/` when the
+/// caller may not look at the directory they are in, where go refuses to start ("cannot
+/// determine current directory"), which would read as no go at all.
+pub(crate) fn go() -> Command {
+    let mut cmd = Command::new("go");
+    cmd.stdin(Stdio::null());
+    if std::fs::metadata(".").is_err() {
+        cmd.current_dir("/");
+    }
+    cmd
 }
 
 fn go_minor(version: &str) -> Option<u32> {
